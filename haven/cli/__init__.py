@@ -1,0 +1,1 @@
+"""Command-line interface: Typer + Rich commands over the lower layers (`haven …`)."""

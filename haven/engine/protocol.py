@@ -1,0 +1,185 @@
+"""The engine's public contract: what the server (and the audit, and tests) may rely on.
+
+The HTTP layer depends on these types only, never on llama.cpp, so that every route can be
+tested in-process with a fake engine. A *ModelEngine* is one loaded model: it tokenizes,
+renders chat prompts, and runs generations that yield a stream of events. Generation
+requests carry token ids; text appears only in the events it emits (already detokenized,
+never broken UTF-8, already split into reasoning and content).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling. Validation of ranges happens in :meth:`validate`."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    grammar: str | None = None
+    """GBNF grammar text. Mutually exclusive with ``json_schema``."""
+    json_schema: Mapping[str, Any] | None = None
+    """Constrain output to JSON matching this schema ({} or {"type": "object"} = any JSON object)."""
+    logprobs: int | None = None
+    """If set, report the chosen token's logprob and this many top alternatives (0..20)."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt_tokens: Sequence[int]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    request_id: str = ""
+    reasoning_opened: bool = False
+    """True when the prompt already ends inside ``<think>`` (DeepSeek-R1 distills open it in
+    the generation prompt), so the first generated text is reasoning."""
+    split_reasoning: bool = True
+    """Split ``<think>…</think>`` into reasoning events; False passes it through as content."""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] = ()
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """Visible answer text."""
+
+    text: str
+    token_ids: tuple[int, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """Text generated between ``<think>`` and ``</think>``."""
+
+    text: str
+    token_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    """Prompt tokens whose KV entries were reused from a previous request (prefix reuse)."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: FinishReason
+    usage: Usage
+    stop_string: str | None = None
+    error: str | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """Seconds: ``queued``, ``prefill`` (time to first token), ``decode``."""
+
+
+EngineEvent = TextDelta | ReasoningDelta | Finished
+
+
+@runtime_checkable
+class GenerationHandle(Protocol):
+    """A submitted request. Iterate :meth:`events` until :class:`Finished`; cancel any time."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    def events(self) -> AsyncIterator[EngineEvent]: ...
+
+    async def cancel(self) -> None:
+        """Stop generating; the slot is freed within one scheduler step."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    architecture: str
+    context_length: int
+    """Context per sequence slot as configured (not the model's training maximum)."""
+    training_context_length: int
+    vocab_size: int
+    embedding_length: int
+    parameter_count: int
+    quantization: str
+    chat_template: str | None
+    bos_token: str | None
+    eos_token: str | None
+    sha256: str = ""
+    supports_thinking: bool = False
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    text: str
+    reasoning_opened: bool = False
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    slots_total: int
+    slots_in_use: int
+    queue_depth: int
+    cached_tokens_total: int = 0
+    prompt_tokens_total: int = 0
+    completion_tokens_total: int = 0
+
+
+@runtime_checkable
+class ModelEngine(Protocol):
+    """One loaded model serving many concurrent generations."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def render_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = True,
+    ) -> ChatPrompt: ...
+
+    async def submit(self, request: GenerationRequest) -> GenerationHandle:
+        """Queue a request. Raises QueueFullError, ContextLengthExceededError, GrammarError."""
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    def stats(self) -> EngineStats: ...
+
+    async def close(self) -> None: ...
+
+
+class EngineLoader(Protocol):
+    """Loads a model file into a ModelEngine (the server calls this lazily on first use)."""
+
+    def __call__(self, path: str, *, name: str, sha256: str) -> ModelEngine: ...
