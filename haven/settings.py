@@ -38,6 +38,16 @@ def _physical_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _mask_url_password(url: str) -> str:
+    """postgresql://user:secret@host/db → postgresql://user:********@host/db."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{host}"
+
+
 def default_home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "share"
@@ -138,6 +148,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********"
+            elif name == "database_url" and value:
+                value = _mask_url_password(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
