@@ -114,3 +114,11 @@ def test_version_flag() -> None:
     result = CliRunner().invoke(build_cli(), ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == "haven 0.1.0"
+
+
+def test_readme_settings_table_is_current() -> None:
+    from haven.settings_doc import replace_table
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    assert replace_table(text) == text, "run: python -m haven.settings_doc --write README.md"
