@@ -110,6 +110,18 @@ class EngineError(HavenError):
     code = "engine_error"
 
 
+class QuantizeError(HavenError):
+    """llama.cpp could not quantize a GGUF file (bad source, unknown type, disk full)."""
+
+    code = "quantize_failed"
+
+
+class ModelFactoryError(InvalidRequestError):
+    """The test-model factory was asked for an architecture/size/quant/template it cannot build."""
+
+    code = "invalid_factory_arguments"
+
+
 # --- model store -------------------------------------------------------------------------
 
 
