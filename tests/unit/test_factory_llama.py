@@ -146,3 +146,15 @@ def test_quantize_gguf_errors_are_clear_and_leave_nothing(make_test_model: MakeM
     with pytest.raises(QuantizeError, match="to q4_k"):
         quantize_gguf(make_test_model(quant="q8_0"), dst, "q4_k")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.gguf"]
+
+
+@pytest.mark.parametrize("quant", ["q8_0", "q4_k"])
+def test_quantized_models_are_deterministic(tmp_path: Path, quant: str) -> None:
+    from haven.models.factory import make_model
+
+    a = make_model(tmp_path / "a.gguf", quant=quant, seed=5)
+    b = make_model(tmp_path / "b.gguf", quant=quant, seed=5)
+    c = make_model(tmp_path / "c.gguf", quant=quant, seed=6)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gguf", "b.gguf", "c.gguf"]  # no temp files left

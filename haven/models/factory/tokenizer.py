@@ -159,9 +159,20 @@ def _llama3_texts() -> list[str]:
     return texts
 
 
-def _family_from_texts(name: str, pre: str, texts: list[str] | tuple[str, ...], **ids: int | bool | None) -> Family:
+def _family_from_texts(
+    name: str,
+    pre: str,
+    texts: list[str] | tuple[str, ...],
+    *,
+    bos: int,
+    eos: int,
+    eot: int,
+    eom: int | None,
+    pad: int | None,
+    add_bos: bool,
+) -> Family:
     specials = tuple(_special(t, i, user_defined=t in _NOT_SPECIAL) for i, t in enumerate(texts))
-    return Family(name=name, pre=pre, specials=specials, **ids)  # type: ignore[arg-type]
+    return Family(name, pre, specials, bos=bos, eos=eos, eot=eot, eom=eom, pad=pad, add_bos=add_bos)
 
 
 @cache
