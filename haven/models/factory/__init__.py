@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,7 +69,11 @@ def make_model(
     # Quantized models start from f32 (tiny: best fidelity) or f16 (0.5b: half the temp disk).
     direct = quant in ("f32", "f16")
     source_ftype = quant if direct else ("f32" if size == "tiny" else "f16")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{source_ftype}.partial")
+    # A unique temp name next to ``out``: concurrent builds of the same path never collide,
+    # and a crash leaves only a dot-file, never a truncated ``out``.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=f".{source_ftype}.partial", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
         write_gguf(
             tmp,
@@ -81,6 +86,8 @@ def make_model(
             progress=progress,
         )
         if direct:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
             os.replace(tmp, out)
         else:
             from haven.engine.quantize import quantize_gguf
