@@ -45,6 +45,25 @@ CHINESE = """\
 人工智能正在改变我们的生活和工作方式，这是一个新的时代。
 """
 
+# The most frequent English words and Chinese characters, so they win merges of their own.
+COMMON_WORDS = """\
+the of and to a in is you that it he was for on are as with his they I at be this have from or one had by
+word but not what all were we when your can said there use an each which she do how their if will up other
+about out many then them these so some her would make like him into time has look two more write go see
+number no way could people my than first water been call who its now find long down day did get come made
+may part over new sound take only little work know place year live me back give most very after thing our
+just name good sentence man think say great where help through much before line right too mean old any same
+tell boy follow came want show also around form three small set put end does another well large must big
+even such because turn here why ask went men read need land different home us move try kind hand picture
+again change off play spell air away animal house point page letter mother answer found study still learn
+should America world high every near add food between own below country plant last school father keep tree
+never start city earth eye light thought head under story saw left don't few while along might close
+something seem next hard open example begin life always those both paper together got group often run
+的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之
+过家学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如
+前所本见经头面公同三已老从动两长知民样现分将外但身些与高意进把法此实回二理美点月明
+"""
+
 # Chinese is repeated so its byte pairs (three bytes per character) win enough merges to
 # form whole characters and common words, not just partial UTF-8 sequences.
-CORPUS = ENGLISH + CHINESE * 3
+CORPUS = ENGLISH + COMMON_WORDS * 2 + CHINESE * 3
