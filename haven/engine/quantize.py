@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from haven.errors import QuantizeError
@@ -65,9 +65,8 @@ def quantize_gguf(src: Path, dst: Path, ftype: str, *, threads: int | None = Non
     params.allow_requantize = False
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".quantizing", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # A unique name (not mkstemp, whose 0600 mode would stick to the result) next to dst.
+    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(6)}.quantizing")
     try:
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0 or not tmp.is_file():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -223,3 +225,12 @@ def test_directory_as_output_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelFactoryError, match="is a directory"):
         make_model(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        path = make_model(tmp_path / "m.gguf")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not a temp file's 0600

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -158,3 +160,14 @@ def test_quantized_models_are_deterministic(tmp_path: Path, quant: str) -> None:
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gguf", "b.gguf", "c.gguf"]  # no temp files left
+
+
+def test_quantized_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    from haven.models.factory import make_model
+
+    umask = os.umask(0o022)
+    try:
+        path = make_model(tmp_path / "q.gguf", quant="q8_0")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

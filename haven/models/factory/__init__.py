@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,9 +71,8 @@ def make_model(
     source_ftype = quant if direct else ("f32" if size == "tiny" else "f16")
     # A unique temp name next to ``out``: concurrent builds of the same path never collide,
     # and a crash leaves only a dot-file, never a truncated ``out``.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=f".{source_ftype}.partial", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # (Not mkstemp: its 0600 mode would stick to the finished model.)
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.{source_ftype}.partial")
     try:
         write_gguf(
             tmp,
