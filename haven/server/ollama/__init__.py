@@ -1,0 +1,1 @@
+"""Ollama-compatible API (``/api/*``): ``router`` (HTTP), ``protocol`` (request models), ``serving`` (logic)."""

@@ -1,0 +1,259 @@
+"""Ollama-compatible HTTP routes (``/api/*``): parse, call :mod:`.serving`, map errors to ``{"error": …}``.
+
+Bodies are parsed here rather than by FastAPI so that every bad request gets Ollama's error shape
+(``{"error": "..."}`` with a 400), not FastAPI's 422 detail list. Generating endpoints stream NDJSON by
+default (``"stream": true`` unless the client says otherwise), like Ollama.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from haven import __version__
+from haven.engine.protocol import ModelInfo
+from haven.errors import HavenError, InvalidRequestError
+from haven.server.ollama import protocol as p
+from haven.server.ollama import serving
+from haven.server.ollama.serving import OLLAMA_COMPAT_VERSION, OllamaService, details_from, error_body, ndjson
+
+router = APIRouter(prefix="/api", tags=["ollama"])
+
+M = TypeVar("M", bound=BaseModel)
+NDJSON = "application/x-ndjson"
+
+
+def _error(exc: HavenError) -> JSONResponse:
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+
+
+async def _parse(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidRequestError(f"{where}: {first['msg']}.", param=where) from None
+
+
+def _manager(request: Request) -> Any:
+    state = request.app.state
+    for name in ("model_manager", "models", "manager"):
+        if hasattr(state, name):
+            return getattr(state, name)
+    raise HavenError("the server has no model manager configured.")
+
+
+def _service(request: Request) -> OllamaService:
+    return OllamaService(_manager(request), request.app.state.settings)
+
+
+def _guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    """Maps HavenError raised before a response starts to Ollama's error JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            response: Response = await handler(request)
+            return response
+        except HavenError as exc:
+            return _error(exc)
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+def _stream(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield ndjson(chunk)
+        except HavenError as exc:
+            # Headers are gone already: Ollama reports mid-stream failures as a final {"error": …} line.
+            yield ndjson(error_body(exc))
+
+    return StreamingResponse(body(), media_type=NDJSON)
+
+
+async def _first_then_rest(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """Pull the first chunk before answering, so errors that happen at once get a real status code."""
+    iterator = chunks.__aiter__()
+    try:
+        first = await iterator.__anext__()
+    except StopAsyncIteration:
+        return _empty()
+    return _prepend(first, iterator)
+
+
+async def _empty() -> AsyncIterator[dict[str, Any]]:
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
+async def _prepend(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+def _unload_fn(request: Request) -> Callable[[str], Any]:
+    manager = _manager(request)
+    return lambda name: manager.unload(name)
+
+
+# --- generation ------------------------------------------------------------------------------------
+
+
+@router.post("/chat", summary="Chat (Ollama)")
+@_guarded
+async def chat(request: Request) -> Response:
+    body = await _parse(request, p.ChatRequest)
+    service = _service(request)
+    if not body.messages:
+        return JSONResponse(
+            {
+                **await service.load_only(body.model, body.keep_alive, unload=_unload_fn(request)),
+                "message": {"role": "assistant", "content": ""},
+            }
+        )
+    run = await service.start_chat(body)
+    tools = bool(body.tools)
+    if body.stream and not tools:
+        return _stream(await _first_then_rest(service.chunks(run, body.model, kind="chat")))
+    result = await service.complete(run, body.model, kind="chat", tools=tools)
+    if body.stream:  # tools: calls are parsed from the whole output, so they arrive as one final chunk
+        return StreamingResponse(iter([ndjson(result)]), media_type=NDJSON)
+    return JSONResponse(result)
+
+
+@router.post("/generate", summary="Generate a completion (Ollama)")
+@_guarded
+async def generate(request: Request) -> Response:
+    body = await _parse(request, p.GenerateRequest)
+    service = _service(request)
+    if not body.prompt and not body.system:
+        result = await service.load_only(body.model, body.keep_alive, unload=_unload_fn(request))
+        return JSONResponse({**result, "response": ""})
+    run = await service.start_generate(body)
+    if body.stream:
+        return _stream(await _first_then_rest(service.chunks(run, body.model, kind="generate")))
+    return JSONResponse(await service.complete(run, body.model, kind="generate"))
+
+
+@router.post("/embed", summary="Embeddings (Ollama)")
+@_guarded
+async def embed(request: Request) -> Response:
+    body = await _parse(request, p.EmbedRequest)
+    return JSONResponse(await _service(request).embed(body))
+
+
+@router.post("/embeddings", summary="Embedding of one prompt (legacy Ollama endpoint)")
+@_guarded
+async def embeddings(request: Request) -> Response:
+    body = await _parse(request, p.EmbeddingsRequest)
+    return JSONResponse(await _service(request).embeddings(body))
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+def _store(request: Request) -> Any:
+    return _manager(request).store
+
+
+def _loaded_info(request: Request, name: str) -> ModelInfo | None:
+    for loaded in _manager(request).loaded():
+        if loaded.name == name:
+            info: ModelInfo = loaded.info
+            return info
+    return None
+
+
+@router.get("/version", summary="Server version (Ollama)")
+async def version() -> dict[str, str]:
+    return {"version": OLLAMA_COMPAT_VERSION, "haven_version": __version__}
+
+
+@router.get("/tags", summary="List local models (Ollama)")
+@_guarded
+async def tags(request: Request) -> Response:
+    return JSONResponse({"models": await serving.list_models(_store(request))})
+
+
+@router.post("/show", summary="Model details (Ollama)")
+@_guarded
+async def show(request: Request) -> Response:
+    body = await _parse(request, p.ModelRequest)
+    if not body.ref:
+        raise InvalidRequestError("model is required.", param="model")
+    return JSONResponse(await serving.show_model(_store(request), _loaded_info(request, body.ref), body.ref))
+
+
+@router.delete("/delete", summary="Delete a model (Ollama)")
+@_guarded
+async def delete(request: Request) -> Response:
+    body = await _parse(request, p.ModelRequest)
+    if not body.ref:
+        raise InvalidRequestError("model is required.", param="model")
+    manager = _manager(request)
+    await serving.delete_model(_store(request), manager, body.ref)
+    return Response(status_code=200)
+
+
+@router.get("/ps", summary="Loaded models (Ollama)")
+@_guarded
+async def ps(request: Request) -> Response:
+    models = []
+    for loaded in _manager(request).loaded():
+        info = loaded.info
+        expires = loaded.expires_at
+        models.append(
+            {
+                "name": loaded.name,
+                "model": loaded.name,
+                "size": loaded.size_bytes,
+                "digest": info.sha256,
+                "details": details_from(info.architecture, info.parameter_count, info.quantization),
+                # Far future for "forever", as Ollama does for a negative keep_alive.
+                "expires_at": serving.iso_time(expires)
+                if expires is not None and expires != math.inf
+                else "2318-01-01T00:00:00Z",
+                "size_vram": 0,
+                "context_length": info.context_length,
+            }
+        )
+    return JSONResponse({"models": models})
+
+
+@router.post("/pull", summary="Pull a model (Ollama)")
+@_guarded
+async def pull(request: Request) -> Response:
+    from haven.models.pull import pull as pull_model
+
+    body = await _parse(request, p.PullRequest)
+    if not body.ref:
+        raise InvalidRequestError("model is required.", param="model")
+    events = serving.pull_events(pull_model, _store(request), body.ref, request.app.state.settings)
+    if body.stream:
+        return _stream(await _first_then_rest(events))
+    last: dict[str, Any] = {}
+    async for event in events:
+        last = event
+    return JSONResponse(last)
