@@ -1,0 +1,161 @@
+"""`haven run` / `ps` / `stop` against the Ollama routes served by uvicorn on loopback over a fake engine."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from click.testing import CliRunner
+from fastapi import FastAPI
+
+from haven.cli import client as cli_client
+from haven.cli.main import build_cli
+from haven.server.ollama.router import router
+from haven.settings import Settings, get_settings
+from tests.asgi.test_ollama_api import FakeEngine, FakeManager, FakeStore
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def fake_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeManager]:
+    engine = FakeEngine()
+    manager = FakeManager(engine, FakeStore({"tiny:latest": {"name": "tiny:latest"}}))
+    app = FastAPI()
+    app.state.settings = Settings()
+    app.state.model_manager = manager
+    app.include_router(router)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    monkeypatch.setenv("HAVEN_PORT", str(port))
+    get_settings.cache_clear()
+    # A test must never spawn a real server: fail loudly if the client tries.
+    monkeypatch.setattr(cli_client, "start_server", lambda *a: pytest.fail("tried to start a server"))
+    yield manager
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def haven(*args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(build_cli(), list(args), input=input, catch_exceptions=False)
+
+
+def test_run_one_shot_prints_answer_on_stdout_and_thinking_on_stderr(fake_server: FakeManager) -> None:
+    result = haven("run", "tiny:latest", "Why", "is", "the", "sky", "blue?", input="")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "Hello world\n"
+    assert "Thinking...\nLet me think." in result.stderr
+    sent = fake_server.engine.rendered[-1]["messages"]
+    assert sent == [{"role": "user", "content": "Why is the sky blue?"}]
+
+
+def test_run_hide_thinking_and_system(fake_server: FakeManager) -> None:
+    result = haven("run", "tiny:latest", "hi", "--hide-thinking", "--system", "Be brief.", "--no-think", input="")
+    assert result.exit_code == 0
+    assert result.stdout == "Hello world\n" and result.stderr == ""
+    rendered = fake_server.engine.rendered[-1]
+    assert rendered["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert rendered["enable_thinking"] is False
+
+
+def test_run_reads_piped_stdin(fake_server: FakeManager) -> None:
+    result = haven("run", "tiny:latest", input="what is 2+2?\n")
+    assert result.exit_code == 0 and result.stdout == "Hello world\n"
+    assert fake_server.engine.rendered[-1]["messages"][-1]["content"] == "what is 2+2?"
+    result = haven("run", "tiny:latest", "Summarize:", input="a long text\n")
+    assert fake_server.engine.rendered[-1]["messages"][-1]["content"] == "Summarize:\n\na long text"
+
+
+def test_run_unknown_model_is_one_clear_line(fake_server: FakeManager) -> None:
+    result = haven("run", "nope", "hi", input="")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: model 'nope' not found; `haven models list` shows the local models."
+    ]
+
+
+def test_run_empty_stdin_is_an_error(fake_server: FakeManager) -> None:
+    result = haven("run", "tiny:latest", input="   \n")
+    assert result.exit_code == 1 and "prompt is empty" in result.stderr
+
+
+def test_ps_and_stop(fake_server: FakeManager) -> None:
+    result = haven("ps")
+    assert result.stdout.splitlines() == ["NAME    ID    SIZE    CONTEXT    UNTIL"]
+    haven("run", "tiny:latest", "hi", input="")
+    lines = haven("ps").stdout.splitlines()
+    assert lines[1].split() == ["tiny:latest", "abababababab", "123.5", "MB", "64", "2030-03-17", "17:46:40", "UTC"]
+    result = haven("stop", "tiny:latest")
+    assert result.exit_code == 0 and result.stdout == "Stopped tiny:latest.\n"
+    assert fake_server.unloaded == ["tiny:latest"]
+    result = haven("stop", "tiny:latest")
+    assert result.exit_code == 1 and "model 'tiny:latest' is not loaded" in result.stderr
+
+
+def test_ps_and_stop_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAVEN_PORT", str(_free_port()))
+    get_settings.cache_clear()
+    assert "No server is running" in haven("ps").stdout
+    result = haven("stop", "tiny:latest")
+    assert result.exit_code == 1 and "no server is running" in result.stderr
+
+
+# --- interactive commands -------------------------------------------------------------------------
+
+
+def test_slash_commands_change_the_session() -> None:
+    session = cli_client.ChatSession(model="m")
+    out = io.StringIO()
+    assert cli_client.handle_command("/set parameter temperature 0.3", session, out)
+    assert cli_client.handle_command("/set parameter stop <end>", session, out)
+    assert cli_client.handle_command("/set system You are terse.", session, out)
+    assert cli_client.handle_command("/set nothink", session, out)
+    assert cli_client.handle_command("/set hidethinking", session, out)
+    assert session.options == {"temperature": 0.3, "stop": ["<end>"]}
+    assert (session.system, session.think, session.hide_thinking) == ("You are terse.", False, True)
+    body = session.request("hello")
+    assert body["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "hello"},
+    ]
+    assert body["think"] is False and body["options"]["temperature"] == 0.3
+    session.messages.append({"role": "user", "content": "old"})
+    assert cli_client.handle_command("/clear", session, out) and session.messages == []
+    assert cli_client.handle_command("/set bogus", session, out)
+    assert cli_client.handle_command("/frobnicate", session, out)
+    assert "Unknown /set option 'bogus'" in out.getvalue() and "Unknown command '/frobnicate'" in out.getvalue()
+    assert cli_client.handle_command("/bye", session, out) is False
+
+
+def test_print_reply_separates_thinking_and_content() -> None:
+    chunks = [
+        {"message": {"role": "assistant", "content": "", "thinking": "hmm"}, "done": False},
+        {"message": {"role": "assistant", "content": "42"}, "done": False},
+        {"message": {"role": "assistant", "content": ""}, "done": True, "eval_count": 2},
+    ]
+    out, err = io.StringIO(), io.StringIO()
+    answer, final = cli_client.print_reply(iter(chunks), hide_thinking=False, out=out, err=err)
+    assert (answer, out.getvalue(), final["eval_count"]) == ("42", "42\n", 2)
+    assert err.getvalue() == "Thinking...\nhmm\n...done thinking.\n\n"
