@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import anyio
 import jsonschema
 
 from haven.engine.protocol import (
@@ -242,8 +243,10 @@ class OllamaService:
                     break
         finally:
             if run.finished is None:
-                # Client went away (or the server is shutting down): free the slot now.
-                await run.handle.cancel()
+                # Client went away (or the server is shutting down): free the slot now. Shielded because
+                # this runs inside a cancelled task, where any await would be cancelled again.
+                with anyio.CancelScope(shield=True):
+                    await run.handle.cancel()
         if run.finished is not None:
             if run.finished.reason == "error":
                 raise EngineError(run.finished.error or "generation failed")
