@@ -159,3 +159,92 @@ def test_print_reply_separates_thinking_and_content() -> None:
     answer, final = cli_client.print_reply(iter(chunks), hide_thinking=False, out=out, err=err)
     assert (answer, out.getvalue(), final["eval_count"]) == ("42", "42\n", 2)
     assert err.getvalue() == "Thinking...\nhmm\n...done thinking.\n\n"
+
+
+# --- interactive session in a pseudo-terminal --------------------------------------------------------
+
+
+class Terminal:
+    """`haven run` in a pty, read with a deadline (stdlib only: no pexpect dependency)."""
+
+    def __init__(self, *args: str) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.master, slave = os.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from haven.cli.main import main; main()", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            close_fds=True,
+        )
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text: str, timeout: float = 30.0) -> str:
+        import os
+        import select
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"did not see {text!r}; output so far: {self.seen!r}")
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                try:
+                    self.seen += os.read(self.master, 4096).decode(errors="replace")
+                except OSError:  # the child exited and the pty closed
+                    break
+        if text not in self.seen:
+            raise AssertionError(f"did not see {text!r}; output so far: {self.seen!r}")
+        before, _, after = self.seen.partition(text)
+        self.seen = after
+        return before
+
+    def send(self, line: str) -> None:
+        import os
+
+        os.write(self.master, (line + "\n").encode())
+
+    def close(self) -> int:
+        import os
+
+        code = self.process.wait(timeout=20)
+        os.close(self.master)
+        return code
+
+
+def test_interactive_chat_in_a_terminal(fake_server: FakeManager, haven_env: Any) -> None:
+    terminal = Terminal("run", "tiny:latest")
+    try:
+        terminal.expect("Type /? for help, /bye to exit.")
+        terminal.expect(">>> ")
+        terminal.send("/set system Be brief.")
+        terminal.expect("Set system message.")
+        terminal.send("hello")
+        shown = terminal.expect("Hello world")
+        # Thinking is shown dimmed before the answer on a terminal.
+        assert "\x1b[2mThinking..." in shown and "Let me think." in shown
+        terminal.send("/set hidethinking")
+        terminal.expect("Set 'hidethinking' mode.")
+        terminal.send("and again")
+        shown = terminal.expect("Hello world")
+        assert "Let me think." not in shown
+        messages = fake_server.engine.rendered[-1]["messages"]
+        assert messages == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "Hello world"},
+            {"role": "user", "content": "and again"},
+        ]
+        terminal.send("/clear")
+        terminal.expect("Cleared session context.")
+        terminal.send("/bye")
+        assert terminal.close() == 0
+    finally:
+        if terminal.process.poll() is None:
+            terminal.process.kill()
+    assert "hello" in (haven_env / "history").read_text()
