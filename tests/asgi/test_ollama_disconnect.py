@@ -11,7 +11,7 @@ import httpx
 from haven.engine.protocol import Finished, TextDelta, Usage
 from haven.server.ollama.router import router
 from haven.settings import Settings
-from tests.asgi.test_ollama_api import FakeEngine, FakeManager, FakeStore
+from tests.asgi.ollama_fakes import FakeEngine, FakeManager, FakeStore
 
 
 def test_disconnect_mid_stream_cancels_generation() -> None:

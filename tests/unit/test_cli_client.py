@@ -18,7 +18,7 @@ from haven.cli import client as cli_client
 from haven.cli.main import build_cli
 from haven.server.ollama.router import router
 from haven.settings import Settings, get_settings
-from tests.asgi.test_ollama_api import FakeEngine, FakeManager, FakeStore
+from tests.asgi.ollama_fakes import FakeEngine, FakeManager, FakeStore
 
 
 def _free_port() -> int:
