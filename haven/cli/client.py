@@ -119,6 +119,8 @@ def start_server(settings: Settings, console: Console) -> None:
             start_new_session=True,  # survives this terminal; `haven run` exits, the server stays
             env=os.environ.copy(),
         )
+    # So the user (and tests) can find and stop the background server: `kill $(cat HAVEN_HOME/serve.pid)`.
+    (settings.home / "serve.pid").write_text(f"{process.pid}\n")
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     with console.status(f"starting haven serve on {base_url(settings)} (log: {log_path})", spinner="dots"):
         while time.monotonic() < deadline:
