@@ -394,3 +394,19 @@ async def test_pull_errors_propagate() -> None:
     with pytest.raises(ModelNotFoundError):
         async for _ in serving.pull_events(failing_pull, object(), "x", Settings()):
             pass
+
+
+def test_openapi_documents_request_bodies() -> None:
+    app = FastAPI()
+    app.include_router(router)
+    paths = app.openapi()["paths"]
+    assert {"/api/chat", "/api/generate", "/api/embed", "/api/tags", "/api/ps", "/api/delete"} <= set(paths)
+    chat = paths["/api/chat"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert chat["required"] == ["model"]
+    assert chat["properties"]["messages"]["items"]["properties"]["role"]["enum"] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+    ]
+    assert "$ref" not in json.dumps(paths["/api/chat"])  # inlined: no dangling references

@@ -118,10 +118,29 @@ def _unload_fn(request: Request) -> Callable[[str], Any]:
     return lambda name: manager.unload(name)
 
 
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a route that parses its body itself (to answer with Ollama's errors)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 # --- generation ------------------------------------------------------------------------------------
 
 
-@router.post("/chat", summary="Chat (Ollama)")
+@router.post("/chat", summary="Chat (Ollama)", openapi_extra=_body(p.ChatRequest))
 @_guarded
 async def chat(request: Request) -> Response:
     body = await _parse(request, p.ChatRequest)
@@ -143,7 +162,7 @@ async def chat(request: Request) -> Response:
     return JSONResponse(result)
 
 
-@router.post("/generate", summary="Generate a completion (Ollama)")
+@router.post("/generate", summary="Generate a completion (Ollama)", openapi_extra=_body(p.GenerateRequest))
 @_guarded
 async def generate(request: Request) -> Response:
     body = await _parse(request, p.GenerateRequest)
@@ -157,14 +176,16 @@ async def generate(request: Request) -> Response:
     return JSONResponse(await service.complete(run, body.model, kind="generate"))
 
 
-@router.post("/embed", summary="Embeddings (Ollama)")
+@router.post("/embed", summary="Embeddings (Ollama)", openapi_extra=_body(p.EmbedRequest))
 @_guarded
 async def embed(request: Request) -> Response:
     body = await _parse(request, p.EmbedRequest)
     return JSONResponse(await _service(request).embed(body))
 
 
-@router.post("/embeddings", summary="Embedding of one prompt (legacy Ollama endpoint)")
+@router.post(
+    "/embeddings", summary="Embedding of one prompt (legacy Ollama endpoint)", openapi_extra=_body(p.EmbeddingsRequest)
+)
 @_guarded
 async def embeddings(request: Request) -> Response:
     body = await _parse(request, p.EmbeddingsRequest)
@@ -197,7 +218,7 @@ async def tags(request: Request) -> Response:
     return JSONResponse({"models": await serving.list_models(_store(request))})
 
 
-@router.post("/show", summary="Model details (Ollama)")
+@router.post("/show", summary="Model details (Ollama)", openapi_extra=_body(p.ModelRequest))
 @_guarded
 async def show(request: Request) -> Response:
     body = await _parse(request, p.ModelRequest)
@@ -206,7 +227,7 @@ async def show(request: Request) -> Response:
     return JSONResponse(await serving.show_model(_store(request), _loaded_info(request, body.ref), body.ref))
 
 
-@router.delete("/delete", summary="Delete a model (Ollama)")
+@router.delete("/delete", summary="Delete a model (Ollama)", openapi_extra=_body(p.ModelRequest))
 @_guarded
 async def delete(request: Request) -> Response:
     body = await _parse(request, p.ModelRequest)
@@ -242,7 +263,7 @@ async def ps(request: Request) -> Response:
     return JSONResponse({"models": models})
 
 
-@router.post("/pull", summary="Pull a model (Ollama)")
+@router.post("/pull", summary="Pull a model (Ollama)", openapi_extra=_body(p.PullRequest))
 @_guarded
 async def pull(request: Request) -> Response:
     from haven.models.pull import pull as pull_model
