@@ -1,0 +1,126 @@
+"""Haven's database tables as SQLAlchemy 2 typed models.
+
+Only the audit lives here for now (suites, their items, runs, responses, judgements); users and
+conversations join later as further models on the same ``Base`` and further Alembic migrations.
+Every schema change is an Alembic migration in ``migrations/versions``; the models and the newest
+migration must describe the same tables (a test compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AuditSuite(Base):
+    """An imported suite (built-in suites are read from the package's data files, not stored)."""
+
+    __tablename__ = "audit_suites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    version: Mapped[str] = mapped_column(String(50), default="1")
+    format: Mapped[str] = mapped_column(String(50))
+    description: Mapped[str] = mapped_column(Text, default="")
+    sources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    items: Mapped[list[AuditSuiteItem]] = relationship(
+        back_populates="suite", cascade="all, delete-orphan", order_by="AuditSuiteItem.position"
+    )
+
+
+class AuditSuiteItem(Base):
+    __tablename__ = "audit_suite_items"
+    __table_args__ = (UniqueConstraint("suite_id", "item_id", name="uq_audit_suite_items_suite_item"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    suite_id: Mapped[int] = mapped_column(ForeignKey("audit_suites.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[str] = mapped_column(String(300))
+    group: Mapped[str] = mapped_column(String(200))
+    template_id: Mapped[str] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(20))
+    prompt: Mapped[str] = mapped_column(Text)
+    pair_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    stance: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    target: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+
+    suite: Mapped[AuditSuite] = relationship(back_populates="items")
+
+
+class AuditRun(Base):
+    __tablename__ = "audit_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    """running → finished; an interrupted run stays 'running' (or 'interrupted') and can be resumed."""
+    target: Mapped[str] = mapped_column(String(300))
+    """What was audited, as the user named it (model name or endpoint model)."""
+    endpoint: Mapped[str] = mapped_column(String(500))
+    model: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    model_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    suite: Mapped[str] = mapped_column(String(200))
+    suite_version: Mapped[str] = mapped_column(String(50))
+    languages: Mapped[list[str]] = mapped_column(JSON)
+    samples: Mapped[int] = mapped_column(Integer, default=1)
+    sampling: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    judge: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    config_key: Mapped[str] = mapped_column(String(64), index=True)
+    """Hash of everything that defines the run: rerunning the same command resumes it."""
+    item_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditResponse(Base):
+    __tablename__ = "audit_responses"
+    __table_args__ = (UniqueConstraint("run_id", "item_id", "sample_index", name="uq_audit_responses_run_item_sample"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("audit_runs.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[str] = mapped_column(String(300))
+    sample_index: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text, default="")
+    reasoning: Mapped[str] = mapped_column(Text, default="")
+    finish_reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditJudgement(Base):
+    __tablename__ = "audit_judgements"
+    __table_args__ = (
+        UniqueConstraint("run_id", "item_id", "sample_index", name="uq_audit_judgements_run_item_sample"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("audit_runs.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[str] = mapped_column(String(300))
+    sample_index: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(20))
+    valence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    judge: Mapped[str] = mapped_column(String(300))
+    label_probs: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    judge_refused: Mapped[bool] = mapped_column(Boolean, default=False)
+    parse_error: Mapped[bool] = mapped_column(Boolean, default=False)
+    thought_suppressed: Mapped[bool] = mapped_column(Boolean, default=False)
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
