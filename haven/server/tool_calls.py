@@ -262,3 +262,57 @@ def call_from_forced_output(text: str, tool: Mapping[str, Any]) -> ToolCall | No
     if not isinstance(obj, dict) or obj.get("name") != function["name"]:
         return None
     return _make_call(obj["name"], obj.get("arguments"))
+
+
+# --- streaming -----------------------------------------------------------------------------------------
+
+_MARKERS = {
+    "qwen": ("<tool_call>",),
+    "deepseek": (_DS_CALLS_BEGIN,),
+    "llama3": (_PYTHON_TAG,),
+}
+
+
+class ToolCallStream:
+    """Lets answer text stream while holding back anything that may be the start of a tool call.
+
+    :meth:`feed` returns the part of each delta that can be shown now; from the first call marker on (or
+    a JSON object at the very start, for Llama 3) text is held, and :meth:`finish` parses it. Text that
+    turns out not to be a call is returned by :meth:`finish` as content, so nothing is ever lost.
+    """
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self.markers = _MARKERS.get(family) or tuple(m for ms in _MARKERS.values() for m in ms)
+        self.pending = ""
+        self.holding = False
+        self.sent_any = False
+
+    def feed(self, text: str) -> str:
+        self.pending += text
+        if self.holding:
+            return ""
+        if self.family not in ("qwen", "deepseek") and not self.sent_any:
+            start = self.pending.lstrip()
+            if not start or start.startswith("{"):
+                self.holding = bool(start)
+                return ""
+        found = [i for i in (self.pending.find(m) for m in self.markers) if i >= 0]
+        if found:
+            cut = min(found)
+            self.holding = True
+        else:
+            # Keep a suffix that could grow into a marker ("<tool_" …) until the next delta decides.
+            cut = len(self.pending) - max(
+                (k for m in self.markers for k in range(1, len(m)) if self.pending.endswith(m[:k])), default=0
+            )
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        self.sent_any = self.sent_any or bool(out)
+        return out
+
+    def finish(self) -> tuple[str, list[ToolCall]]:
+        """(content not yet sent, calls) once the generation has ended."""
+        text, self.pending = self.pending, ""
+        if not self.holding:
+            return text, []
+        return parse_tool_calls(text, self.family)

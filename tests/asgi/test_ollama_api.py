@@ -410,3 +410,22 @@ def test_openapi_documents_request_bodies() -> None:
         "tool",
     ]
     assert "$ref" not in json.dumps(paths["/api/chat"])  # inlined: no dangling references
+
+
+async def test_streamed_answer_with_tools_shows_text_then_the_call(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    engine.script = (
+        TextDelta("Checking"),
+        TextDelta(" now.\n<tool"),
+        TextDelta('_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'),
+        Finished("stop", Usage(3, 9)),
+    )
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    chunks = lines(await client.post("/api/chat", json={**CHAT, "tools": tools}))
+    assert [c["message"]["content"] for c in chunks[:-1]] == ["Checking", " now.\n"]
+    assert "<tool" not in "".join(c["message"]["content"] for c in chunks)
+    assert chunks[-1]["done"] is True
+    assert chunks[-1]["message"]["tool_calls"] == [
+        {"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Oslo"}}}
+    ]

@@ -11,6 +11,7 @@ import pytest
 from haven.engine.protocol import ModelInfo
 from haven.server.tool_calls import (
     ToolCall,
+    ToolCallStream,
     call_from_forced_output,
     family_for,
     forced_call_schema,
@@ -250,3 +251,38 @@ def test_call_from_forced_output() -> None:
 def test_forced_call_schema_needs_a_named_function() -> None:
     with pytest.raises(ValueError, match="name"):
         forced_call_schema({"type": "function", "function": {}})
+
+
+# --- streaming -----------------------------------------------------------------------------------------
+
+
+def _stream(family: str, deltas: list[str]) -> tuple[list[str], str, list[tuple[str, dict[str, object]]]]:
+    stream = ToolCallStream(family)
+    shown = [stream.feed(d) for d in deltas]
+    tail, calls = stream.finish()
+    return [s for s in shown if s], tail, _simple(calls)
+
+
+def test_stream_shows_text_then_holds_the_call() -> None:
+    deltas = ["Let me ", "check.", "\n<tool", '_call>\n{"name": "f", ', '"arguments": {"x": 1}}\n</tool_call>']
+    shown, tail, calls = _stream("qwen", deltas)
+    assert shown == ["Let me ", "check.", "\n"]
+    assert (tail, calls) == ("", [("f", {"x": 1})])
+
+
+def test_stream_releases_a_false_alarm() -> None:
+    shown, tail, calls = _stream("qwen", ["a <to", "p> b"])
+    assert "".join(shown) + tail == "a <top> b" and calls == []
+    shown, tail, calls = _stream("qwen", ["x <tool_call>not json</tool_call>"])
+    assert (shown, tail, calls) == (["x "], "<tool_call>not json</tool_call>", [])
+
+
+def test_stream_deepseek_and_llama3() -> None:
+    shown, tail, calls = _stream("deepseek", ["Sure.", DS_R1[:20], DS_R1[20:]])
+    assert shown == ["Sure."] and [c[0] for c in calls] == ["get_weather", "get_time"]
+    shown, tail, calls = _stream("llama3", [" ", '{"name": "a", ', '"parameters": {}}'])
+    assert (shown, calls) == ([], [("a", {})])
+    shown, tail, calls = _stream("llama3", ['{"answer": ', "42}"])
+    assert (shown, tail, calls) == ([], '{"answer": 42}', [])
+    shown, tail, calls = _stream("llama3", ["Hello", " {not at start}"])
+    assert (shown, tail, calls) == (["Hello", " {not at start}"], "", [])

@@ -153,13 +153,9 @@ async def chat(request: Request) -> Response:
             }
         )
     run = await service.start_chat(body)
-    tools = bool(body.tools)
-    if body.stream and not tools:
+    if body.stream:
         return _stream(await _first_then_rest(service.chunks(run, body.model, kind="chat")))
-    result = await service.complete(run, body.model, kind="chat", tools=tools)
-    if body.stream:  # tools: calls are parsed from the whole output, so they arrive as one final chunk
-        return StreamingResponse(iter([ndjson(result)]), media_type=NDJSON)
-    return JSONResponse(result)
+    return JSONResponse(await service.complete(run, body.model, kind="chat"))
 
 
 @router.post("/generate", summary="Generate a completion (Ollama)", openapi_extra=_body(p.GenerateRequest))

@@ -40,7 +40,7 @@ from haven.server.ollama.protocol import (
     Options,
     parse_keep_alive,
 )
-from haven.server.tool_calls import ToolCall, family_for, parse_tool_calls
+from haven.server.tool_calls import ToolCall, ToolCallStream, family_for, parse_tool_calls
 from haven.settings import Settings
 
 OLLAMA_COMPAT_VERSION = "0.12.0"
@@ -154,6 +154,8 @@ class _Run:
     load_seconds: float
     show_thinking: bool
     family: str = "qwen"
+    tool_stream: ToolCallStream | None = None
+    """Set when the request has tools: answer text streams, possible tool calls are held back."""
     finished: Finished | None = None
     content: list[str] = field(default_factory=list)
     thinking: list[str] = field(default_factory=list)
@@ -185,7 +187,10 @@ class OllamaService:
             enable_thinking=request.think is not False,
         )
         handle = await self._submit(engine, prompt.text, sampling, reasoning_opened=prompt.reasoning_opened)
-        return _Run(engine, handle, started, load, show_thinking=request.think is not False, family=family)
+        run = _Run(engine, handle, started, load, show_thinking=request.think is not False, family=family)
+        if request.tools:
+            run.tool_stream = ToolCallStream(family)
+        return run
 
     async def start_generate(self, request: GenerateRequest) -> _Run:
         started = time.perf_counter()
@@ -233,7 +238,9 @@ class OllamaService:
                 if isinstance(event, TextDelta):
                     if event.text:
                         run.content.append(event.text)
-                        yield _chunk(model, kind, content=event.text)
+                        text = run.tool_stream.feed(event.text) if run.tool_stream else event.text
+                        if text:
+                            yield _chunk(model, kind, content=text)
                 elif isinstance(event, ReasoningDelta):
                     if event.text and run.show_thinking:
                         run.thinking.append(event.text)
@@ -252,22 +259,26 @@ class OllamaService:
                 raise EngineError(run.finished.error or "generation failed")
             yield self.final_chunk(run, model, kind, include_text=False)
 
-    async def complete(self, run: _Run, model: str, *, kind: str, tools: bool = False) -> dict[str, Any]:
+    async def complete(self, run: _Run, model: str, *, kind: str) -> dict[str, Any]:
         """Run to the end and return one response (``stream: false``)."""
         async for _ in self.chunks(run, model, kind=kind):
             pass
-        return self.final_chunk(run, model, kind, include_text=True, tools=tools)
+        return self.final_chunk(run, model, kind, include_text=True)
 
-    def final_chunk(
-        self, run: _Run, model: str, kind: str, *, include_text: bool, tools: bool = False
-    ) -> dict[str, Any]:
+    def final_chunk(self, run: _Run, model: str, kind: str, *, include_text: bool) -> dict[str, Any]:
+        """The ``done`` chunk: statistics, plus the whole answer when not streaming, plus any tool calls."""
         finished = run.finished
         assert finished is not None
-        content = "".join(run.content) if include_text else ""
-        thinking = "".join(run.thinking) if include_text else ""
         calls: list[ToolCall] = []
-        if tools and content:
-            content, calls = parse_tool_calls(content, run.family)
+        if include_text:
+            content, thinking = "".join(run.content), "".join(run.thinking)
+            if run.tool_stream is not None:
+                content, calls = parse_tool_calls(content, run.family)
+        else:
+            # Streaming: text was sent as it came; only what the tool-call filter held back is left.
+            content, thinking = "", ""
+            if run.tool_stream is not None:
+                content, calls = run.tool_stream.finish()
         chunk = _chunk(model, kind, content=content, thinking=thinking or None)
         if calls:
             chunk["message"]["tool_calls"] = [
