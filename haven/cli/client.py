@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 
 from haven.errors import HavenError, ModelNotFoundError
+from haven.models.names import normalize_name
 from haven.settings import Settings, get_settings
 
 DIM = "\x1b[2m"
@@ -428,11 +429,14 @@ def stop(model: str = typer.Argument(..., help="Loaded model to unload.")) -> No
     with http_client(settings) as client:
         response = client.get("/api/ps")
         raise_for_error(response)
-        if model not in {m["name"] for m in response.json()["models"]}:
+        loaded = {m["name"] for m in response.json()["models"]}
+        # `haven stop qwen` stops qwen:latest, as the store spells names in full.
+        name = model if model in loaded else normalize_name(model)
+        if name not in loaded:
             raise HavenError(f"model '{model}' is not loaded (see `haven ps`).")
-        response = client.post("/api/generate", json={"model": model, "keep_alive": 0}, timeout=60.0)
+        response = client.post("/api/generate", json={"model": name, "keep_alive": 0}, timeout=60.0)
         raise_for_error(response, model=model)
-    typer.echo(f"Stopped {model}.")
+    typer.echo(f"Stopped {name}.")
 
 
 def register(app: typer.Typer) -> None:
