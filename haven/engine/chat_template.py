@@ -1,0 +1,244 @@
+"""Chat templates: render a GGUF's Jinja chat template safely, and scan it before a model is accepted.
+
+A GGUF carries its chat template as Jinja source written by whoever made the file, so it is untrusted
+code. It is only ever rendered in :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` (no access to
+dunder attributes, no mutation of passed-in objects, bounded ``range``), with the globals Hugging Face's
+``apply_chat_template`` provides (``raise_exception``, ``strftime_now``, ``bos_token``, ``eos_token``,
+``tools``, ``add_generation_prompt``, ``enable_thinking``), the ``tojson`` filter with HF's semantics
+(non-ASCII kept, ``indent``/``separators`` honoured) and the ``loopcontrols`` and ``do`` extensions.
+
+:func:`scan_template` is the import-time check: a static look at the parsed template for attribute or
+item access to names starting with ``_``, then renders with sample conversations in the sandbox.
+
+This module knows nothing about tokenization or the engine; it turns messages into prompt text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from haven.errors import InvalidRequestError
+
+# ChatML (used by Qwen, Hermes, many fine-tunes): the documented fallback when a GGUF has no
+# ``tokenizer.chat_template``. Text parts of list contents are joined; other parts are dropped.
+FALLBACK_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}{%- set content = message['content'] -%}"
+    "{%- elif message['content'] is none -%}{%- set content = '' -%}"
+    "{%- else -%}{%- set content = message['content'] | selectattr('type', 'equalto', 'text')"
+    " | map(attribute='text') | join('') -%}{%- endif -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+class ChatTemplateError(InvalidRequestError):
+    """The chat template refused the conversation (its ``raise_exception``) or failed to render (HTTP 400)."""
+
+    code = "chat_template_error"
+
+
+class TemplateSecurityError(ChatTemplateError):
+    """The template tried something the sandbox forbids; ``__cause__`` is jinja2's SecurityError."""
+
+    code = "unsafe_chat_template"
+
+
+class _RaisedByTemplate(TemplateError):
+    """What ``raise_exception`` raises inside the render (kept apart from Jinja's own errors)."""
+
+
+def _raise_exception(message: str) -> None:
+    raise _RaisedByTemplate(str(message))
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False
+) -> str:
+    # Hugging Face's tojson, not Jinja's: Jinja's HTML-escapes <, >, & and ' which would corrupt prompts.
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _make_environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do"],
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    return env
+
+
+_ENV = _make_environment()  # stateless apart from Jinja's own caches; compiled templates are cached below
+
+
+@lru_cache(maxsize=64)
+def _compile(source: str) -> jinja2.Template:
+    return _ENV.from_string(source)
+
+
+class ChatTemplate:
+    """A compiled, sandboxed chat template."""
+
+    def __init__(self, source: str | None, *, bos_token: str | None = "", eos_token: str | None = "") -> None:
+        self.source = source if source else FALLBACK_TEMPLATE
+        self.is_fallback = not source
+        self.bos_token = bos_token or ""
+        self.eos_token = eos_token or ""
+        try:
+            self._template = _compile(self.source)
+        except TemplateError as exc:
+            raise ChatTemplateError(f"the model's chat template does not parse: {exc}") from exc
+
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = True,
+        **extra: Any,
+    ) -> str:
+        """The prompt text for ``messages``; raises :class:`ChatTemplateError` (400) with the template's message."""
+        context: dict[str, Any] = {
+            **extra,
+            "messages": [dict(m) for m in messages],
+            "tools": [dict(t) for t in tools] if tools else None,
+            "add_generation_prompt": add_generation_prompt,
+            "enable_thinking": enable_thinking,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+        }
+        try:
+            return self._template.render(**context)
+        except _RaisedByTemplate as exc:
+            raise ChatTemplateError(f"the chat template refused the conversation: {exc}") from exc
+        except SecurityError as exc:
+            raise TemplateSecurityError(f"the chat template tried an unsafe operation: {exc}") from exc
+        except TemplateError as exc:
+            raise ChatTemplateError(f"the chat template failed to render: {exc}") from exc
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError) as exc:
+            raise ChatTemplateError(f"the chat template failed to render: {type(exc).__name__}: {exc}") from exc
+
+
+def prompt_opens_reasoning(rendered: str) -> bool:
+    """True when the generation prompt ends inside an opened ``<think>`` block (DeepSeek-R1 distills do this)."""
+    return rendered.rstrip("\n").endswith("<think>")
+
+
+# --- the import-time safety scan ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateScan:
+    safe: bool
+    reason: str | None = None
+
+
+_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather of a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
+_TOOL_CALL = {"type": "function", "id": "call_1", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+
+# (label, messages, tools, must_render): a template may legitimately refuse some shapes (e.g. no
+# system role, no tools) with raise_exception, or choke on tool calls; the basic conversation must work.
+_SAMPLES: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]] | None, bool]] = [
+    ("a single user message", [{"role": "user", "content": "Hello!"}], None, True),
+    (
+        "a multi-turn conversation",
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello, how can I help?"},
+            {"role": "user", "content": "Tell me a joke. 你好"},
+        ],
+        None,
+        True,
+    ),
+    (
+        "a system and a user message",
+        [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "Hi"}],
+        None,
+        False,
+    ),
+    ("a request with tools", [{"role": "user", "content": "Weather in Paris?"}], _TOOLS, False),
+    (
+        "an assistant tool call and its result",
+        [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [_TOOL_CALL]},
+            {"role": "tool", "content": '{"temp_c": 21}', "tool_call_id": "call_1", "name": "get_weather"},
+        ],
+        _TOOLS,
+        False,
+    ),
+]
+
+
+def _private_access(tree: nodes.Template) -> str | None:
+    """The first ``x._name`` / ``x['_name']`` / ``x|attr('_name')`` in the template, if any."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        name: object = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+            arg = node.args[0]
+            name = arg.value if isinstance(arg, nodes.Const) else "<computed attribute>"
+        if isinstance(name, str) and (name.startswith("_") or name == "<computed attribute>"):
+            return name
+    return None
+
+
+def scan_template(source: str | None, bos_token: str | None = "", eos_token: str | None = "") -> TemplateScan:
+    """Static + sandboxed-render check of a chat template; never raises."""
+    if not source:
+        return TemplateScan(True, None)
+    try:
+        tree = _ENV.parse(source)
+    except TemplateError as exc:
+        return TemplateScan(False, f"the chat template does not parse: {exc}")
+    private = _private_access(tree)
+    if private is not None:
+        return TemplateScan(False, f"the chat template accesses the private attribute {private!r}")
+    try:
+        template = ChatTemplate(source, bos_token=bos_token, eos_token=eos_token)
+    except ChatTemplateError as exc:
+        return TemplateScan(False, exc.message)
+    for label, messages, tools, must_render in _SAMPLES:
+        try:
+            template.render(messages, tools=tools, add_generation_prompt=True)
+        except TemplateSecurityError as exc:
+            return TemplateScan(False, f"rendering {label}: {exc.message}")
+        except ChatTemplateError as exc:
+            if must_render:
+                return TemplateScan(False, f"rendering {label}: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 — any other failure of untrusted code means "unsafe", never a crash
+            return TemplateScan(False, f"rendering {label} failed: {type(exc).__name__}: {exc}")
+    return TemplateScan(True, None)
