@@ -1,0 +1,190 @@
+"""Per-request sampling: validation of :class:`SamplingParams` and llama.cpp sampler chains.
+
+A chain is built once per request, in llama-server's order (``common/sampling.cpp``):
+logit bias → penalties → grammar → top-k → top-p → min-p → temperature → dist(seed),
+or → greedy when ``temperature == 0``. ``llama_sampler_sample`` applies the chain to one
+logits row and accepts the chosen token into every stateful sampler (penalties, grammar).
+
+Logprobs are computed here from the raw logits row (log-softmax over the whole vocabulary),
+the way OpenAI reports them: before temperature and truncation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp.llama_cpp as ll
+import numpy as np
+import numpy.typing as npt
+
+from haven.engine.protocol import SamplingParams
+from haven.engine.stop import validate_stops
+from haven.errors import GrammarError, InvalidRequestError
+
+MAX_LOGPROBS = 20
+
+
+def _finite(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequestError(f"{name} must be a finite number, got {value!r}.", param=name)
+
+
+def validate_sampling(params: SamplingParams, *, n_vocab: int, max_tokens_limit: int) -> None:
+    """Raise InvalidRequestError (one readable sentence) for any out-of-range value."""
+    for name in ("temperature", "top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty"):
+        _finite(name, getattr(params, name))
+    if params.temperature < 0 or params.temperature > 100:
+        raise InvalidRequestError(
+            f"temperature must be between 0 and 100, got {params.temperature}.", param="temperature"
+        )
+    if not 0 < params.top_p <= 1:
+        raise InvalidRequestError(f"top_p must be in (0, 1], got {params.top_p}.", param="top_p")
+    if not 0 <= params.min_p <= 1:
+        raise InvalidRequestError(f"min_p must be in [0, 1], got {params.min_p}.", param="min_p")
+    if isinstance(params.top_k, bool) or not isinstance(params.top_k, int) or params.top_k < 0:
+        raise InvalidRequestError(f"top_k must be a non-negative integer, got {params.top_k!r}.", param="top_k")
+    if not 0 < params.repeat_penalty <= 10:
+        raise InvalidRequestError(
+            f"repeat_penalty must be in (0, 10], got {params.repeat_penalty}.", param="repeat_penalty"
+        )
+    if not isinstance(params.repeat_last_n, int) or not -1 <= params.repeat_last_n <= 1_000_000:
+        raise InvalidRequestError(
+            f"repeat_last_n must be an integer ≥ -1, got {params.repeat_last_n!r}.", param="repeat_last_n"
+        )
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = getattr(params, name)
+        if not -2 <= value <= 2:
+            raise InvalidRequestError(f"{name} must be between -2 and 2, got {value}.", param=name)
+    if params.seed is not None and (isinstance(params.seed, bool) or not isinstance(params.seed, int)):
+        raise InvalidRequestError(f"seed must be an integer, got {params.seed!r}.", param="seed")
+    if params.max_tokens is not None and (
+        isinstance(params.max_tokens, bool)
+        or not isinstance(params.max_tokens, int)
+        or not 1 <= params.max_tokens <= max_tokens_limit
+    ):
+        raise InvalidRequestError(
+            f"max_tokens must be between 1 and {max_tokens_limit}, got {params.max_tokens!r}.", param="max_tokens"
+        )
+    if params.logprobs is not None and (
+        isinstance(params.logprobs, bool)
+        or not isinstance(params.logprobs, int)
+        or not 0 <= params.logprobs <= MAX_LOGPROBS
+    ):
+        raise InvalidRequestError(
+            f"logprobs must be between 0 and {MAX_LOGPROBS}, got {params.logprobs!r}.", param="logprobs"
+        )
+    if isinstance(params.stop, str):
+        raise InvalidRequestError("stop must be a list of strings, not one string.", param="stop")
+    validate_stops(params.stop)
+    for token, bias in dict(params.logit_bias).items():
+        if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < n_vocab:
+            raise InvalidRequestError(
+                f"logit_bias names token {token!r}, which is not in this model's vocabulary (0..{n_vocab - 1}).",
+                param="logit_bias",
+            )
+        if isinstance(bias, bool) or not isinstance(bias, int | float) or math.isnan(bias):
+            raise InvalidRequestError(
+                f"logit_bias for token {token} must be a number, got {bias!r}.", param="logit_bias"
+            )
+    if params.grammar is not None and params.json_schema is not None:
+        raise InvalidRequestError("Give either a grammar or a JSON schema, not both.", param="grammar")
+
+
+def grammar_text(params: SamplingParams) -> str | None:
+    """The GBNF grammar the request constrains output to (JSON schemas converted), if any."""
+    if params.json_schema is not None:
+        from haven.engine.grammar import json_schema_to_gbnf
+
+        return json_schema_to_gbnf(params.json_schema)
+    return params.grammar
+
+
+@dataclass
+class SamplerChain:
+    """A llama.cpp sampler chain for one request; free it with :meth:`free`."""
+
+    chain: Any
+    penalties: Any = None
+    seed: int | None = None
+
+    def sample(self, ctx: Any, index: int) -> int:
+        return int(ll.llama_sampler_sample(self.chain, ctx, index))
+
+    def accept_prompt(self, tokens: Sequence[int]) -> None:
+        """Feed prompt tokens to the penalty window only (the grammar must not see them)."""
+        if self.penalties is not None:
+            for tok in tokens:
+                ll.llama_sampler_accept(self.penalties, tok)
+
+    def free(self) -> None:
+        if self.chain:
+            ll.llama_sampler_free(self.chain)
+            self.chain = None
+
+
+def build_chain(params: SamplingParams, *, vocab: Any, n_vocab: int, grammar: str | None) -> SamplerChain:
+    """Build the chain; GrammarError when llama.cpp rejects the grammar."""
+    sparams = ll.llama_sampler_chain_default_params()
+    sparams.no_perf = True
+    chain = ll.llama_sampler_chain_init(sparams)
+    out = SamplerChain(chain=chain)
+    try:
+        if params.logit_bias:
+            items = list(dict(params.logit_bias).items())
+            arr = (ll.llama_logit_bias * len(items))()
+            for i, (tok, bias) in enumerate(items):
+                arr[i].token = tok  # type: ignore[assignment]
+                # -inf/inf are valid "ban"/"force" requests; llama.cpp adds the bias to the logit.
+                arr[i].bias = max(min(float(bias), 1e30), -1e30)
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_logit_bias(n_vocab, len(items), arr))
+        if params.repeat_penalty != 1.0 or params.presence_penalty != 0.0 or params.frequency_penalty != 0.0:
+            penalties = ll.llama_sampler_init_penalties(
+                n_vocab,
+                params.repeat_last_n,
+                params.repeat_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
+            )
+            ll.llama_sampler_chain_add(chain, penalties)
+            out.penalties = penalties
+        if grammar is not None:
+            smpl = ll.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+            if not smpl:
+                raise GrammarError("The grammar is not valid GBNF (llama.cpp could not parse it).", param="grammar")
+            ll.llama_sampler_chain_add(chain, smpl)
+        if params.temperature == 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+            return out
+        if params.top_k > 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(params.top_k))
+        if params.top_p < 1.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(params.min_p, 1))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(params.temperature))
+        seed = params.seed if params.seed is not None else random.getrandbits(32)
+        out.seed = seed
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return out
+    except BaseException:
+        out.free()
+        raise
+
+
+def logprobs_for(
+    logits: npt.NDArray[np.float32], token: int, top_n: int, piece: Callable[[int], str]
+) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """(logprob of ``token``, top ``top_n`` alternatives) from one raw logits row."""
+    row = logits.astype(np.float64, copy=False)
+    peak = float(row.max())
+    log_z = peak + math.log(float(np.exp(row - peak).sum()))
+    chosen = float(row[token]) - log_z
+    if top_n <= 0:
+        return chosen, ()
+    idx = np.argpartition(row, -top_n)[-top_n:]
+    idx = idx[np.argsort(row[idx])[::-1]]
+    return chosen, tuple((piece(int(i)), float(row[i]) - log_z) for i in idx)

@@ -1,0 +1,372 @@
+"""Continuous batching on one dedicated thread.
+
+Each step (compare llama.cpp's ``server_context::update_slots``):
+
+1. apply cancellations (the slot is freed and its generated KV trimmed with ``llama_memory_seq_rm``);
+2. admit queued requests into free slots, choosing the slot whose cached tokens share the
+   longest prefix with the prompt (prefix reuse) and trimming the rest of its KV;
+3. pack one ``llama_batch``: the next token of every decoding sequence first, then chunks of
+   pending prompts (at most ``prefill_chunk`` per request, ``n_batch`` in total);
+4. one ``llama_decode``;
+5. sample each sequence that produced logits, run its text pipeline, and hand the events to
+   the request's :class:`~haven.engine.slots.Handle` (one event-loop wakeup per batch of events).
+
+Requests join and leave between steps. An error in one request finishes that request with
+reason ``error``; the loop keeps serving the others. The async side never touches llama.cpp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from haven.engine.llama_backend import LlamaBackend
+from haven.engine.protocol import (
+    EngineEvent,
+    EngineStats,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    TokenLogprob,
+    Usage,
+)
+from haven.engine.sampling import build_chain, grammar_text, logprobs_for, validate_sampling
+from haven.engine.slots import Handle, Slot, TextPipeline, Work, common_prefix
+from haven.errors import ContextLengthExceededError, EngineError, InvalidRequestError, QueueFullError
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    parallel: int
+    prefill_chunk: int
+    max_queue: int
+    prefix_cache: bool = True
+    max_tokens_limit: int = 32768
+
+
+@dataclass
+class StepTimings:
+    """Cumulative counters of the scheduler loop (seconds), for benchmarks and ``/metrics``.
+
+    ``python_seconds`` = ``step_seconds`` − ``decode_seconds`` − ``sample_seconds``: the engine's
+    own per-step overhead (batch packing, text pipeline, event hand-off).
+    """
+
+    steps: int = 0
+    step_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    sample_seconds: float = 0.0
+    batch_tokens: int = 0
+    sampled_tokens: int = 0
+
+    @property
+    def python_seconds(self) -> float:
+        return self.step_seconds - self.decode_seconds - self.sample_seconds
+
+
+class Scheduler:
+    """Owns the generation context; everything below runs on its thread except :meth:`submit`."""
+
+    def __init__(self, backend: LlamaBackend, config: SchedulerConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self.n_ctx_seq = backend.n_ctx_seq
+        self.slots = [Slot(seq_id=i) for i in range(config.parallel)]
+        self._cond = threading.Condition()
+        self._pending: deque[Work] = deque()
+        self._cancels: set[str] = set()
+        self._active: list[Work] = []
+        self._by_id: dict[str, Work] = {}
+        self._stopping = False
+        self._next_id = 0
+        self.timings = StepTimings()
+        self.prompt_tokens_total = 0
+        self.cached_tokens_total = 0
+        self.completion_tokens_total = 0
+        self._thread = threading.Thread(target=self._run, name="haven-scheduler", daemon=True)
+        self._thread.start()
+
+    # --- caller side (any thread) ------------------------------------------------------------
+    def submit(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> Handle:
+        """Validate and queue ``request``; raises before anything is allocated on bad input."""
+        prompt = list(request.prompt_tokens)
+        if not prompt:
+            raise InvalidRequestError("The prompt is empty; give at least one token.", param="prompt")
+        n_vocab = self.backend.n_vocab
+        for tok in prompt:
+            if isinstance(tok, bool) or not isinstance(tok, int) or not 0 <= tok < n_vocab:
+                raise InvalidRequestError(
+                    f"Prompt token {tok!r} is not in this model's vocabulary (0..{n_vocab - 1}).", param="prompt"
+                )
+        if len(prompt) >= self.n_ctx_seq:
+            raise ContextLengthExceededError(
+                f"The prompt has {len(prompt)} tokens but a request may use at most {self.n_ctx_seq} "
+                f"(context_length), including at least one generated token; shorten the prompt or raise "
+                "context_length.",
+                param="messages",
+            )
+        params = request.sampling
+        validate_sampling(params, n_vocab=n_vocab, max_tokens_limit=self.config.max_tokens_limit)
+        with self._cond:
+            if self._stopping:
+                raise EngineError("The engine is shut down.")
+            waiting = len(self._pending) + len(self._active) - self.config.parallel
+            if waiting >= self.config.max_queue:
+                raise QueueFullError(
+                    f"All {self.config.parallel} slots are busy and {max(0, waiting)} requests are waiting "
+                    f"(max_queue {self.config.max_queue}); retry shortly.",
+                    retry_after=1.0,
+                )
+            self._next_id += 1
+            request_id = request.request_id or f"req-{self._next_id}"
+            if request_id in self._by_id:
+                raise InvalidRequestError(f"A request with id {request_id!r} is already running.")
+        pipeline = TextPipeline(
+            self.backend.token_to_piece,
+            tuple(params.stop),
+            split_reasoning=request.split_reasoning,
+            reasoning_opened=request.reasoning_opened,
+        )
+        grammar = grammar_text(params)
+        chain = build_chain(params, vocab=self.backend.vocab, n_vocab=n_vocab, grammar=grammar)
+        handle = Handle(request_id, loop, self.cancel)
+        room = self.n_ctx_seq - len(prompt)
+        max_tokens = min(params.max_tokens or room, room)
+        work = Work(request, handle, chain, pipeline, prompt, max_tokens, time.perf_counter())
+        with self._cond:
+            self._pending.append(work)
+            self._by_id[request_id] = work
+            self._cond.notify()
+        return handle
+
+    def cancel(self, request_id: str) -> None:
+        with self._cond:
+            if request_id in self._by_id:
+                self._cancels.add(request_id)
+                self._cond.notify()
+
+    def stats(self) -> EngineStats:
+        with self._cond:
+            return EngineStats(
+                slots_total=len(self.slots),
+                slots_in_use=len(self._active),
+                queue_depth=len(self._pending),
+                cached_tokens_total=self.cached_tokens_total,
+                prompt_tokens_total=self.prompt_tokens_total,
+                completion_tokens_total=self.completion_tokens_total,
+            )
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    # --- scheduler thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._stopping or self._pending or self._active or self._cancels):
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                cancels, self._cancels = self._cancels, set()
+            try:
+                for request_id in cancels:
+                    self._cancel_now(request_id)
+                self._admit()
+                if self._active:
+                    self._step()
+            except Exception as exc:  # a bug must not kill the loop: fail what is in flight
+                for work in list(self._active):
+                    self._finish(work, "error", error=f"internal engine error: {exc}")
+        for work in list(self._active) + list(self._pending):
+            self._finish(work, "cancelled")
+
+    def _admit(self) -> None:
+        while True:
+            free = [s for s in self.slots if s.work is None]
+            with self._cond:
+                if not free or not self._pending:
+                    return
+                work = self._pending.popleft()
+            slot = self._pick_slot(free, work.prompt)
+            keep = common_prefix(slot.tokens, work.prompt) if self.config.prefix_cache else 0
+            keep = min(keep, len(work.prompt) - 1)  # the last prompt token must be decoded for logits
+            if len(slot.tokens) > keep:
+                self.backend.seq_rm(slot.seq_id, keep, -1)
+                del slot.tokens[keep:]
+            slot.work = work
+            work.slot = slot
+            work.cached_tokens = keep
+            work.n_past_prompt = keep
+            work.t_start = time.perf_counter()
+            params = work.request.sampling
+            if params.repeat_last_n != 0:
+                last_n = params.repeat_last_n if params.repeat_last_n > 0 else self.n_ctx_seq
+                work.chain.accept_prompt(work.prompt[-last_n:])
+            with self._cond:
+                self._active.append(work)
+
+    def _pick_slot(self, free: list[Slot], prompt: list[int]) -> Slot:
+        if not self.config.prefix_cache:
+            return free[0]
+        # Longest common prefix wins; among equals, the slot holding the least (cheapest to lose).
+        return max(free, key=lambda s: (common_prefix(s.tokens, prompt), -len(s.tokens)))
+
+    def _step(self) -> None:
+        t0 = time.perf_counter()
+        backend = self.backend
+        batch = backend.batch
+        batch.clear()
+        outputs: list[tuple[Work, int]] = []
+        for work in self._active:
+            if not work.prefilling:
+                slot = work.slot
+                assert slot is not None
+                outputs.append((work, batch.add(work.last_token, len(slot.tokens), slot.seq_id, True)))
+                slot.tokens.append(work.last_token)
+        budget = batch.capacity - batch.n
+        for work in self._active:
+            if budget <= 0:
+                break
+            if not work.prefilling:
+                continue
+            slot = work.slot
+            assert slot is not None
+            start = work.n_past_prompt
+            n = min(self.config.prefill_chunk, len(work.prompt) - start, budget)
+            end = start + n
+            for pos in range(start, end):
+                idx = batch.add(work.prompt[pos], pos, slot.seq_id, pos == len(work.prompt) - 1)
+            slot.tokens.extend(work.prompt[start:end])
+            work.n_past_prompt = end
+            budget -= n
+            if end == len(work.prompt):
+                outputs.append((work, idx))
+        t1 = time.perf_counter()
+        rc = backend.decode(batch)
+        t2 = time.perf_counter()
+        timings = self.timings
+        timings.decode_seconds += t2 - t1
+        timings.batch_tokens += batch.n
+        if rc != 0:
+            # Nothing in this batch is trustworthy: fail its requests and drop their KV.
+            for work in list(self._active):
+                self._finish(work, "error", error=f"llama_decode failed (code {rc})", drop_kv=True)
+            timings.steps += 1
+            timings.step_seconds += time.perf_counter() - t0
+            return
+        sample_s = 0.0
+        for work, idx in outputs:
+            try:
+                ts = time.perf_counter()
+                token = work.chain.sample(backend.ctx, idx)
+                sample_s += time.perf_counter() - ts
+                self._on_token(work, token, idx)
+            except Exception as exc:  # this request only
+                self._finish(work, "error", error=str(exc))
+        for work in self._active:
+            if work.events:
+                events, work.events = work.events, []
+                work.handle.push(events)
+        timings.sample_seconds += sample_s
+        timings.sampled_tokens += len(outputs)
+        timings.steps += 1
+        timings.step_seconds += time.perf_counter() - t0
+
+    def _on_token(self, work: Work, token: int, idx: int) -> None:
+        if work.generated == 0:
+            work.t_first = time.perf_counter()
+        backend = self.backend
+        if backend.is_eog(token):
+            self._finish(work, "stop")
+            return
+        work.generated += 1
+        work.last_token = token
+        logprob = None
+        if work.request.sampling.logprobs is not None:
+            logprob = self._logprob(work, token, idx)
+        if work.pipeline.push(token, logprob, work.events):
+            self._finish(work, "stop", stop_string=work.pipeline.matched)
+            return
+        slot = work.slot
+        assert slot is not None
+        if work.generated >= work.max_tokens or len(slot.tokens) + 1 > self.n_ctx_seq:
+            self._finish(work, "length")
+
+    def _logprob(self, work: Work, token: int, idx: int) -> TokenLogprob:
+        backend = self.backend
+        top_n = work.request.sampling.logprobs or 0
+
+        def piece(t: int) -> str:
+            return backend.token_to_piece(t).decode("utf-8", errors="replace")
+
+        chosen, top = logprobs_for(backend.logits_row(idx), token, top_n, piece)
+        raw = backend.token_to_piece(token)
+        return TokenLogprob(raw.decode("utf-8", errors="replace"), chosen, tuple(raw), top)
+
+    def _cancel_now(self, request_id: str) -> None:
+        with self._cond:
+            work = self._by_id.get(request_id)
+            if work is None:
+                return
+            if work in self._pending:
+                self._pending.remove(work)
+        self._finish(work, "cancelled")
+
+    def _finish(
+        self,
+        work: Work,
+        reason: FinishReason,
+        *,
+        stop_string: str | None = None,
+        error: str | None = None,
+        drop_kv: bool = False,
+    ) -> None:
+        events: list[EngineEvent] = work.events
+        work.events = []
+        if reason in ("stop", "length") and stop_string is None:
+            try:
+                work.pipeline.finish(events)
+            except Exception as exc:  # keep the Finished event flowing whatever the pipeline did
+                reason, error = "error", str(exc)
+        slot = work.slot
+        if slot is not None:
+            if drop_kv or not self.config.prefix_cache:
+                self.backend.seq_rm(slot.seq_id, 0, -1)
+                slot.tokens.clear()
+            elif reason in ("cancelled", "error"):
+                # Keep the prompt's KV for reuse, trim what was generated.
+                keep = min(len(slot.tokens), len(work.prompt))
+                self.backend.seq_rm(slot.seq_id, keep, -1)
+                del slot.tokens[keep:]
+            slot.work = None
+            work.slot = None
+        now = time.perf_counter()
+        t_start = work.t_start or now
+        t_first = work.t_first or now
+        usage = Usage(
+            prompt_tokens=len(work.prompt), completion_tokens=work.generated, cached_tokens=work.cached_tokens
+        )
+        events.append(
+            Finished(
+                reason=reason,
+                usage=usage,
+                stop_string=stop_string,
+                error=error,
+                timings={"queued": t_start - work.t_submit, "prefill": t_first - t_start, "decode": now - t_first},
+            )
+        )
+        work.chain.free()
+        with self._cond:
+            if work in self._active:
+                self._active.remove(work)
+            self._by_id.pop(work.handle.request_id, None)
+            self.prompt_tokens_total += len(work.prompt)
+            self.cached_tokens_total += work.cached_tokens
+            self.completion_tokens_total += work.generated
+        work.handle.push(events)
