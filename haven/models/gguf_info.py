@@ -143,9 +143,17 @@ def _validate_layout(path: Path, buf: mmap.mmap) -> tuple[int, int]:
     kv_count = w.unpack("<Q", 8, "the metadata count")
     # A tensor info takes at least 8+0+4+8+4+8 bytes and a key/value at least 8+1+4+1: cheap, exact bounds.
     if tensor_count > MAX_TENSORS or tensor_count * 32 > w.size:
-        raise _bad(path, f"it claims {tensor_count:,} tensors, impossible for a {w.size:,}-byte file")
+        raise _bad(
+            path,
+            f"the file is truncated or corrupt: it claims {tensor_count:,} tensors, "
+            f"impossible for a {w.size:,}-byte file",
+        )
     if kv_count > MAX_KV or kv_count * 14 > w.size:
-        raise _bad(path, f"it claims {kv_count:,} metadata entries, impossible for a {w.size:,}-byte file")
+        raise _bad(
+            path,
+            f"the file is truncated or corrupt: it claims {kv_count:,} metadata entries, "
+            f"impossible for a {w.size:,}-byte file",
+        )
     alignment = 32
     for _ in range(kv_count):
         key = w.read_key()
