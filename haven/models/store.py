@@ -187,11 +187,11 @@ class ModelStore:
         with self._locked():
             blob = self.blobs_dir / f"sha256-{sha}"
             new_blob = not blob.exists()
-            if new_blob:
-                os.replace(staged, blob)
-                fsync_dir(self.blobs_dir)
             previous = self._read_manifest(name)
             try:
+                if new_blob:
+                    os.replace(staged, blob)
+                    fsync_dir(self.blobs_dir)
                 self._write_manifest(name, manifest)
             except BaseException:
                 if new_blob:
@@ -231,12 +231,13 @@ class ModelStore:
                 os.fsync(fh.fileno())
             os.chmod(temp, 0o644)
             os.replace(temp, path)
-            fsync_dir(path.parent)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 path.parent.rmdir()  # only succeeds when empty: a first manifest that failed
             raise
+        with contextlib.suppress(OSError):  # the manifest is in place; durability of the rename is best effort
+            fsync_dir(path.parent)
 
     def _collect_blob(self, sha256: str) -> None:
         """Remove a blob no manifest references any more (caller holds the lock)."""
