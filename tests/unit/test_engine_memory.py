@@ -1,0 +1,66 @@
+"""Memory guard: the estimate's arithmetic and refusal before the KV cache is allocated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from haven.engine.engine import load_engine
+from haven.engine.memory import MemoryEstimate, check_budget, default_budget, estimate, total_ram_bytes
+from haven.errors import MemoryBudgetError
+from haven.settings import Settings
+
+MiB = 1024 * 1024
+
+
+def test_kv_cache_estimate_for_qwen2_0_5b_shape() -> None:
+    # Qwen2.5-0.5B: 24 layers, 2 KV heads × 64 dims; 4 slots × 4096 tokens in f16.
+    est = estimate(
+        weights_bytes=500 * MiB,
+        n_layer=24,
+        n_embd_kv=128,
+        context_length=4096,
+        parallel=4,
+        batch_size=512,
+        n_vocab=151_936,
+        n_embd=896,
+    )
+    assert est.kv_cache == 24 * 4096 * 4 * 128 * 2 * 2 == 192 * MiB
+    assert est.weights == 500 * MiB
+    assert est.compute == 512 * (16 * 896 + 151_936) * 4 + 64 * MiB
+    assert est.total == est.weights + est.kv_cache + est.compute
+
+
+def test_over_budget_names_the_numbers_and_what_to_lower() -> None:
+    est = MemoryEstimate(weights=500 * MiB, kv_cache=3072 * MiB, compute=100 * MiB)
+    with pytest.raises(MemoryBudgetError) as info:
+        check_budget(est, budget=2048 * MiB, context_length=32768, parallel=4)
+    message = str(info.value)
+    assert "3,672 MiB" in message and "KV cache 3,072 MiB" in message and "2,048 MiB" in message
+    assert "32768 tokens × 4 slots" in message and "lower context_length or parallel" in message
+    check_budget(est, budget=4096 * MiB, context_length=32768, parallel=4)  # fits: no error
+    check_budget(est, budget=None, context_length=32768, parallel=4)  # unknown RAM: no guard
+
+
+def test_default_budget_is_ninety_percent_of_ram() -> None:
+    total = total_ram_bytes()
+    assert total is not None and total > 0
+    assert default_budget() == int(total * 0.9)
+
+
+def test_loading_over_budget_fails_and_the_engine_is_not_created(make_test_model: Callable[..., Path]) -> None:
+    settings = Settings(context_length=65536, parallel=8, threads=1, memory_budget_bytes=64 * MiB)
+    with pytest.raises(MemoryBudgetError, match="lower context_length or parallel"):
+        load_engine(str(make_test_model()), name="tiny", sha256="", settings=settings)
+
+
+async def test_loading_within_budget_works(make_test_model: Callable[..., Path]) -> None:
+    settings = Settings(context_length=256, parallel=2, threads=1, batch_size=64, memory_budget_bytes=1024 * MiB)
+    engine = load_engine(str(make_test_model()), name="tiny", sha256="abc", settings=settings)
+    try:
+        assert engine.info.context_length == 256 and engine.info.sha256 == "abc"
+        assert engine.stats().slots_total == 2
+    finally:
+        await engine.close()
