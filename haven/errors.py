@@ -87,6 +87,13 @@ class QueueFullError(HavenError):
         self.retry_after = retry_after
 
 
+class ConfigurationError(HavenError):
+    """Settings that must not be used together (e.g. a public bind address without an api_key)."""
+
+    status_code = 500
+    code = "invalid_configuration"
+
+
 # --- server-side errors (5xx) ----------------------------------------------------------
 
 

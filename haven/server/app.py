@@ -1,0 +1,147 @@
+"""The FastAPI application factory: wires settings, the model manager, routers and middleware.
+
+``create_app(settings, engine_loader=..., store=...)`` builds a fresh app with no process-global state:
+its ModelManager, metrics registry and settings live on ``app.state``. Tests pass a fake loader and
+store; ``haven serve`` passes nothing and gets the real engine (:func:`haven.engine.engine.load_engine`)
+and the model store under ``settings.home``. Besides the OpenAI (``/v1``) and Ollama (``/api``)
+routers it serves ``/health`` (the process is up), ``/ready`` (the store is readable and the default
+model is present) and ``/metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+
+from haven import __version__
+from haven.engine.protocol import EngineLoader, ModelEngine
+from haven.errors import HavenError
+from haven.server.auth import ApiKeyMiddleware, check_bind_allowed
+from haven.server.errors import install_error_handlers
+from haven.server.limits import BodyLimitMiddleware
+from haven.server.logging import RequestLogMiddleware
+from haven.server.metrics import CONTENT_TYPE, ServerMetrics
+from haven.server.model_manager import ModelManager, ModelStore
+from haven.server.openai.router import router as openai_router
+from haven.settings import Settings, get_settings
+
+log = logging.getLogger("haven.server")
+
+
+def default_loader(settings: Settings) -> EngineLoader:
+    """The real llama.cpp engine, imported only when the server builds its app."""
+    from haven.engine.engine import load_engine
+
+    def load(path: str, *, name: str, sha256: str) -> ModelEngine:
+        engine: ModelEngine = load_engine(path, name=name, sha256=sha256, settings=settings)
+        return engine
+
+    return load
+
+
+def default_store(settings: Settings) -> ModelStore:
+    from haven.models.store import ModelStore as Store
+
+    store: ModelStore = Store.from_settings(settings)
+    return store
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine_loader: EngineLoader | None = None,
+    store: ModelStore | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    check_bind_allowed(settings)
+    store = store if store is not None else default_store(settings)
+    loader = engine_loader if engine_loader is not None else default_loader(settings)
+    manager = ModelManager(settings, store, loader)
+    metrics = ServerMetrics(manager.stats)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("haven %s serving on %s:%d", __version__, settings.host, settings.port)
+        try:
+            yield
+        finally:
+            await manager.close()
+
+    app = FastAPI(
+        title="Haven",
+        version=__version__,
+        description="Self-hosted AI assistant server with OpenAI- and Ollama-compatible APIs.",
+        lifespan=lifespan,
+    )
+    # The manager exists before the lifespan runs so in-process tests (httpx.ASGITransport, which does
+    # not run lifespans) get a working app; the lifespan only closes it.
+    app.state.settings = settings
+    app.state.model_manager = manager
+    app.state.metrics = metrics
+
+    install_error_handlers(app)
+    app.include_router(openai_router)
+    ollama_router = _ollama_router()
+    if ollama_router is not None:
+        app.include_router(ollama_router)
+    _add_probe_routes(app)
+
+    # Added innermost first: the request log sees every response, including 401s and 413s.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)
+    return app
+
+
+def _ollama_router() -> Any:
+    try:
+        from haven.server.ollama.router import router
+    except ImportError:  # pragma: no cover - the Ollama API is part of every release
+        log.warning("the Ollama-compatible API is not available in this build")
+        return None
+    return router
+
+
+def _add_probe_routes(app: FastAPI) -> None:
+    @app.get("/health", tags=["server"], summary="Liveness: the process is serving")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/ready", tags=["server"], summary="Readiness: the store is readable and the default model present")
+    async def ready(request: Request) -> Response:
+        manager: ModelManager = request.app.state.model_manager
+        settings: Settings = request.app.state.settings
+        checks: dict[str, str] = {}
+        try:
+            manager.store.list()
+            checks["store"] = "ok"
+        except (OSError, HavenError) as exc:
+            checks["store"] = f"unreadable: {getattr(exc, 'message', exc)}"
+        loaded = {m.name for m in manager.loaded()}
+        try:
+            manifest = manager.store.get(settings.default_model)
+            name = str(getattr(manifest, "name", settings.default_model))
+            checks["default_model"] = "loaded" if name in loaded else "present"
+        except (OSError, HavenError) as exc:
+            checks["default_model"] = f"missing: {getattr(exc, 'message', exc)}"
+        ok = checks["store"] == "ok" and checks["default_model"] in ("loaded", "present")
+        body = {"status": "ready" if ok else "not ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["server"], summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

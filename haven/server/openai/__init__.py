@@ -1,0 +1,1 @@
+"""OpenAI-compatible API (``/v1``): ``router`` (HTTP), ``protocol`` (request models), ``serving`` (logic)."""

@@ -1,0 +1,94 @@
+"""OpenAI-compatible HTTP routes (``/v1``): parse with the protocol models, call :mod:`.serving`, respond.
+
+Bodies are validated by FastAPI against :mod:`.protocol` (so the OpenAPI schema documents them);
+validation and Haven errors become OpenAI error JSON in :mod:`haven.server.errors`. Streaming answers
+are Server-Sent Events. A client that disconnects while a non-streaming answer is being generated
+cancels it (the route watches the connection); a dropped stream cancels through the SSE iterator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from haven.server.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from haven.server.openai.serving import OpenAIServing
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+T = TypeVar("T")
+DISCONNECT_POLL_SECONDS = 0.25
+CLIENT_CLOSED_REQUEST = 499  # nginx's code; the client never sees it, the request log does
+
+
+class ClientGone(Exception):
+    """The client disconnected before the answer was ready."""
+
+
+def _serving(request: Request) -> OpenAIServing:
+    state = request.app.state
+    return OpenAIServing(state.model_manager, state.settings, state.metrics)
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it (and so the generation) if the client goes away meanwhile."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _respond(result: dict[str, Any] | AsyncIterator[bytes]) -> Response:
+    if isinstance(result, dict):
+        return JSONResponse(result)
+    return StreamingResponse(
+        result,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _run(request: Request, work: Awaitable[dict[str, Any] | AsyncIterator[bytes]]) -> Response:
+    try:
+        return _respond(await _unless_disconnected(request, work))
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+@router.post("/chat/completions", summary="Create a chat completion (OpenAI)")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    return await _run(request, _serving(request).chat(body))
+
+
+@router.post("/completions", summary="Create a text completion (OpenAI, legacy)")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    return await _run(request, _serving(request).completion(body))
+
+
+@router.post("/embeddings", summary="Create embeddings (OpenAI)")
+async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
+    return await _run(request, _serving(request).embeddings(body))
+
+
+@router.get("/models", summary="List local models (OpenAI)")
+async def list_models(request: Request) -> Response:
+    return JSONResponse(_serving(request).list_models())
+
+
+@router.get("/models/{model_id:path}", summary="One model (OpenAI)")
+async def get_model(model_id: str, request: Request) -> Response:
+    return JSONResponse(_serving(request).get_model(model_id))
