@@ -54,15 +54,12 @@ async def _parse(request: Request, model: type[M]) -> M:
 
 
 def _manager(request: Request) -> Any:
-    state = request.app.state
-    for name in ("model_manager", "models", "manager"):
-        if hasattr(state, name):
-            return getattr(state, name)
-    raise HavenError("the server has no model manager configured.")
+    return request.app.state.model_manager
 
 
 def _service(request: Request) -> OllamaService:
-    return OllamaService(_manager(request), request.app.state.settings)
+    state = request.app.state
+    return OllamaService(state.model_manager, state.settings, getattr(state, "metrics", None))
 
 
 def _guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:

@@ -17,20 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import anyio
 import jsonschema
 
-from haven.engine.protocol import (
-    Finished,
-    GenerationHandle,
-    GenerationRequest,
-    ModelEngine,
-    ModelInfo,
-    ReasoningDelta,
-    SamplingParams,
-    TextDelta,
-)
+from haven.engine.protocol import Finished, ModelEngine, ModelInfo, ReasoningDelta, SamplingParams, TextDelta
 from haven.errors import EngineError, HavenError, InvalidRequestError
+from haven.server.generation import Generation, start_chat, start_text
+from haven.server.metrics import ServerMetrics
 from haven.server.ollama.protocol import (
     ChatRequest,
     EmbeddingsRequest,
@@ -148,8 +140,7 @@ def _engine_messages(request: ChatRequest, family: str) -> list[dict[str, Any]]:
 class _Run:
     """One generation in flight plus what the response needs to report about it."""
 
-    engine: ModelEngine
-    handle: GenerationHandle
+    generation: Generation
     started: float
     load_seconds: float
     show_thinking: bool
@@ -164,12 +155,15 @@ class _Run:
 class OllamaService:
     """The ``/api`` operations over a model source (the server's ModelManager) and the settings."""
 
-    def __init__(self, models: ModelSource, settings: Settings) -> None:
+    def __init__(self, models: ModelSource, settings: Settings, metrics: ServerMetrics | None = None) -> None:
         self.models = models
         self.settings = settings
+        self.metrics = metrics
 
     async def engine(self, name: str, keep_alive: Any) -> tuple[ModelEngine, float]:
         seconds = parse_keep_alive(keep_alive)
+        if seconds == math.inf:
+            seconds = -1.0  # the manager's spelling of "forever"
         start = time.perf_counter()
         engine = await _maybe_await(self.models.get(name, keep_alive=seconds))
         return engine, time.perf_counter() - start
@@ -181,13 +175,15 @@ class OllamaService:
         sampling = sampling_from(request.options, request.format, self.settings)
         engine, load = await self.engine(request.model, request.keep_alive)
         family = family_for(engine.info)
-        prompt = engine.render_chat(
+        generation = await start_chat(
+            engine,
             _engine_messages(request, family),
+            sampling,
             tools=request.tools or None,
             enable_thinking=request.think is not False,
+            metrics=self.metrics,
         )
-        handle = await self._submit(engine, prompt.text, sampling, reasoning_opened=prompt.reasoning_opened)
-        run = _Run(engine, handle, started, load, show_thinking=request.think is not False, family=family)
+        run = _Run(generation, started, load, show_thinking=request.think is not False, family=family)
         if request.tools:
             run.tool_stream = ToolCallStream(family)
         return run
@@ -203,22 +199,14 @@ class OllamaService:
         sampling = sampling_from(request.options, request.format, self.settings)
         engine, load = await self.engine(request.model, request.keep_alive)
         if request.raw:
-            text, opened = request.prompt, False
+            generation = await start_text(engine, request.prompt, sampling, metrics=self.metrics)
         else:
             messages = [{"role": "system", "content": request.system}] if request.system else []
             messages.append({"role": "user", "content": request.prompt})
-            prompt = engine.render_chat(messages, enable_thinking=request.think is not False)
-            text, opened = prompt.text, prompt.reasoning_opened
-        handle = await self._submit(engine, text, sampling, reasoning_opened=opened)
-        return _Run(engine, handle, started, load, show_thinking=request.think is not False)
-
-    async def _submit(
-        self, engine: ModelEngine, text: str, sampling: SamplingParams, *, reasoning_opened: bool
-    ) -> GenerationHandle:
-        # Templates write BOS themselves where the model wants one, so no special tokens are added here.
-        tokens = engine.tokenize(text, add_special=False, parse_special=True)
-        request = GenerationRequest(prompt_tokens=tokens, sampling=sampling, reasoning_opened=reasoning_opened)
-        return await engine.submit(request)
+            generation = await start_chat(
+                engine, messages, sampling, enable_thinking=request.think is not False, metrics=self.metrics
+            )
+        return _Run(generation, started, load, show_thinking=request.think is not False)
 
     async def load_only(self, name: str, keep_alive: Any, *, unload: Any) -> dict[str, Any]:
         """Empty prompt/messages: Ollama preloads the model (or unloads it when keep_alive is 0)."""
@@ -234,7 +222,7 @@ class OllamaService:
     async def chunks(self, run: _Run, model: str, *, kind: str) -> AsyncIterator[dict[str, Any]]:
         """Stream of Ollama chunks for a run (``kind`` "chat" or "generate"); cancels the run if dropped."""
         try:
-            async for event in run.handle.events():
+            async for event in run.generation.events():
                 if isinstance(event, TextDelta):
                     if event.text:
                         run.content.append(event.text)
@@ -250,10 +238,9 @@ class OllamaService:
                     break
         finally:
             if run.finished is None:
-                # Client went away (or the server is shutting down): free the slot now. Shielded because
-                # this runs inside a cancelled task, where any await would be cancelled again.
-                with anyio.CancelScope(shield=True):
-                    await run.handle.cancel()
+                # Client went away (or the server is shutting down): free the slot now rather than when
+                # the abandoned event iterator is garbage-collected (cancel() is shielded).
+                await run.generation.cancel()
         if run.finished is not None:
             if run.finished.reason == "error":
                 raise EngineError(run.finished.error or "generation failed")
@@ -438,7 +425,7 @@ def tag_entry(entry: Any) -> dict[str, Any]:
     return {
         "name": name,
         "model": name,
-        "modified_at": iso_time(_field(entry, "modified_at", "created_at", "imported_at")),
+        "modified_at": iso_time(_field(entry, "modified", "modified_at", "created_at")),
         "size": int(_field(entry, "size_bytes", "size", default=0) or 0),
         "digest": digest.removeprefix("sha256:"),
         "details": details_from(
