@@ -12,6 +12,8 @@ from gguf import GGUFReader
 
 from haven.cli.main import build_cli
 from haven.models.factory import make_model
+from haven.models.store import ModelStore
+from haven.settings import get_settings
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -71,14 +73,11 @@ def test_make_model_needs_an_output_file(tmp_path: Path) -> None:
 
 
 def test_ensure_demo_imports_the_demo_model_once(haven_env: Path) -> None:
-    store_mod = pytest.importorskip("haven.models.store")
-    from haven.settings import get_settings
-
     code, output = _run("dev", "ensure-demo")
     assert code == 0, output
     flat = _flat(output)
     assert "imported haven-demo:tiny" in flat and "RANDOM weights" in flat and "haven models pull hf://" in flat
-    store = store_mod.ModelStore.from_settings(get_settings())
+    store = ModelStore.from_settings(get_settings())
     assert store.exists("haven-demo:tiny")
     blobs = sorted((haven_env / "models").rglob("*"))
 
@@ -90,9 +89,6 @@ def test_ensure_demo_imports_the_demo_model_once(haven_env: Path) -> None:
 
 
 def test_ensure_demo_refuses_a_missing_non_demo_default(haven_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("haven.models.store")
-    from haven.settings import get_settings
-
     monkeypatch.setenv("HAVEN_DEFAULT_MODEL", "qwen2.5:0.5b")
     get_settings.cache_clear()
     code, output = _run("dev", "ensure-demo")
