@@ -244,6 +244,8 @@ class OllamaService:
         if run.finished is not None:
             if run.finished.reason == "error":
                 raise EngineError(run.finished.error or "generation failed")
+            if run.finished.reason == "cancelled":  # e.g. the server is shutting down
+                raise EngineError("the generation was cancelled before it finished.")
             yield self.final_chunk(run, model, kind, include_text=False)
 
     async def complete(self, run: _Run, model: str, *, kind: str) -> dict[str, Any]:
