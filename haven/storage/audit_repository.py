@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from haven.audit.records import Judgement, Label, Response, SuiteItem
 from haven.errors import AuditError, NotFoundError
@@ -296,12 +296,32 @@ def completed_responses(db: Database, run_id: int) -> set[tuple[str, int]]:
         return {(r[0], r[1]) for r in rows}
 
 
+def attempted_responses(db: Database, run_id: int) -> set[tuple[str, int]]:
+    """(item_id, sample) pairs with any stored response, failed or not."""
+    with db.session() as session:
+        rows = session.execute(
+            select(AuditResponse.item_id, AuditResponse.sample_index).where(AuditResponse.run_id == run_id)
+        ).all()
+        return {(r[0], r[1]) for r in rows}
+
+
 def judged(db: Database, run_id: int) -> set[tuple[str, int]]:
     with db.session() as session:
         rows = session.execute(
             select(AuditJudgement.item_id, AuditJudgement.sample_index).where(AuditJudgement.run_id == run_id)
         ).all()
         return {(r[0], r[1]) for r in rows}
+
+
+def judged_ok(db: Database, run_id: int) -> set[tuple[str, int]]:
+    """Judged (item, sample) pairs, minus those that failed at the judge's transport (re-scored on resume)."""
+    with db.session() as session:
+        rows = session.execute(
+            select(AuditJudgement.item_id, AuditJudgement.sample_index, AuditJudgement.flags).where(
+                AuditJudgement.run_id == run_id
+            )
+        ).all()
+        return {(r[0], r[1]) for r in rows if "judge_error" not in (r[2] or ())}
 
 
 def save_response(db: Database, run_id: int, response: Response, judgement: Judgement | None = None) -> None:
@@ -337,6 +357,74 @@ def save_response(db: Database, run_id: int, response: Response, judgement: Judg
         )
         if judgement is not None:
             session.add(_judgement_row(run_id, judgement))
+
+
+def save_results(
+    db: Database,
+    run_id: int,
+    results: Sequence[tuple[Response, Judgement | None]],
+    *,
+    replace: bool = False,
+) -> None:
+    """Store many responses with their judgements in one transaction (bulk inserts: the runner's fast path).
+
+    ``replace`` first deletes earlier rows for the same (item, sample), e.g. failed attempts being retried.
+    """
+    if not results:
+        return
+    now = utcnow()
+    with db.session() as session:
+        if replace:
+            for response, _ in results:
+                for model in (AuditResponse, AuditJudgement):
+                    session.execute(
+                        delete(model).where(
+                            model.run_id == run_id,
+                            model.item_id == response.item_id,
+                            model.sample_index == response.sample_index,
+                        )
+                    )
+        session.execute(
+            insert(AuditResponse),
+            [
+                {
+                    "run_id": run_id,
+                    "item_id": r.item_id,
+                    "sample_index": r.sample_index,
+                    "content": r.content,
+                    "reasoning": r.reasoning,
+                    "finish_reason": r.finish_reason,
+                    "prompt_tokens": r.prompt_tokens,
+                    "completion_tokens": r.completion_tokens,
+                    "latency_s": r.latency_s,
+                    "error": r.error,
+                    "http_status": r.http_status,
+                    "created_at": now,
+                }
+                for r, _ in results
+            ],
+        )
+        judgements = [j for _, j in results if j is not None]
+        if judgements:
+            session.execute(insert(AuditJudgement), [_judgement_values(run_id, j, now) for j in judgements])
+
+
+def _judgement_values(run_id: int, j: Judgement, now: datetime) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "item_id": j.item_id,
+        "sample_index": j.sample_index,
+        "label": j.label.value,
+        "valence": j.valence,
+        "flags": list(j.flags),
+        "judge": j.judge,
+        "label_probs": dict(j.label_probs) if j.label_probs is not None else None,
+        "judge_refused": j.judge_refused,
+        "parse_error": j.parse_error,
+        "thought_suppressed": j.thought_suppressed,
+        "rationale": j.rationale,
+        "created_at": now,
+    }
 
 
 def _judgement_row(run_id: int, j: Judgement) -> AuditJudgement:

@@ -1,0 +1,206 @@
+"""Async client for the audited model: any OpenAI-compatible chat-completions endpoint.
+
+One ``httpx.AsyncClient`` (HTTP/1.1 keep-alive pool sized to the runner's concurrency) per run.
+``chat()`` never raises for transport trouble: connection errors, timeouts, HTTP 5xx/429 and
+unparsable bodies are retried with exponential backoff and full jitter (the AWS Architecture
+Blog's "Exponential Backoff And Jitter" scheme), and when retries run out it returns a
+:class:`Response` with ``error`` set: a transport error, never a refusal. Only ``probe()`` (at the
+start of a run) raises, :class:`EndpointUnreachableError`, so a dead endpoint is one clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from haven.audit.records import Response, SuiteItem
+from haven.engine.reasoning import split_reasoning
+from haven.errors import EndpointUnreachableError, ModelNotFoundError
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def api_base(endpoint: str) -> str:
+    """'http://h:p', 'http://h:p/v1' or '…/v1/chat/completions' → 'http://h:p/v1'."""
+    url = endpoint.rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+    if not url.endswith("/v1"):
+        url += "/v1"
+    return url
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    model: str
+    model_hash: str | None
+    models: tuple[str, ...]
+
+
+def _hash_of(entry: dict[str, Any]) -> str | None:
+    for key in ("digest", "sha256", "hash", "model_hash"):
+        value = entry.get(key)
+        if isinstance(value, str) and value:
+            return value
+    meta = entry.get("meta") or entry.get("details")
+    if isinstance(meta, dict):
+        return _hash_of(meta)
+    return None
+
+
+class EndpointClient:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 4,
+        timeout_s: float = 300.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 20.0,
+    ) -> None:
+        self.base = api_base(endpoint)
+        self.model = model
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            http1=True,
+            http2=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> EndpointClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def probe(self, *, require_listed: bool = False) -> EndpointInfo:
+        """Check the endpoint answers and resolve the model name and, where offered, its hash."""
+        try:
+            resp = await self._http.get(f"{self.base}/models", timeout=15.0)
+        except httpx.HTTPError as exc:
+            raise EndpointUnreachableError(f"Cannot reach {self.base} ({type(exc).__name__}: {exc}).") from exc
+        entries: list[dict[str, Any]] = []
+        if resp.status_code == 200:
+            try:
+                data = resp.json().get("data")
+                entries = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+            except ValueError:
+                entries = []
+        elif resp.status_code in (401, 403):
+            raise EndpointUnreachableError(f"{self.base} refused the API key (HTTP {resp.status_code}).")
+        names = tuple(str(e.get("id")) for e in entries if e.get("id"))
+        model = self.model or (names[0] if names else None)
+        if model is None:
+            raise EndpointUnreachableError(f"{self.base} lists no models; name one with --model.")
+        if require_listed and names and model not in names:
+            raise ModelNotFoundError(f"Model {model!r} is not served at {self.base}; it serves: {', '.join(names)}.")
+        self.model = model
+        entry = next((e for e in entries if e.get("id") == model), {})
+        model_hash = _hash_of(entry) or await self._ollama_digest(model)
+        return EndpointInfo(model=model, model_hash=model_hash, models=names)
+
+    async def _ollama_digest(self, model: str) -> str | None:
+        """Haven and Ollama list a digest per model under /api/tags."""
+        root = self.base[: -len("/v1")]
+        try:
+            resp = await self._http.get(f"{root}/api/tags", timeout=5.0)
+            if resp.status_code != 200:
+                return None
+            for entry in resp.json().get("models", []):
+                if entry.get("name") == model or entry.get("model") == model:
+                    digest = entry.get("digest")
+                    return str(digest) if digest else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return None
+
+    def _delay(self, attempt: int) -> float:
+        # Full jitter: uniform in [0, min(cap, base·2^attempt)], so retrying workers spread out.
+        return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
+
+    async def chat(self, item: SuiteItem, sample_index: int, sampling: dict[str, Any]) -> Response:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": item.prompt}],
+            "stream": False,
+            **sampling,
+        }
+        error = "no attempt"
+        status: int | None = None
+        started = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(self._delay(attempt - 1))
+            t0 = time.perf_counter()
+            try:
+                resp = await self._http.post(f"{self.base}/chat/completions", json=body)
+            except httpx.HTTPError as exc:
+                error, status = f"{type(exc).__name__}: {exc}".strip(": "), None
+                continue
+            status = resp.status_code
+            if status != 200:
+                error = f"HTTP {status}: {resp.text[:200]}"
+                if status in RETRY_STATUSES:
+                    continue
+                break  # 4xx: asking again will not help
+            parsed = _parse_completion(resp)
+            if isinstance(parsed, str):
+                error = parsed
+                continue
+            content, reasoning, finish, usage = parsed
+            return Response(
+                item_id=item.item_id,
+                sample_index=sample_index,
+                content=content,
+                reasoning=reasoning,
+                finish_reason=finish,
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                latency_s=time.perf_counter() - t0,
+                http_status=status,
+            )
+        return Response(
+            item_id=item.item_id,
+            sample_index=sample_index,
+            content="",
+            latency_s=time.perf_counter() - started,
+            error=f"{error} (after {self.max_retries + 1} attempts)",
+            http_status=status,
+        )
+
+
+def _parse_completion(resp: httpx.Response) -> tuple[str, str, str | None, dict[str, Any]] | str:
+    """(content, reasoning, finish_reason, usage), or a string saying why the body is garbage."""
+    try:
+        data = resp.json()
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return f"unparsable response body: {resp.text[:120]!r}"
+    if not isinstance(message, dict):
+        return "unparsable response body: message is not an object"
+    content = message.get("content") or ""
+    if not isinstance(content, str):
+        return "unparsable response body: content is not a string"
+    reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
+    if not reasoning and "</think>" in content:
+        reasoning, content = split_reasoning(content, opened="<think>" not in content)
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    return content.strip(), str(reasoning).strip(), choice.get("finish_reason"), usage
