@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -28,7 +29,7 @@ from rich.table import Table
 
 from haven.settings import get_settings
 
-console = Console(highlight=False)
+console = Console(highlight=False, emoji=False)  # emoji=False: "tiny:one:" must not become an emoji
 
 
 def human_size(size: int) -> str:
@@ -65,7 +66,8 @@ def _bar(description: str) -> Iterator[Callable[[int, int], None]]:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    err = Console(stderr=True)
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
         task: TaskID = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:
@@ -109,7 +111,7 @@ def register(app: typer.Typer) -> None:
         if not manifests:
             console.print("no models yet: `haven models import PATH` or `haven models pull hf://OWNER/REPO/FILE.gguf`")
             return
-        table = Table(show_edge=False, header_style="bold")
+        table = Table(box=None, pad_edge=False, header_style="bold")  # plain columns, like `ollama list`
         for column in ("NAME", "SIZE", "ARCHITECTURE", "PARAMETERS", "QUANTIZATION", "CONTEXT", "MODIFIED"):
             table.add_column(column, no_wrap=True)
         for m in manifests:
@@ -150,7 +152,7 @@ def register(app: typer.Typer) -> None:
             ("template", "safe" if manifest.template_safe else f"UNSAFE ({manifest.template_warning})"),
         ]
         for key, value in rows:
-            console.print(f"[bold]{key:>17}[/]  {value}", soft_wrap=True, markup=True)
+            console.print(f"[bold]{key:>17}[/]  {escape(value)}", soft_wrap=True)
         console.print("\n[bold]special tokens[/]")
         for token, token_id in sorted(manifest.special_tokens.items(), key=lambda kv: kv[1]):
             console.print(f"  {token_id:>8}  {token}", soft_wrap=True, markup=False)

@@ -31,8 +31,6 @@ from haven.models.names import DEFAULT_TAG, name_from_filename, parse_name
 from haven.models.store import ModelStore
 from haven.settings import Settings
 
-CHUNK = 1 << 20
-
 
 class PullProgress(Protocol):
     def __call__(self, status: str, completed: int | None = None, total: int | None = None, **extra: Any) -> None: ...
@@ -87,7 +85,7 @@ def _download_once(client: HubClient, remote: RemoteFile, partial: Path, progres
         else:  # 200: the whole file (range ignored or the file changed); start over
             have, mode = 0, "wb"
         with open(partial, mode) as out:
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in response.iter_bytes():  # no chunk_size: a dropped connection loses no buffered bytes
                 if have + len(chunk) > remote.size:
                     raise DownloadError(f"the server sent more than the {remote.size:,} bytes of {remote.filename}")
                 out.write(chunk)
