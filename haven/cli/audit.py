@@ -1,10 +1,365 @@
-"""`haven audit …` commands (being built; see the open issues)."""
+"""``haven audit …``: suites, runs, reports, comparisons and judge calibration.
+
+Thin layer: parse options, open the database, call :mod:`haven.audit` (runner, suites, importers,
+metrics, reports, calibration) and print with Rich. Errors are HavenError subclasses, printed as
+one line by :mod:`haven.cli.main`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from haven.errors import AuditError
+from haven.settings import get_settings
+
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
+
+
+def _db() -> Any:
+    from haven.storage.db import open_database
+
+    return open_database(get_settings().effective_database_url)
+
+
+def _api_key(var: str | None, what: str) -> str | None:
+    if not var:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise AuditError(f"{what}: the environment variable {var} is not set.")
+    return value
+
+
+def _languages(value: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else ()
+
+
+def _haven_base() -> str:
+    settings = get_settings()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{host}:{settings.port}/v1"
+
+
+def _judge_spec(judge: str, judge_endpoint: str | None, judge_key_env: str | None, samples: int) -> Any:
+    from haven.audit.scoring import ScorerSpec
+
+    key = _api_key(judge_key_env, "--judge-api-key-env")
+    if judge_endpoint:
+        model = None if judge == "heuristic" else judge
+        return ScorerSpec(judge=judge_endpoint, endpoint=judge_endpoint, model=model, api_key=key, samples=samples)
+    if judge == "heuristic":
+        return ScorerSpec()
+    return ScorerSpec(judge=judge, endpoint=_haven_base(), model=judge, api_key=key, samples=samples)
+
+
+# --- suites -------------------------------------------------------------------------------
+
+suites_app = typer.Typer(help="Prompt suites: built-in and imported.", no_args_is_help=True)
+
+
+@suites_app.command("import")
+def suites_import(
+    paths: Annotated[list[Path], typer.Argument(help="One or more files forming one suite.")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="anthropic-csv|speechmap-jsonl|promptfoo-csv|haven-jsonl")
+    ],
+    name: Annotated[str, typer.Option("--name", "-n", help="Name of the suite in Haven.")],
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite an imported suite of that name.")] = False,
+) -> None:
+    """Import external suite files (nothing is stored if any file is malformed)."""
+    from haven.audit.importers import import_files
+    from haven.audit.suites import BUILTIN_SUITES
+    from haven.storage import audit_repository as repo
+
+    if name in BUILTIN_SUITES:
+        raise AuditError(f"{name!r} is a built-in suite; choose another --name.")
+    items = import_files(paths, format, name)
+    count = repo.save_suite(
+        _db(), name=name, format=format, items=items, sources=[p.name for p in paths], replace=replace
+    )
+    groups = len({i.group for i in items})
+    console.print(f"Imported {count} items ({groups} groups) from {len(paths)} file(s) as suite {escape(name)}.")
+
+
+@suites_app.command("list")
+def suites_list() -> None:
+    """Built-in and imported suites."""
+    from haven.audit.suites import BUILTIN_SUITES, load_builtin
+    from haven.storage import audit_repository as repo
+
+    table = Table("NAME", "VERSION", "SOURCE", "ITEMS", "GROUPS", "LANGUAGES", box=None, pad_edge=False)
+    for name in BUILTIN_SUITES:
+        s = load_builtin(name)
+        table.add_row(name, s.version, "built-in", str(len(s.items)), str(len(s.groups)), ",".join(s.languages))
+    for summary in repo.list_suites(_db()):
+        table.add_row(
+            escape(summary.name),
+            summary.version,
+            f"imported ({summary.format})",
+            str(summary.items),
+            "",
+            ",".join(summary.languages),
+        )
+    console.print(table)
+
+
+@suites_app.command("show")
+def suites_show(
+    name: str,
+    language: Annotated[str | None, typer.Option("--language", "-l", help="Only this language.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Items to print.")] = 20,
+) -> None:
+    """A suite's description, groups, templates and first items."""
+    from haven.audit.suites import filter_languages, load_suite
+
+    suite = load_suite(name, _db())
+    items = filter_languages(suite, [language] if language else None)
+    console.print(f"[bold]{escape(suite.name)}[/] {suite.version} — {len(suite.items)} items")
+    if suite.description:
+        console.print(escape(suite.description))
+    console.print(f"languages: {', '.join(suite.languages)}")
+    for lang, prov in suite.provenance.items():
+        console.print(
+            f"  {lang}: {escape(str(prov.get('source')))}, reviewed: {'yes' if prov.get('reviewed') else 'no'}"
+        )
+    console.print(f"groups ({len(suite.groups)}): {escape(', '.join(suite.groups))}")
+    templates = sorted({i.template_id for i in items})
+    console.print(f"templates: {len(templates)}")
+    table = Table("ITEM", "GROUP", "LANG", "PROMPT", box=None, pad_edge=False)
+    for item in items[:limit]:
+        table.add_row(escape(item.item_id), escape(item.group), item.language, escape(item.prompt))
+    console.print(table)
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+def audit_run(
+    target: Annotated[str | None, typer.Option("--target", help="A model served by the local Haven.")] = None,
+    endpoint: Annotated[str | None, typer.Option("--endpoint", help="Any OpenAI-compatible base URL.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model name at --endpoint (default: first listed).")
+    ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Env var holding the endpoint's API key.")
+    ] = None,
+    suite: Annotated[
+        str, typer.Option("--suite", "-s", help="Suite name (`haven audit suites list`).")
+    ] = "paired-countries",
+    languages: Annotated[str | None, typer.Option("--languages", help="Comma-separated, e.g. en,zh-Hans.")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, max=100, help="Answers per item.")] = 1,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=512, help="Requests in flight.")] = 4,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, max=2.0)] = 0.0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=32768)] = 512,
+    judge: Annotated[str, typer.Option("--judge", help="heuristic, or a judge model served by Haven.")] = "heuristic",
+    judge_endpoint: Annotated[str | None, typer.Option("--judge-endpoint", help="OpenAI-compatible judge URL.")] = None,
+    judge_api_key_env: Annotated[str | None, typer.Option("--judge-api-key-env")] = None,
+    judge_samples: Annotated[int, typer.Option("--judge-samples", min=1, max=15, help="k for the vote.")] = 1,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue this run id (or latest).")] = None,
+    retries: Annotated[int, typer.Option("--retries", min=0, max=20, help="Retries per request.")] = 3,
+) -> None:
+    """Send a suite to a model, score every answer, store everything; prints the run id."""
+    from haven.audit.runner import Progress as RunProgress
+    from haven.audit.runner import RunRequest, run_audit
+
+    if resume is None and bool(target) == bool(endpoint):
+        raise AuditError("Give exactly one of --target MODEL (served by Haven) or --endpoint URL.")
+    db = _db()
+    hint = ""
+    if resume is not None and not (target or endpoint):
+        from haven.storage import audit_repository as repo
+
+        previous = repo.resolve_run(db, resume)
+        endpoint, model, suite = previous.endpoint, previous.model, previous.suite
+        samples = previous.samples
+        languages = ",".join(previous.languages)
+        sampling = previous.sampling
+    else:
+        sampling = {"temperature": temperature, "max_tokens": max_tokens}
+    if target:
+        endpoint, model = _haven_base(), target
+        hint = "Is Haven running? Start it with `haven serve`."
+    assert endpoint is not None
+    req = RunRequest(
+        suite=suite,
+        endpoint=endpoint,
+        model=model,
+        target=target or model,
+        api_key=_api_key(api_key_env, "--api-key-env"),
+        languages=_languages(languages),
+        samples=samples,
+        concurrency=concurrency,
+        sampling=sampling,
+        judge=_judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples),
+        resume=resume,
+        require_listed=bool(target),
+        unreachable_hint=hint,
+        max_retries=retries,
+    )
+    columns = (
+        TextColumn("[bold]run {task.fields[run]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("errors {task.fields[errors]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    bar = Progress(*columns, console=err_console, transient=False)
+    task = bar.add_task("audit", total=None, run="…", errors=0)
+
+    def on_progress(p: RunProgress) -> None:
+        # The bar starts with the first progress report, so a bad option or dead endpoint prints only its error.
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, total=p.total, completed=p.done, run=p.run_id, errors=p.transport_errors)
+
+    try:
+        result = asyncio.run(run_audit(db, req, on_progress))
+    finally:
+        bar.stop()
+    run = result.run
+    if result.resumed:
+        err_console.print(f"Resumed run {run.id}: asked {result.attempted} missing answers.")
+    if result.transport_errors:
+        err_console.print(
+            f"[yellow]{result.transport_errors} requests failed after retries; they count as transport errors, "
+            f"not refusals. `haven audit run --resume {run.id}` retries them.[/]"
+        )
+    console.print(f"run {run.id}")
+
+
+def audit_runs(limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 20) -> None:
+    """List audit runs, newest first."""
+    from haven.storage import audit_repository as repo
+
+    table = Table("ID", "STATUS", "TARGET", "SUITE", "LANGUAGES", "DONE", "JUDGE", "CREATED", box=None, pad_edge=False)
+    for run in repo.list_runs(_db(), limit):
+        table.add_row(
+            str(run.id),
+            run.status,
+            escape(run.target),
+            escape(run.suite),
+            ",".join(run.languages),
+            f"{run.responses}/{run.item_count}",
+            escape(str(run.judge.get("judge", ""))),
+            run.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+def build_report(db: Any, ref: str, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report dict of a stored run (items re-read from the suite; ids are stable across versions)."""
+    from haven.audit.metrics import compute_report
+    from haven.audit.suites import load_suite
+    from haven.storage import audit_repository as repo
+
+    run = repo.resolve_run(db, ref)
+    suite = load_suite(run.suite, db)
+    items = [i for i in suite.items if i.language in set(run.languages)]
+    responses = repo.load_responses(db, run.id)
+    judgements = repo.load_judgements(db, run.id)
+    if calibration is None and run.judge.get("kind") == "heuristic":
+        from haven.audit.calibration import calibrate
+        from haven.audit.scoring import ScorerSpec, build_scorer
+
+        calibration = calibrate(build_scorer(ScorerSpec())).as_dict()  # no network: cheap and honest
+    return compute_report(run.as_dict(), items, responses, judgements, calibration, judge=run.judge)
+
+
+def audit_report(
+    run: Annotated[str, typer.Argument(help="Run id or latest.")] = "latest",
+    format: Annotated[str, typer.Option("--format", "-f", help="html|json|csv")] = "html",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")] = None,
+    calibration: Annotated[
+        Path | None, typer.Option("--calibration", help="JSON from `haven audit calibrate --out` for the judge.")
+    ] = None,
+) -> None:
+    """Write a run's report: self-contained HTML, versioned JSON, or CSV."""
+    if format not in ("html", "json", "csv"):
+        raise AuditError(f"Unknown report format {format!r}; use html, json or csv.")
+    cal = json.loads(calibration.read_text(encoding="utf-8")) if calibration else None
+    report = build_report(_db(), run, cal)
+    if format == "json":
+        text = json.dumps(report, ensure_ascii=False, indent=2)
+    elif format == "csv":
+        from haven.audit.report_csv import render_csv
+
+        text = render_csv(report)
+    else:
+        from haven.audit.report_html import render_html
+
+        text = render_html(report)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err_console.print(f"Wrote {out}")
+
+
+def audit_compare(
+    run_a: Annotated[str, typer.Argument(help="Run id (or latest).")],
+    run_b: Annotated[str, typer.Argument(help="Run id (or latest).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the comparison JSON here.")] = None,
+) -> None:
+    """Compare two runs (e.g. two models on the same suite)."""
+    from haven.audit.metrics import compare_reports
+
+    db = _db()
+    result = compare_reports(build_report(db, run_a), build_report(db, run_b))
+    text = json.dumps(result, ensure_ascii=False, indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err_console.print(f"Wrote {out}")
+
+
+def audit_calibrate(
+    judge: Annotated[str, typer.Option("--judge", help="heuristic, or a judge model served by Haven.")] = "heuristic",
+    judge_endpoint: Annotated[str | None, typer.Option("--judge-endpoint")] = None,
+    judge_api_key_env: Annotated[str | None, typer.Option("--judge-api-key-env")] = None,
+    judge_samples: Annotated[int, typer.Option("--judge-samples", min=1, max=15)] = 1,
+    language: Annotated[str | None, typer.Option("--language", "-l")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the result JSON (for `report --calibration`).")
+    ] = None,
+) -> None:
+    """Score the judge against the shipped labelled set: accuracy per class and Cohen's κ."""
+    from haven.audit.calibration import calibrate
+    from haven.audit.scoring import build_scorer
+
+    result = calibrate(build_scorer(_judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples)), language)
+    console.print(
+        f"judge {escape(result.judge)}: n={result.n} accuracy={result.accuracy:.3f} κ={result.kappa:.3f}"
+        f" unscored={result.unscored}"
+    )
+    table = Table("GOLD CLASS", "RECALL", box=None, pad_edge=False)
+    for label, value in result.per_class.items():
+        table.add_row(label, f"{value:.3f}")
+    console.print(table)
+    if result.per_language:
+        console.print("per language: " + ", ".join(f"{k} {v:.3f}" for k, v in result.per_language.items()))
+    if out is not None:
+        out.write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="audit commands", no_args_is_help=True)
+    sub = typer.Typer(help="Bias and censorship audit of any model.", no_args_is_help=True)
+    sub.add_typer(suites_app, name="suites")
+    sub.command("run")(audit_run)
+    sub.command("runs")(audit_runs)
+    sub.command("report")(audit_report)
+    sub.command("compare")(audit_compare)
+    sub.command("calibrate")(audit_calibrate)
     app.add_typer(sub, name="audit")
