@@ -2,7 +2,9 @@
 
 A pull resolves the reference to one file and its published sha256 (:mod:`haven.models.hub`), then
 downloads into ``blobs/partial-<sha256>``. Bytes already there are kept: the next request asks for
-``Range: bytes=N-`` with ``If-Range`` set to the file's ETag, appends on ``206 Partial Content`` and starts
+``Range: bytes=N-`` with ``If-Range`` set to the ETag the byte server sent for the partial bytes (kept
+next to them in ``partial-<sha256>.etag``; the CDN's ETag need not be the sha256), appends on
+``206 Partial Content`` and starts
 over on a plain ``200`` (the server ignored the range, or the file changed). Dropped connections are
 retried with backoff within one pull; anything else leaves the partial file in place so running the same
 command again resumes it. The finished file is hashed; a mismatch deletes it (HashMismatchError).
@@ -62,19 +64,33 @@ def _exclusive(path: Path) -> Iterator[None]:
             Path(lock.name).unlink(missing_ok=True)
 
 
+def _etag_path(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".etag")
+
+
+def _discard(partial: Path) -> None:
+    partial.unlink(missing_ok=True)
+    _etag_path(partial).unlink(missing_ok=True)
+
+
 def _download_once(client: HubClient, remote: RemoteFile, partial: Path, progress: PullProgress, status: str) -> None:
     """One GET that continues ``partial``; raises httpx transport errors on a dropped connection."""
     have = partial.stat().st_size if partial.exists() else 0
     if have > remote.size:  # a stale partial longer than the file: cannot be a prefix of it
-        partial.unlink()
+        _discard(partial)
         have = 0
     if have == remote.size:
         return
     url = client.file_url(remote.repo, remote.revision, remote.filename)
-    headers = {"Range": f"bytes={have}-", "If-Range": f'"{remote.sha256}"'} if have else {}
+    headers: dict[str, str] = {}
+    etag_file = _etag_path(partial)
+    if have:
+        headers["Range"] = f"bytes={have}-"
+        if etag_file.exists():
+            headers["If-Range"] = etag_file.read_text(encoding="ascii").strip()
     with client.client.stream("GET", url, headers=headers) as response:
         if response.status_code == 416:  # our range starts past the end: the partial is unusable
-            partial.unlink(missing_ok=True)
+            _discard(partial)
             raise httpx.RemoteProtocolError("range not satisfiable; restarting", request=response.request)
         client.raise_for_status(response, url)
         if response.status_code == 206:
@@ -84,6 +100,11 @@ def _download_once(client: HubClient, remote: RemoteFile, partial: Path, progres
             mode = "ab"
         else:  # 200: the whole file (range ignored or the file changed); start over
             have, mode = 0, "wb"
+            etag = response.headers.get("etag", "")
+            if etag and not etag.startswith("W/") and etag.isascii():  # If-Range needs a strong validator
+                etag_file.write_text(etag, encoding="ascii")
+            else:
+                etag_file.unlink(missing_ok=True)
         with open(partial, mode) as out:
             for chunk in response.iter_bytes():  # no chunk_size: a dropped connection loses no buffered bytes
                 if have + len(chunk) > remote.size:
@@ -157,7 +178,7 @@ def pull(
             report("verifying sha256 digest")
             actual = sha256_file(partial)
             if actual != remote.sha256:
-                partial.unlink(missing_ok=True)
+                _discard(partial)
                 raise HashMismatchError(
                     f"the downloaded {remote.filename} has sha256 {actual[:12]}…, but the hub publishes "
                     f"{remote.sha256[:12]}…; the download was discarded"
@@ -168,10 +189,10 @@ def pull(
                     partial, target, remote.sha256, remote.source, allow_unsafe_template=allow
                 )
             except InvalidModelFileError:
-                partial.unlink(missing_ok=True)  # verified bytes, but not a model Haven accepts: nothing to resume
+                _discard(partial)  # verified bytes, but not a model Haven accepts: nothing to resume
                 raise
             # UnsafeTemplateError keeps the verified partial: `pull --allow-unsafe-template` then needs no download.
-            partial.unlink(missing_ok=True)  # already moved when the blob was new; a duplicate otherwise
+            _discard(partial)  # already moved when the blob was new; a duplicate otherwise
         report("success")
         return manifest
     finally:

@@ -8,7 +8,8 @@
 
 Failure modes, set on the instance: ``cut_after`` (list: the next GETs of file bytes send only that
 many bytes and then drop the connection), ``corrupt`` (serve different bytes than the published hash),
-``ignore_range`` (always 200), ``token`` (require ``Authorization: Bearer <token>``). Every request is
+``ignore_range`` (always 200), ``cdn_etag`` (the byte server's ETag), ``token`` (require
+``Authorization: Bearer <token>``). Every request is
 recorded in ``requests`` as ``(method, path, headers)`` so tests can prove a pull resumed with Range.
 """
 
@@ -42,6 +43,7 @@ class FakeHub:
         self.corrupt = False
         self.ignore_range = False
         self.token: str | None = None
+        self.cdn_etag: str | None = None  # the CDN's ETag (default: the quoted sha256, as for LFS files)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -148,13 +150,14 @@ class FakeHub:
                 start = 0
                 range_header = self.headers.get("Range")
                 if_range = self.headers.get("If-Range")
-                if range_header and not hub.ignore_range and (if_range is None or if_range.strip('"') == blob.sha256):
+                etag = hub.cdn_etag or f'"{blob.sha256}"'
+                if range_header and not hub.ignore_range and (if_range is None or if_range == etag):
                     start = int(range_header.removeprefix("bytes=").split("-", 1)[0])
                 if start >= len(data) and start:
                     self._send(416, {"Content-Range": f"bytes */{len(data)}"}, b"", head)
                     return
                 body = data[start:]
-                headers = {"ETag": f'"{blob.sha256}"', "Accept-Ranges": "bytes", "Content-Length": str(len(body))}
+                headers = {"ETag": etag, "Accept-Ranges": "bytes", "Content-Length": str(len(body))}
                 status = 200
                 if start:
                     status = 206

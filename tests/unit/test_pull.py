@@ -84,7 +84,22 @@ def test_interrupted_twice_then_resumed_with_range(hub: FakeHub, store: ModelSto
     ranges = [h.get("range") for h in hub.byte_requests()]
     assert ranges == [None, "bytes=300-", "bytes=700-"]  # resumed, never restarted
     assert [h.get("if-range") for h in hub.byte_requests()][1:] == [f'"{manifest.sha256}"'] * 2
-    assert not (store.root / "blobs" / f"partial-{manifest.sha256}").exists()
+    assert sorted(p.name for p in (store.root / "blobs").iterdir()) == [f"sha256-{manifest.sha256}"]
+
+
+def test_resume_uses_the_byte_servers_etag_and_restarts_when_it_changed(
+    hub: FakeHub, store: ModelStore, model_bytes: bytes
+) -> None:
+    hub.cdn_etag = '"cdn-v1"'
+    hub.cut_after = [300]
+    with pytest.raises(DownloadError):
+        pull(store, f"hf://{REPO}/{FILE}", _settings(hub), retries=0)
+    hub.cdn_etag = '"cdn-v2"'  # the CDN object changed: If-Range fails, the server sends the whole file
+    manifest = pull(store, f"hf://{REPO}/{FILE}", _settings(hub), retries=0)
+    assert store.blob_path(manifest).read_bytes() == model_bytes
+    second = hub.byte_requests()[1]
+    assert (second.get("range"), second.get("if-range")) == ("bytes=300-", '"cdn-v1"')
+    assert sorted(p.name for p in (store.root / "blobs").iterdir()) == [f"sha256-{manifest.sha256}"]
 
 
 def test_dropped_connections_are_retried_within_one_pull(hub: FakeHub, store: ModelStore, model_bytes: bytes) -> None:
