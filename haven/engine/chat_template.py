@@ -16,6 +16,7 @@ This module knows nothing about tokenization or the engine; it turns messages in
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,6 +58,10 @@ class TemplateSecurityError(ChatTemplateError):
 
 class _RaisedByTemplate(TemplateError):
     """What ``raise_exception`` raises inside the render (kept apart from Jinja's own errors)."""
+
+
+class _RaisedByBudget(TemplateError):
+    """The render went over its output or time budget."""
 
 
 def _raise_exception(message: str) -> None:
@@ -119,17 +124,16 @@ class ChatTemplate:
         **extra: Any,
     ) -> str:
         """The prompt text for ``messages``; raises :class:`ChatTemplateError` (400) with the template's message."""
-        context: dict[str, Any] = {
-            **extra,
-            "messages": [dict(m) for m in messages],
-            "tools": [dict(t) for t in tools] if tools else None,
-            "add_generation_prompt": add_generation_prompt,
-            "enable_thinking": enable_thinking,
-            "bos_token": self.bos_token,
-            "eos_token": self.eos_token,
-        }
+        return self._render(
+            _context(messages, tools, add_generation_prompt, enable_thinking, self.bos_token, self.eos_token, extra),
+            _Budget(),
+        )
+
+    def _render(self, context: dict[str, Any], budget: _Budget) -> str:
         try:
-            return self._template.render(**context)
+            return _render_bounded(self._template, context, budget)
+        except _RaisedByBudget as exc:
+            raise ChatTemplateError(f"the chat template ran away: {exc}") from exc
         except _RaisedByTemplate as exc:
             raise ChatTemplateError(f"the chat template refused the conversation: {exc}") from exc
         except SecurityError as exc:
@@ -138,6 +142,55 @@ class ChatTemplate:
             raise ChatTemplateError(f"the chat template failed to render: {exc}") from exc
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError) as exc:
             raise ChatTemplateError(f"the chat template failed to render: {type(exc).__name__}: {exc}") from exc
+
+
+def _context(
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]] | None,
+    add_generation_prompt: bool,
+    enable_thinking: bool,
+    bos_token: str,
+    eos_token: str,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The variables Hugging Face's apply_chat_template passes (extra keyword arguments first, so they cannot
+    override the standard ones)."""
+    return {
+        **extra,
+        "messages": [dict(m) for m in messages],
+        "tools": [dict(t) for t in tools] if tools else None,
+        "add_generation_prompt": add_generation_prompt,
+        "enable_thinking": enable_thinking,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+    }
+
+
+SCAN_SECONDS = 2.0  # per sample conversation; real templates take milliseconds
+MAX_OUTPUT_CHARS = 32 << 20  # a prompt longer than this is a runaway template, not a conversation
+
+
+class _Budget:
+    """Limits on one render: output size always, wall time for the import-time scan."""
+
+    def __init__(self, max_chars: int = MAX_OUTPUT_CHARS, seconds: float | None = None) -> None:
+        self.max_chars = max_chars
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+
+def _render_bounded(template: jinja2.Template, context: dict[str, Any], budget: _Budget) -> str:
+    # generate() yields as output is produced, so a template stuck in huge nested loops that print is
+    # stopped here instead of filling memory (the sandbox already bounds range() to 100,000).
+    parts: list[str] = []
+    size = 0
+    for chunk in template.generate(**context):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > budget.max_chars:
+            raise _RaisedByBudget(f"the rendered prompt exceeds {budget.max_chars:,} characters")
+        if budget.deadline is not None and time.monotonic() > budget.deadline:
+            raise _RaisedByBudget("rendering took too long")
+    return "".join(parts)
 
 
 def prompt_opens_reasoning(rendered: str) -> bool:
@@ -233,11 +286,12 @@ def scan_template(source: str | None, bos_token: str | None = "", eos_token: str
         return TemplateScan(False, exc.message)
     for label, messages, tools, must_render in _SAMPLES:
         try:
-            template.render(messages, tools=tools, add_generation_prompt=True)
+            context = _context(messages, tools, True, True, template.bos_token, template.eos_token, {})
+            template._render(context, _Budget(seconds=SCAN_SECONDS))
         except TemplateSecurityError as exc:
             return TemplateScan(False, f"rendering {label}: {exc.message}")
         except ChatTemplateError as exc:
-            if must_render:
+            if must_render or isinstance(exc.__cause__, _RaisedByBudget):
                 return TemplateScan(False, f"rendering {label}: {exc.message}")
         except Exception as exc:  # noqa: BLE001 — any other failure of untrusted code means "unsafe", never a crash
             return TemplateScan(False, f"rendering {label} failed: {type(exc).__name__}: {exc}")

@@ -118,3 +118,13 @@ def test_prompt_opens_reasoning() -> None:
     assert prompt_opens_reasoning("...<think>")
     assert not prompt_opens_reasoning(ChatTemplate(chat_template("qwen2.5")).render(USER))
     assert not prompt_opens_reasoning("<think>x</think>")
+
+
+def test_runaway_templates_are_stopped() -> None:
+    # range() is capped at 100,000 by the sandbox, but nesting multiplies: 10^10 lines would never finish.
+    bomb = "{% for i in range(100000) %}{% for j in range(100000) %}{{ 'x' * 1000 }}{% endfor %}{% endfor %}"
+    scan = scan_template(bomb)
+    assert not scan.safe and "ran away" in str(scan.reason)
+    with pytest.raises(ChatTemplateError) as caught:
+        ChatTemplate(bomb).render(USER)
+    assert "exceeds 33,554,432 characters" in caught.value.message
