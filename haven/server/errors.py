@@ -78,7 +78,7 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
             return "the request body is missing (send a JSON object).", None
         return f"'{where}' is a required property.", where
     if kind == "model_attributes_type" and not where:
-        return "the request body must be a JSON object.", None
+        return "the request body must be a JSON object (sent as Content-Type: application/json).", None
     msg = str(first.get("msg", "invalid value")).rstrip(".")
     if msg.startswith("Value error, "):
         msg = msg.removeprefix("Value error, ")
