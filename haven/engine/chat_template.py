@@ -26,6 +26,8 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.ext import Extension
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from haven.errors import InvalidRequestError
@@ -79,11 +81,21 @@ def _tojson(
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
+class _GenerationBlock(Extension):
+    """``{% generation %}…{% endgeneration %}``: HF marks assistant tokens for training masks; rendering ignores it."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: Parser) -> list[nodes.Node]:
+        next(parser.stream)
+        return list(parser.parse_statements(("name:endgeneration",), drop_needle=True))
+
+
 def _make_environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         trim_blocks=True,
         lstrip_blocks=True,
-        extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do"],
+        extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do", _GenerationBlock],
         autoescape=False,
         keep_trailing_newline=False,
     )

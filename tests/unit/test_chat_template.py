@@ -128,3 +128,9 @@ def test_runaway_templates_are_stopped() -> None:
     with pytest.raises(ChatTemplateError) as caught:
         ChatTemplate(bomb).render(USER)
     assert "exceeds 33,554,432 characters" in caught.value.message
+
+
+def test_hf_generation_blocks_render_their_content() -> None:
+    source = "{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}{% endfor %}"
+    assert ChatTemplate(source).render(USER) == "[Hello]"
+    assert scan_template(source).safe
