@@ -10,7 +10,6 @@ cache is allocated, :mod:`~haven.engine.llama_backend` holds the model and conte
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,11 @@ class LlamaEngine:
         file = Path(path)
         if not file.is_file():
             raise ModelLoadError(f"The model file {path} does not exist.")
+        if settings.batch_size < settings.parallel:
+            # Every decoding slot puts one token into each step's batch.
+            raise ModelLoadError(
+                f"batch_size ({settings.batch_size}) must be at least parallel ({settings.parallel})."
+            )
         self.backend = LlamaBackend(
             file,
             context_length=settings.context_length,
@@ -143,7 +147,7 @@ class LlamaEngine:
 
     def step_timings(self) -> StepTimings:
         """Cumulative per-step counters (see :class:`~haven.engine.scheduler.StepTimings`)."""
-        return dataclasses.replace(self.scheduler.timings)
+        return self.scheduler.timings_snapshot()
 
     async def close(self) -> None:
         if self._closed:

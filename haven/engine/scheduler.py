@@ -18,6 +18,7 @@ reason ``error``; the loop keeps serving the others. The async side never touche
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -83,6 +84,8 @@ class Scheduler:
         self._stopping = False
         self._next_id = 0
         self.timings = StepTimings()
+        self._timings_lock = threading.Lock()
+        self._outbox: list[tuple[Handle, list[EngineEvent]]] = []
         self.prompt_tokens_total = 0
         self.cached_tokens_total = 0
         self.completion_tokens_total = 0
@@ -183,8 +186,10 @@ class Scheduler:
             except Exception as exc:  # a bug must not kill the loop: fail what is in flight
                 for work in list(self._active):
                     self._finish(work, "error", error=f"internal engine error: {exc}")
+            self._flush_outbox()
         for work in list(self._active) + list(self._pending):
             self._finish(work, "cancelled")
+        self._flush_outbox()
 
     def _admit(self) -> None:
         while True:
@@ -223,8 +228,10 @@ class Scheduler:
         batch = backend.batch
         batch.clear()
         outputs: list[tuple[Work, int]] = []
+        packed: list[Work] = []
         for work in self._active:
             if not work.prefilling:
+                packed.append(work)
                 slot = work.slot
                 assert slot is not None
                 outputs.append((work, batch.add(work.last_token, len(slot.tokens), slot.seq_id, True)))
@@ -240,6 +247,7 @@ class Scheduler:
             start = work.n_past_prompt
             n = min(self.config.prefill_chunk, len(work.prompt) - start, budget)
             end = start + n
+            packed.append(work)
             for pos in range(start, end):
                 idx = batch.add(work.prompt[pos], pos, slot.seq_id, pos == len(work.prompt) - 1)
             slot.tokens.extend(work.prompt[start:end])
@@ -250,15 +258,13 @@ class Scheduler:
         t1 = time.perf_counter()
         rc = backend.decode(batch)
         t2 = time.perf_counter()
-        timings = self.timings
-        timings.decode_seconds += t2 - t1
-        timings.batch_tokens += batch.n
         if rc != 0:
             # Nothing in this batch is trustworthy: fail its requests and drop their KV.
-            for work in list(self._active):
-                self._finish(work, "error", error=f"llama_decode failed (code {rc})", drop_kv=True)
-            timings.steps += 1
-            timings.step_seconds += time.perf_counter() - t0
+            for work in packed:
+                if work.slot is not None:
+                    self._finish(work, "error", error=f"llama_decode failed (code {rc})", drop_kv=True)
+            self._record(t0, t2 - t1, 0.0, batch.n, 0)
+            self._flush_outbox()
             return
         sample_s = 0.0
         for work, idx in outputs:
@@ -272,11 +278,30 @@ class Scheduler:
         for work in self._active:
             if work.events:
                 events, work.events = work.events, []
-                work.handle.push(events)
-        timings.sample_seconds += sample_s
-        timings.sampled_tokens += len(outputs)
-        timings.steps += 1
-        timings.step_seconds += time.perf_counter() - t0
+                self._outbox.append((work.handle, events))
+        self._record(t0, t2 - t1, sample_s, batch.n, len(outputs))
+        self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        """Hand events to their requests; after the step's counters, so a caller that sees its
+        Finished event also sees the step that produced it in the timings."""
+        outbox, self._outbox = self._outbox, []
+        for handle, events in outbox:
+            handle.push(events)
+
+    def _record(self, t0: float, decode_s: float, sample_s: float, n_batch: int, n_sampled: int) -> None:
+        with self._timings_lock:  # readers take consistent snapshots (see timings_snapshot)
+            timings = self.timings
+            timings.steps += 1
+            timings.step_seconds += time.perf_counter() - t0
+            timings.decode_seconds += decode_s
+            timings.sample_seconds += sample_s
+            timings.batch_tokens += n_batch
+            timings.sampled_tokens += n_sampled
+
+    def timings_snapshot(self) -> StepTimings:
+        with self._timings_lock:
+            return dataclasses.replace(self.timings)
 
     def _on_token(self, work: Work, token: int, idx: int) -> None:
         if work.generated == 0:
@@ -369,4 +394,4 @@ class Scheduler:
             self.prompt_tokens_total += len(work.prompt)
             self.cached_tokens_total += work.cached_tokens
             self.completion_tokens_total += work.generated
-        work.handle.push(events)
+        self._outbox.append((work.handle, events))

@@ -9,7 +9,7 @@ import pytest
 
 from haven.engine.engine import load_engine
 from haven.engine.memory import MemoryEstimate, check_budget, default_budget, estimate, total_ram_bytes
-from haven.errors import MemoryBudgetError
+from haven.errors import MemoryBudgetError, ModelLoadError
 from haven.settings import Settings
 
 MiB = 1024 * 1024
@@ -64,3 +64,14 @@ async def test_loading_within_budget_works(make_test_model: Callable[..., Path])
         assert engine.stats().slots_total == 2
     finally:
         await engine.close()
+
+
+def test_batch_smaller_than_parallel_is_refused(make_test_model: Callable[..., Path]) -> None:
+    settings = Settings(context_length=256, parallel=8, batch_size=4, threads=1)
+    with pytest.raises(ModelLoadError, match=r"batch_size \(4\) must be at least parallel \(8\)"):
+        load_engine(str(make_test_model()), name="tiny", sha256="", settings=settings)
+
+
+def test_missing_model_file_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_engine(str(tmp_path / "nope.gguf"), name="x", sha256="", settings=Settings(threads=1))
