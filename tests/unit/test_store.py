@@ -218,3 +218,16 @@ def test_factory_model_imports(store: ModelStore, make_test_model: Callable[...,
     manifest = store.import_file(make_test_model(template="llama3"), "factory:llama3")
     assert manifest.template_safe and manifest.vocab_size == 1280
     assert manifest.parameter_count == 156224
+
+
+def test_link_falls_back_to_copy_across_filesystems(
+    store: ModelStore, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cross_device(src: object, dst: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("haven.models.store.os.link", cross_device)
+    manifest = store.import_file(tiny, "copied", link=True)
+    blob = store.blob_path(manifest)
+    assert not os.path.samefile(blob, tiny) and blob.read_bytes() == tiny.read_bytes()
+    assert manifest.sha256 == sha256_file(tiny)
