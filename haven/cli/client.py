@@ -231,6 +231,21 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["temperature=0", "stop=###"]`` → ``{"temperature": 0, "stop": ["###"]}``."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise HavenError(f"--option {pair!r} is not KEY=VALUE (for example temperature=0.2).")
+        value = parse_value(raw)
+        if key.strip() == "stop":
+            options.setdefault("stop", []).extend(value if isinstance(value, list) else [str(value)])
+        else:
+            options[key.strip()] = value
+    return options
+
+
 def handle_command(line: str, session: ChatSession, out: TextIO) -> bool:
     """Runs one slash command; returns False when the session should end."""
     words = line.split(maxsplit=2)
@@ -355,12 +370,21 @@ def run(
     hide_thinking: bool = typer.Option(False, "--hide-thinking", help="Do not print the model's thinking."),
     format: str | None = typer.Option(None, "--format", help="'json' for JSON output."),
     keep_alive: str | None = typer.Option(None, "--keep-alive", help="How long the model stays loaded, e.g. 10m."),
+    option: list[str] | None = typer.Option(
+        None, "--option", "-o", help="Model option KEY=VALUE (repeatable), e.g. -o temperature=0 -o num_predict=64."
+    ),
 ) -> None:
     """Chat with a model: interactive, or one-shot when PROMPT or stdin is given."""
     settings = get_settings()
     ensure_server(settings, Console(stderr=True))
     session = ChatSession(
-        model=model, system=system, think=think, hide_thinking=hide_thinking, format=format, keep_alive=keep_alive
+        model=model,
+        system=system,
+        think=think,
+        hide_thinking=hide_thinking,
+        format=format,
+        keep_alive=keep_alive,
+        options=parse_options(option or []),
     )
     text = " ".join(prompt or [])
     piped = not sys.stdin.isatty()

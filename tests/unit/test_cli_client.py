@@ -79,6 +79,18 @@ def test_run_hide_thinking_and_system(fake_server: FakeManager) -> None:
     assert rendered["enable_thinking"] is False
 
 
+def test_run_options_reach_the_sampler(fake_server: FakeManager) -> None:
+    result = haven("run", "tiny:latest", "hi", "-o", "temperature=0", "-o", "num_predict=8", "-o", "stop=END", input="")
+    assert result.exit_code == 0, result.stderr
+    sampling = fake_server.engine.submitted[-1].sampling
+    assert (sampling.temperature, sampling.max_tokens, sampling.stop) == (0, 8, ("END",))
+    result = haven("run", "tiny:latest", "hi", "-o", "temperature", input="")
+    assert result.exit_code == 1 and "is not KEY=VALUE" in result.stderr
+    result = haven("run", "tiny:latest", "hi", "-o", "top_p=7", input="")
+    assert result.exit_code == 1 and "options.top_p" in result.stderr
+    assert len(fake_server.engine.submitted) == 1  # the bad requests never reached the engine
+
+
 def test_run_reads_piped_stdin(fake_server: FakeManager) -> None:
     result = haven("run", "tiny:latest", input="what is 2+2?\n")
     assert result.exit_code == 0 and result.stdout == "Hello world\n"
