@@ -1,0 +1,385 @@
+"""Engine speed vs llama.cpp's own tools on the same GGUF file, same threads (issue 3's benchmarks).
+
+Measured, each Haven figure right after its peer's so both see the same machine load:
+
+- single-stream decode (tg64) and prompt processing (pp512) vs ``llama-bench``, q8_0 and q4_k;
+- aggregate decode tokens/s at 1, 2, 4, 8 concurrent streams vs ``llama-server --parallel N``
+  (driven through its OpenAI API with httpx), and the 8/1 scaling of Haven, llama-server and a
+  one-request-at-a-time wrapper (llama-cpp-python's high-level ``Llama``, requests served one after
+  another: what its own server does at best);
+- time to first token of turn 10 of a 10-turn chat (~2k tokens of history), prefix reuse on vs off;
+- the engine's Python time per decode step, from the scheduler's ``StepTimings``.
+
+Every generation has a fixed length: Haven biases the end-of-generation tokens to -inf,
+llama-server gets ``ignore_eos``, so all sides produce exactly the same number of tokens.
+Sampling is greedy (temperature 0) everywhere. Run alone: ``python -m benchmarks.run --only engine``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.harness import BenchContext, Result, free_port
+
+
+@dataclass(frozen=True)
+class Plan:
+    streams: tuple[int, ...]
+    gen_tokens: int  # tokens per stream in the concurrency runs
+    bench_reps: int  # llama-bench -r, and Haven's repetitions
+    chat_turn_tokens: int  # tokens per user and per assistant message in the 10-turn chat
+    quants: tuple[str, ...]
+
+
+FULL = Plan(streams=(1, 2, 4, 8), gen_tokens=128, bench_reps=3, chat_turn_tokens=100, quants=("q8_0", "q4_k"))
+QUICK = Plan(streams=(1, 2, 4, 8), gen_tokens=48, bench_reps=1, chat_turn_tokens=100, quants=("q8_0", "q4_k"))
+PROMPT_TOKENS = 16  # short prompt for the decode runs: prefill is a negligible share
+PP_TOKENS = 512
+TG_TOKENS = 64
+
+
+def random_prompt(n: int, rng: random.Random, n_vocab: int) -> list[int]:
+    """Random ids from the lower part of the vocabulary (ordinary tokens; specials sit at the end)."""
+    hi = min(n_vocab, 30000)
+    return [rng.randrange(hi // 10, hi) for _ in range(n)]
+
+
+def vocab_size(model: Path) -> int:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    handle = llama_cpp.llama_model_load_from_file(str(model).encode(), params)
+    if not handle:
+        raise RuntimeError(f"cannot read the vocabulary of {model}")
+    try:
+        return int(llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(handle)))
+    finally:
+        llama_cpp.llama_model_free(handle)
+
+
+# --- Haven -----------------------------------------------------------------------------------
+
+
+class HavenRunner:
+    """One loaded engine; generations of fixed length with greedy sampling."""
+
+    def __init__(self, model: Path, *, threads: int, parallel: int, context: int, prefix_cache: bool = True) -> None:
+        from haven.engine.engine import load_engine
+        from haven.settings import Settings
+
+        settings = Settings(
+            threads=threads,
+            parallel=parallel,
+            context_length=context,
+            batch_size=512,
+            prefill_chunk=512,
+            prefix_cache=prefix_cache,
+            max_queue=64,
+        )
+        self.engine = load_engine(str(model), name="bench", sha256="", settings=settings)
+        backend = self.engine.backend
+        # Every end-of-generation token, so generations always run to max_tokens (= ignore_eos).
+        self.no_eog = {t: float("-inf") for t in range(backend.n_vocab) if backend.is_eog(t)}
+        self.n_vocab = backend.n_vocab
+
+    def random_prompt(self, n: int, rng: random.Random) -> list[int]:
+        return random_prompt(n, rng, self.n_vocab)
+
+    async def generate(self, prompt: Sequence[int], max_tokens: int) -> tuple[int, dict[str, float], int]:
+        """(completion tokens, timings, cached tokens) of one generation."""
+        from haven.engine.protocol import Finished, GenerationRequest, SamplingParams
+
+        sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, logit_bias=self.no_eog)
+        handle = await self.engine.submit(GenerationRequest(prompt_tokens=list(prompt), sampling=sampling))
+        async for event in handle.events():
+            if isinstance(event, Finished):
+                if event.reason not in ("length", "stop"):
+                    raise RuntimeError(f"Haven generation ended with {event.reason}: {event.error}")
+                return event.usage.completion_tokens, dict(event.timings), event.usage.cached_tokens
+        raise RuntimeError("Haven generation ended without a Finished event")
+
+    def close(self) -> None:
+        asyncio.run(self.engine.close())
+
+
+def haven_single(ctx: BenchContext, model: Path, reps: int) -> tuple[float, float]:
+    """(decode tok/s for tg64, prompt tok/s for pp512), best of ``reps``, like llama-bench's mean."""
+    runner = HavenRunner(model, threads=ctx.threads, parallel=1, context=PP_TOKENS + TG_TOKENS + 64)
+    rng = random.Random(1)
+    try:
+
+        async def measure() -> tuple[list[float], list[float]]:
+            await runner.generate(runner.random_prompt(8, rng), 4)  # warm-up
+            tg, pp = [], []
+            for _ in range(reps):
+                # tg: a 1-token prompt like llama-bench's tg test (which decodes from an empty context)
+                n, timings, _ = await runner.generate(runner.random_prompt(1, rng), TG_TOKENS + 1)
+                tg.append((n - 1) / timings["decode"])
+                _, timings, _ = await runner.generate(runner.random_prompt(PP_TOKENS, rng), 1)
+                pp.append(PP_TOKENS / timings["prefill"])
+            return tg, pp
+
+        tg, pp = asyncio.run(measure())
+    finally:
+        runner.close()
+    return sum(tg) / len(tg), sum(pp) / len(pp)
+
+
+def haven_concurrent(ctx: BenchContext, model: Path, streams: int, gen_tokens: int) -> tuple[float, float, float]:
+    """(aggregate decode tok/s, python share of step time %, mean step ms) with ``streams`` requests."""
+    runner = HavenRunner(model, threads=ctx.threads, parallel=streams, context=PROMPT_TOKENS + gen_tokens + 64)
+    rng = random.Random(streams)
+    try:
+
+        async def measure() -> tuple[float, Any, Any]:
+            await runner.generate(runner.random_prompt(PROMPT_TOKENS, rng), 4)  # warm-up
+            before = runner.engine.step_timings()
+            prompts = [runner.random_prompt(PROMPT_TOKENS, rng) for _ in range(streams)]
+            t0 = time.perf_counter()
+            done = await asyncio.gather(*(runner.generate(p, gen_tokens) for p in prompts))
+            wall = time.perf_counter() - t0
+            total = sum(n for n, _, _ in done)
+            return total / wall, before, runner.engine.step_timings()
+
+        agg, before, after = asyncio.run(measure())
+    finally:
+        runner.close()
+    steps = after.steps - before.steps
+    step_s = after.step_seconds - before.step_seconds
+    python_s = after.python_seconds - before.python_seconds
+    return agg, 100.0 * python_s / step_s if step_s else float("nan"), 1000.0 * step_s / max(steps, 1)
+
+
+def wrapper_serial(ctx: BenchContext, model: Path, streams: int, gen_tokens: int) -> float:
+    """Aggregate tok/s when ``streams`` requests are served one at a time by llama-cpp-python's ``Llama``."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        str(model), n_ctx=2 * (PROMPT_TOKENS + gen_tokens + 64), n_threads=ctx.threads, n_batch=512, verbose=False
+    )
+    try:
+        no_eog = {t: -1e9 for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(llm._model.vocab, t)}
+        rng = random.Random(streams)
+
+        def one() -> int:
+            prompt = random_prompt(PROMPT_TOKENS, rng, llm.n_vocab())
+            llm.reset()  # a new conversation: no prefix to reuse
+            out: Any = llm.create_completion(prompt, max_tokens=gen_tokens, temperature=0.0, logit_bias=no_eog)
+            return int(out["usage"]["completion_tokens"])
+
+        one()  # warm-up
+        t0 = time.perf_counter()
+        total = sum(one() for _ in range(streams))
+        return total / (time.perf_counter() - t0)
+    finally:
+        llm.close()
+
+
+def haven_chat_ttft(ctx: BenchContext, model: Path, turn_tokens: int, prefix_cache: bool) -> tuple[float, int, int]:
+    """(TTFT seconds of turn 10, its prompt tokens, its cached tokens) of a 10-turn chat."""
+    runner = HavenRunner(model, threads=ctx.threads, parallel=1, context=4096, prefix_cache=prefix_cache)
+    try:
+        prompts = chat_prompts(runner, turn_tokens)
+
+        async def measure() -> tuple[float, int, int]:
+            # With the cache, turns 1..9 run first (as in a real chat); without it they cannot help.
+            for prompt in prompts[:-1] if prefix_cache else prompts[:1]:
+                await runner.generate(prompt, 1)
+            t0 = time.perf_counter()
+            _, timings, cached = await runner.generate(prompts[-1], 1)
+            return time.perf_counter() - t0, len(prompts[-1]), cached
+
+        return asyncio.run(measure())
+    finally:
+        runner.close()
+
+
+def chat_prompts(runner: HavenRunner, turn_tokens: int) -> list[list[int]]:
+    """Token prompts of turns 1..10: each renders the whole history plus a new user message."""
+    sentence = (
+        "the quick brown fox jumps over a lazy dog while we talk about rivers mountains cities history "
+        "music science and the weather of many countries in every season"
+    )
+    words = sentence.split(" ")
+    rng = random.Random(10)
+
+    def text(n_tokens: int) -> str:
+        out: list[str] = []
+        while len(runner.engine.tokenize(" ".join(out), add_special=False)) < n_tokens:
+            out.extend(rng.choice(words) for _ in range(8))
+        return " ".join(out)
+
+    messages: list[dict[str, str]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    prompts = []
+    for _ in range(10):
+        messages.append({"role": "user", "content": text(turn_tokens)})
+        rendered = runner.engine.render_chat(messages, add_generation_prompt=True)
+        prompts.append(runner.engine.tokenize(rendered.text, add_special=True, parse_special=True))
+        messages.append({"role": "assistant", "content": text(turn_tokens)})
+    return prompts
+
+
+# --- peers -----------------------------------------------------------------------------------
+
+
+def llama_bench(ctx: BenchContext, model: Path, reps: int) -> tuple[float, float]:
+    """(tg64 tok/s, pp512 tok/s) from llama-bench's JSON output."""
+    exe = ctx.peer("llama-bench")
+    assert exe is not None
+    cmd = [str(exe), "-m", str(model), "-t", str(ctx.threads), "-p", str(PP_TOKENS), "-n", str(TG_TOKENS),
+           "-r", str(reps), "-o", "json"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True).stdout
+    rows = json.loads(out)
+    tg = next(r["avg_ts"] for r in rows if r["n_gen"] == TG_TOKENS and r["n_prompt"] == 0)
+    pp = next(r["avg_ts"] for r in rows if r["n_prompt"] == PP_TOKENS and r["n_gen"] == 0)
+    return float(tg), float(pp)
+
+
+@contextmanager
+def llama_server(ctx: BenchContext, model: Path, parallel: int, per_slot: int) -> Iterator[str]:
+    exe = ctx.peer("llama-server")
+    assert exe is not None
+    port = free_port()
+    cmd = [str(exe), "-m", str(model), "-t", str(ctx.threads), "-np", str(parallel), "-c", str(per_slot * parallel),
+           "-b", "512", "-ub", "512", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_healthy(proc, url, log)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Any) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"llama-server exited: {log.read()[-2000:].decode(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("llama-server did not become healthy in 180 s")
+        time.sleep(0.3)
+
+
+def server_concurrent(url: str, streams: int, gen_tokens: int, n_vocab: int) -> float:
+    """Aggregate completion tok/s of ``streams`` concurrent /v1/completions requests."""
+    rng = random.Random(streams)
+
+    async def one(client: httpx.AsyncClient) -> int:
+        prompt = random_prompt(PROMPT_TOKENS, rng, n_vocab)
+        body = {"prompt": prompt, "max_tokens": gen_tokens, "temperature": 0.0, "ignore_eos": True}
+        r = await client.post(f"{url}/v1/completions", json=body)
+        r.raise_for_status()
+        return int(r.json()["usage"]["completion_tokens"])
+
+    async def measure() -> float:
+        async with httpx.AsyncClient(timeout=600) as client:
+            await one(client)  # warm-up
+            t0 = time.perf_counter()
+            total = sum(await asyncio.gather(*(one(client) for _ in range(streams))))
+            return total / (time.perf_counter() - t0)
+
+    return asyncio.run(measure())
+
+
+# --- the module ------------------------------------------------------------------------------
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    plan = QUICK if ctx.quick else FULL
+    results: list[Result] = []
+    have_bench = ctx.peer("llama-bench") is not None
+    have_server = ctx.peer("llama-server") is not None
+    missing = "peer not built (make peers)"
+
+    for quant in plan.quants:
+        model = ctx.model(quant)
+        bound = ctx.bandwidth_bound_tok_s(os.path.getsize(model))
+        ctx.log(f"{quant}: llama-bench tg{TG_TOKENS}/pp{PP_TOKENS} …")
+        tg_peer, pp_peer = llama_bench(ctx, model, plan.bench_reps) if have_bench else (None, None)
+        ctx.log(f"{quant}: Haven single stream …")
+        tg, pp = haven_single(ctx, model, plan.bench_reps)
+        results.append(
+            Result(f"decode, 1 stream, {quant}", tg, tg_peer, f"llama-bench tg{TG_TOKENS}", "tok/s", 0.95,
+                   notes=f"memory-bandwidth bound {bound:.1f} tok/s" + ("" if have_bench else f"; {missing}"))
+        )  # fmt: skip
+        results.append(
+            Result(f"prompt processing, {quant}", pp, pp_peer, f"llama-bench pp{PP_TOKENS}", "tok/s", 0.95,
+                   notes="" if have_bench else missing)
+        )  # fmt: skip
+
+    model = ctx.model("q8_0")
+    bound = ctx.bandwidth_bound_tok_s(os.path.getsize(model))
+    per_slot = PROMPT_TOKENS + plan.gen_tokens + 64
+    haven_agg: dict[int, float] = {}
+    server_agg: dict[int, float] = {}
+    for n in plan.streams:
+        if have_server:
+            ctx.log(f"llama-server --parallel {n}: {n} streams × {plan.gen_tokens} tokens …")
+            with llama_server(ctx, model, n, per_slot) as url:
+                server_agg[n] = server_concurrent(url, n, plan.gen_tokens, vocab_size(model))
+        ctx.log(f"Haven parallel={n}: {n} streams × {plan.gen_tokens} tokens …")
+        agg, python_pct, step_ms = haven_concurrent(ctx, model, n, plan.gen_tokens)
+        haven_agg[n] = agg
+        note = f"{plan.gen_tokens} tokens/stream; step {step_ms:.1f} ms"
+        if n == 1:
+            note += f"; bandwidth bound {bound:.1f} tok/s"
+        results.append(
+            Result(f"aggregate decode, {n} streams, q8_0", agg, server_agg.get(n), f"llama-server -np {n}",
+                   "tok/s", 0.95, notes=note if have_server else f"{note}; {missing}")
+        )  # fmt: skip
+        results.append(
+            Result(f"engine Python time per step, {n} streams", python_pct, None, "", "%", None,
+                   notes="(step − llama_decode − sampling) / step, StepTimings", higher_is_better=False, limit=5.0)
+        )  # fmt: skip
+
+    lo, hi = min(plan.streams), max(plan.streams)
+    ctx.log(f"one-request-at-a-time wrapper (llama_cpp.Llama): {lo} and {hi} requests …")
+    wrap = {n: wrapper_serial(ctx, model, n, plan.gen_tokens) for n in (lo, hi)}
+    haven_scale = haven_agg[hi] / haven_agg[lo]
+    server_scale = server_agg[hi] / server_agg[lo] if have_server else None
+    results.append(
+        Result(f"scaling {hi}/{lo} streams vs llama-server", haven_scale, server_scale, "llama-server", "×", 0.95,
+               notes="aggregate tok/s at 8 streams ÷ at 1 stream")
+    )  # fmt: skip
+    results.append(
+        Result(f"scaling {hi}/{lo} streams vs one-at-a-time wrapper", haven_scale, wrap[hi] / wrap[lo],
+               "llama_cpp.Llama, serial", "×", 1.0,
+               notes=f"wrapper: {wrap[lo]:.1f} → {wrap[hi]:.1f} tok/s aggregate (requests queued, served in turn)")
+    )  # fmt: skip
+
+    ctx.log("10-turn chat, turn-10 TTFT with prefix reuse …")
+    warm, n_prompt, cached = haven_chat_ttft(ctx, model, plan.chat_turn_tokens, prefix_cache=True)
+    ctx.log("10-turn chat, turn-10 TTFT with prefix_cache=False …")
+    cold, _, _ = haven_chat_ttft(ctx, model, plan.chat_turn_tokens, prefix_cache=False)
+    results.append(
+        Result("TTFT of turn 10 (10-turn chat), prefix reuse", warm, cold, "Haven prefix_cache=False", "s", 5.0,
+               notes=f"turn-10 prompt {n_prompt} tokens, {cached} reused", higher_is_better=False)
+    )  # fmt: skip
+    return results
