@@ -109,7 +109,10 @@ def register(app: typer.Typer) -> None:
         """List the models in the store."""
         manifests = _store().list()
         if not manifests:
-            console.print("no models yet: `haven models import PATH` or `haven models pull hf://OWNER/REPO/FILE.gguf`")
+            console.print(
+                "no models yet: `haven models import PATH` or `haven models pull hf://OWNER/REPO/FILE.gguf`",
+                soft_wrap=True,
+            )
             return
         table = Table(box=None, pad_edge=False, header_style="bold")  # plain columns, like `ollama list`
         for column in ("NAME", "SIZE", "ARCHITECTURE", "PARAMETERS", "QUANTIZATION", "CONTEXT", "MODIFIED"):
@@ -124,7 +127,9 @@ def register(app: typer.Typer) -> None:
                 str(m.context_length or "-"),
                 m.modified.astimezone().strftime("%Y-%m-%d %H:%M"),
             )
-        console.print(table)
+        # Piped output has no terminal width: never truncate columns there (scripts parse it).
+        out = console if console.is_terminal else Console(highlight=False, emoji=False, width=1000)
+        out.print(table)
 
     @sub.command("show")
     def show(
