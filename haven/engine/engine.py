@@ -19,7 +19,7 @@ from haven.engine.llama_backend import LlamaBackend
 from haven.engine.memory import check_budget, default_budget, estimate
 from haven.engine.protocol import ChatPrompt, EngineStats, GenerationHandle, GenerationRequest, ModelInfo
 from haven.engine.scheduler import Scheduler, SchedulerConfig, StepTimings
-from haven.errors import InvalidRequestError, ModelLoadError
+from haven.errors import EngineError, InvalidRequestError, ModelLoadError
 from haven.settings import Settings
 
 
@@ -101,10 +101,17 @@ class LlamaEngine:
     def info(self) -> ModelInfo:
         return self._info
 
+    def _check_open(self) -> None:
+        # After close() the model's memory is freed: touching it would crash the process.
+        if self._closed:
+            raise EngineError(f"The model {self._info.name} is unloaded (engine shut down).")
+
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        self._check_open()
         return self.backend.tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
+        self._check_open()
         n_vocab = self.backend.n_vocab
         for tok in tokens:
             if not 0 <= tok < n_vocab:
@@ -126,11 +133,13 @@ class LlamaEngine:
         return ChatPrompt(text=text, reasoning_opened=opened)
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
+        self._check_open()
         return self.scheduler.submit(request, asyncio.get_running_loop())
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         out: list[list[float]] = []
         for text in texts:
+            self._check_open()
             tokens = self.backend.tokenize(text, add_special=True, parse_special=False)
             if not tokens:
                 raise InvalidRequestError("Cannot embed an empty text.", param="input")

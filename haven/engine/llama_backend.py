@@ -156,6 +156,10 @@ class LlamaBackend:
 
     # --- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
+        with self._embed_lock:  # an embedding in flight on another thread finishes first
+            self._close()
+
+    def _close(self) -> None:
         if getattr(self, "batch", None) is not None:
             self.batch.free()
         if self._embed_ctx:

@@ -9,7 +9,7 @@ import pytest
 
 from haven.engine.engine import LlamaEngine
 from haven.engine.protocol import Finished, GenerationRequest, SamplingParams
-from haven.errors import ContextLengthExceededError, InvalidRequestError, QueueFullError
+from haven.errors import ContextLengthExceededError, EngineError, InvalidRequestError, QueueFullError
 from tests.support.engine_run import generate, tiny_engine
 
 
@@ -163,3 +163,19 @@ async def test_step_timings_account_for_every_step(make_test_model: Callable[...
         assert 0 < t.decode_seconds < t.step_seconds and t.python_seconds > 0
     finally:
         await engine.close()
+
+
+async def test_close_finishes_requests_in_flight_as_cancelled(make_test_model: Callable[..., Path]) -> None:
+    engine = tiny_engine(make_test_model(), parallel=1, context_length=2048)
+    prompt = engine.tokenize("Hello")
+    running = await engine.submit(GenerationRequest(prompt, _forced(engine, 2000)))
+    params = _forced(engine, 5)
+    queued = await engine.submit(GenerationRequest(prompt, params))
+    await engine.close()
+    for handle in (running, queued):
+        last = [e async for e in handle.events()][-1]
+        assert isinstance(last, Finished) and last.reason == "cancelled"
+    with pytest.raises(EngineError, match="shut down"):
+        await engine.submit(GenerationRequest(prompt, params))
+    with pytest.raises(EngineError, match="shut down"):
+        engine.tokenize("Hello")
