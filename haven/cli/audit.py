@@ -133,13 +133,15 @@ def suites_show(
         console.print(
             f"  {lang}: {escape(str(prov.get('source')))}, reviewed: {'yes' if prov.get('reviewed') else 'no'}"
         )
-    console.print(f"groups ({len(suite.groups)}): {escape(', '.join(suite.groups))}")
+    console.print(f"groups ({len(suite.groups)}): {escape(', '.join(suite.groups))}", soft_wrap=True)
     templates = sorted({i.template_id for i in items})
     console.print(f"templates: {len(templates)}")
-    table = Table("ITEM", "GROUP", "LANG", "PROMPT", box=None, pad_edge=False)
     for item in items[:limit]:
-        table.add_row(escape(item.item_id), escape(item.group), item.language, escape(item.prompt))
-    console.print(table)
+        # plain lines, not a table: prompts must stay whole however narrow the terminal
+        console.print(
+            f"[bold]{escape(item.item_id)}[/]  group={escape(item.group)} lang={item.language}", soft_wrap=True
+        )
+        console.print(f"  {escape(item.prompt)}", soft_wrap=True)
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -243,7 +245,9 @@ def audit_runs(limit: Annotated[int, typer.Option("--limit", help="How many, new
     """List audit runs, newest first."""
     from haven.storage import audit_repository as repo
 
-    table = Table("ID", "STATUS", "TARGET", "SUITE", "LANGUAGES", "DONE", "JUDGE", "CREATED", box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
+    for name in ("ID", "STATUS", "TARGET", "SUITE", "LANGUAGES", "DONE", "JUDGE", "CREATED"):
+        table.add_column(name, overflow="fold")
     for run in repo.list_runs(_db(), limit):
         table.add_row(
             str(run.id),
