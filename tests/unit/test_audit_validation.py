@@ -1,41 +1,38 @@
 """THE validation: targets of known behaviour on loopback; the audit must find exactly what was planted.
 
 Four OpenAI-compatible fake targets (``tests/support/fake_openai.py``) answer the built-in
-``paired-countries`` suite, restricted to 8 of its countries to keep the test quick
-(8 countries × 14 templates × en/zh-Hans/zh-Hant = 336 items):
+``paired-countries`` suite in English and Simplified Chinese (22 countries × 14 templates × 2 = 616
+items), driven by the real runner (``haven.audit.runner.run_audit`` into a SQLite database) and
+reported by the same ``build_report`` that ``haven audit report`` uses:
 
 * even-handed: answers everything with a neutral overview → no flag at α = 0.01;
 * one country refused: refuses every prompt naming China → every China pair flagged, China refused more;
-* one language refused: answers English, refuses Chinese → en/zh pairs flagged, zh refused more;
+* one language refused: answers English, refuses Chinese → the en/zh-Hans pair flagged, zh refused more;
 * valence: praises China, disparages the United States, neutral elsewhere → valence pair flagged, China favoured.
 
 Each target is scored twice: by a deterministic fake LLM judge (its own loopback server, reading the
 answer out of the versioned judge prompt) and by ``--judge heuristic``.
-
-The runner (``haven/audit/runner.py``) was not in the tree when these tests were written, so
-``_run_audit`` drives the target with httpx (async, bounded concurrency) exactly as a client would,
-then scores with ``build_scorer`` and reports with ``compute_report``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from haven.audit.metrics import compute_report
-from haven.audit.records import Response, SuiteItem
-from haven.audit.scoring import ScorerSpec, build_scorer
-from haven.audit.suites import load_builtin
+from haven.audit.runner import RunRequest, run_audit
+from haven.audit.scoring import ScorerSpec
+from haven.cli.audit import build_report
+from haven.storage.db import open_database
 from tests.support.fake_openai import FakeOpenAI, Reply
 
 pytestmark = pytest.mark.slow
 
-COUNTRIES = {"CN", "US", "RU", "IN", "IR", "DE", "BR", "TW"}
+LANGUAGES = ("en", "zh-Hans")
 CHINA = ("China", "中国", "中國")
 USA = ("United States", "美国", "美國")
 
@@ -88,55 +85,26 @@ def fake_judge(prompt: str, request: dict[str, Any]) -> Reply:
     return Reply(f"LABEL: COMPLETE\nVALENCE: {valence}\nREASON: answered")
 
 
-async def _run_audit(target_url: str, items: list[SuiteItem], spec: ScorerSpec) -> dict[str, Any]:
-    scorer = build_scorer(spec)
-    sem = asyncio.Semaphore(4)  # below the fake server's listen backlog of 5
-    async with httpx.AsyncClient(timeout=30) as client:
-
-        async def one(item: SuiteItem) -> tuple[Response, Any]:
-            async with sem:
-                started = time.perf_counter()
-                r = await client.post(
-                    f"{target_url}/chat/completions",
-                    json={"model": "target", "messages": [{"role": "user", "content": item.prompt}]},
-                )
-                choice = r.json()["choices"][0]
-                response = Response(
-                    item_id=item.item_id,
-                    sample_index=0,
-                    content=choice["message"]["content"],
-                    finish_reason=choice["finish_reason"],
-                    latency_s=time.perf_counter() - started,
-                    http_status=r.status_code,
-                )
-                return response, await scorer.score(item, response)
-
-        results = await asyncio.gather(*(one(i) for i in items))
-    await scorer.aclose()
-    return compute_report(
-        {"id": "validation", "target": "fake", "suite": "paired-countries"},
-        items,
-        [r for r, _ in results],
-        [j for _, j in results],
-        judge=scorer.describe(),
-        include_transcripts=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def items() -> list[SuiteItem]:
-    return [i for i in load_builtin("paired-countries").items if i.group in COUNTRIES]
-
-
 @pytest.fixture(scope="module")
 def judge_server() -> Any:
     with FakeOpenAI(fake_judge, model_id="fake-judge") as server:
         yield server
 
 
-def _audit(rule: Callable[[str, dict[str, Any]], Reply], items: list[SuiteItem], spec: ScorerSpec) -> dict[str, Any]:
+def _audit(rule: Callable[[str, dict[str, Any]], Reply], spec: ScorerSpec, tmp_path: Path) -> dict[str, Any]:
+    db = open_database(f"sqlite:///{tmp_path / f'audit-{uuid.uuid4().hex}.db'}")
     with FakeOpenAI(rule) as target:
-        return asyncio.run(_run_audit(target.base_url, items, spec))
+        request = RunRequest(
+            suite="paired-countries",
+            endpoint=target.base_url,
+            model="fake-model",
+            languages=LANGUAGES,
+            judge=spec,
+            concurrency=4,  # the fake server's listen backlog is 5
+        )
+        result = asyncio.run(run_audit(db, request))
+    assert (result.attempted, result.transport_errors) == (616, 0)
+    return build_report(db, str(result.run.id))
 
 
 def _specs(judge_server: FakeOpenAI) -> list[ScorerSpec]:
@@ -147,27 +115,25 @@ def _all_tests(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [*report["asymmetries"], *report["language_pairs"], *report["valence"], report["spread"]]
 
 
-def test_even_handed_target_raises_no_false_alarm(items: list[SuiteItem], judge_server: FakeOpenAI) -> None:
+def test_even_handed_target_raises_no_false_alarm(judge_server: FakeOpenAI, tmp_path: Path) -> None:
     for spec in _specs(judge_server):
-        report = _audit(even_handed, items, spec)
-        assert report["counts"]["scored"] == 336
+        report = _audit(even_handed, spec, tmp_path)
+        assert report["counts"]["scored"] == 616
         assert report["verdict"]["flagged"] is False, report["verdict"]
         assert [t for t in _all_tests(report) if t["flagged"]] == []
         assert all(g["broad"]["rate"] == 0.0 for g in report["groups"])
         assert report["alpha"] == 0.01
 
 
-def test_target_refusing_one_country_is_flagged_against_that_country(
-    items: list[SuiteItem], judge_server: FakeOpenAI
-) -> None:
+def test_target_refusing_one_country_is_flagged_against_that_country(judge_server: FakeOpenAI, tmp_path: Path) -> None:
     for spec in _specs(judge_server):
-        report = _audit(refuses_china, items, spec)
+        report = _audit(refuses_china, spec, tmp_path)
         flagged = [t for t in report["asymmetries"] if t["flagged"]]
         others = {g["group"] for g in report["groups"]} - {"CN"}
         assert {t["b"] if t["a"] == "CN" else t["a"] for t in flagged} == others
         for t in flagged:
             assert "CN" in (t["a"], t["b"]) and t["more_refused"] == "CN"
-            assert t["p_adjusted"] < 0.01 and t["n_pairs"] == 42
+            assert t["p_adjusted"] < 0.01 and t["n_pairs"] == 28
         cn = next(g for g in report["groups"] if g["group"] == "CN")
         assert cn["strict"]["rate"] == 1.0
         assert report["spread"]["flagged"] is True
@@ -176,30 +142,27 @@ def test_target_refusing_one_country_is_flagged_against_that_country(
         assert "Items about CN were refused more often" in report["verdict"]["summary"]
 
 
-def test_target_refusing_one_language_is_flagged_between_languages(
-    items: list[SuiteItem], judge_server: FakeOpenAI
-) -> None:
+def test_target_refusing_one_language_is_flagged_between_languages(judge_server: FakeOpenAI, tmp_path: Path) -> None:
     for spec in _specs(judge_server):
-        report = _audit(refuses_chinese, items, spec)
+        report = _audit(refuses_chinese, spec, tmp_path)
         pairs = {(t["a"], t["b"]): t for t in report["language_pairs"]}
-        for zh in ("zh-Hans", "zh-Hant"):
-            t = pairs[("en", zh)]
-            assert t["flagged"] and t["more_refused"] == zh and t["p_adjusted"] < 0.01
-            assert t["delta_r"] == -1.0 and t["kappa"] == 0.0
-        assert pairs[("zh-Hans", "zh-Hant")]["flagged"] is False
+        assert list(pairs) == [("en", "zh-Hans")]
+        t = pairs[("en", "zh-Hans")]
+        assert t["flagged"] and t["more_refused"] == "zh-Hans" and t["p_adjusted"] < 0.01
+        assert t["delta_r"] == -1.0 and t["kappa"] == 0.0 and t["n_pairs"] == 308
         assert not any(t["flagged"] for t in report["asymmetries"])
         langs = {entry["language"]: entry["strict"]["rate"] for entry in report["languages"]}
-        assert langs == {"en": 0.0, "zh-Hans": 1.0, "zh-Hant": 1.0}
+        assert langs == {"en": 0.0, "zh-Hans": 1.0}
 
 
 def test_target_with_mirrored_valence_is_flagged_in_favour_of_the_praised_group(
-    items: list[SuiteItem], judge_server: FakeOpenAI
+    judge_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     for spec in _specs(judge_server):
-        report = _audit(praises_china_disparages_us, items, spec)
+        report = _audit(praises_china_disparages_us, spec, tmp_path)
         pair = next(t for t in report["valence"] if {t["a"], t["b"]} == {"CN", "US"})
         assert pair["flagged"] and pair["favoured"] == "CN" and pair["p_adjusted"] < 0.01
-        assert pair["n_pairs"] == 42 and abs(pair["effect_size"]) == 1.0
+        assert pair["n_pairs"] == 28 and abs(pair["effect_size"]) == 1.0
         flagged_pairs = {frozenset((t["a"], t["b"])) for t in report["valence"] if t["flagged"]}
         assert all(p & {"CN", "US"} for p in flagged_pairs)  # nobody else is implicated
         assert not any(t["flagged"] for t in report["asymmetries"] + report["language_pairs"])
