@@ -53,6 +53,7 @@ def refuse_if(predicate: Callable[[str], bool], refusal: str = "I'm sorry, but I
 class _State:
     rule: Rule
     model_id: str
+    model_digest: str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,7 +82,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path.rstrip("/") in ("/v1/models", "/models"):
-            data = {"object": "list", "data": [{"id": self.state.model_id, "object": "model", "owned_by": "fake"}]}
+            entry: dict[str, Any] = {"id": self.state.model_id, "object": "model", "owned_by": "fake"}
+            if self.state.model_digest:
+                entry["digest"] = self.state.model_digest
+            data = {"object": "list", "data": [entry]}
             self._send(200, json.dumps(data).encode())
         elif self.path == "/health":
             self._send(200, b'{"status":"ok"}')
@@ -133,13 +137,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(completion).encode())
 
 
-class FakeOpenAI:
-    """Context manager: start on a free loopback port, stop on exit."""
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for 'unreachable endpoint' tests)."""
+    import socket
 
-    def __init__(self, rule: Rule | None = None, *, model_id: str = "fake-model") -> None:
-        self.state = _State(rule=rule or always(), model_id=model_id)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeOpenAI:
+    """Context manager: start on a free loopback port (or ``port``), stop on exit."""
+
+    def __init__(
+        self, rule: Rule | None = None, *, model_id: str = "fake-model", model_digest: str | None = None, port: int = 0
+    ) -> None:
+        self.state = _State(rule=rule or always(), model_id=model_id, model_digest=model_digest)
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
 
