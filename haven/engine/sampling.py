@@ -126,7 +126,9 @@ class SamplerChain:
             self.chain = None
 
 
-def build_chain(params: SamplingParams, *, vocab: Any, n_vocab: int, grammar: str | None) -> SamplerChain:
+def build_chain(
+    params: SamplingParams, *, vocab: Any, n_vocab: int, grammar: str | None, context_length: int
+) -> SamplerChain:
     """Build the chain; GrammarError when llama.cpp rejects the grammar."""
     sparams = ll.llama_sampler_chain_default_params()
     sparams.no_perf = True
@@ -144,7 +146,8 @@ def build_chain(params: SamplingParams, *, vocab: Any, n_vocab: int, grammar: st
         if params.repeat_penalty != 1.0 or params.presence_penalty != 0.0 or params.frequency_penalty != 0.0:
             penalties = ll.llama_sampler_init_penalties(
                 n_vocab,
-                params.repeat_last_n,
+                # -1 means "the whole context"; llama.cpp itself would read it as "off".
+                context_length if params.repeat_last_n == -1 else params.repeat_last_n,
                 params.repeat_penalty,
                 params.frequency_penalty,
                 params.presence_penalty,

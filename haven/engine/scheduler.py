@@ -134,7 +134,9 @@ class Scheduler:
             reasoning_opened=request.reasoning_opened,
         )
         grammar = grammar_text(params)
-        chain = build_chain(params, vocab=self.backend.vocab, n_vocab=n_vocab, grammar=grammar)
+        chain = build_chain(
+            params, vocab=self.backend.vocab, n_vocab=n_vocab, grammar=grammar, context_length=self.n_ctx_seq
+        )
         handle = Handle(request_id, loop, self.cancel)
         room = self.n_ctx_seq - len(prompt)
         max_tokens = min(params.max_tokens or room, room)

@@ -151,3 +151,16 @@ async def test_bad_sampling_values_are_clear_errors(
 async def test_grammar_and_schema_together_are_refused(engine: LlamaEngine) -> None:
     with pytest.raises(InvalidRequestError, match="either a grammar or a JSON schema"):
         await generate(engine, engine.tokenize("Hi"), grammar='root ::= "a"', json_schema={"type": "object"})
+
+
+async def test_penalties_break_greedy_repetition(engine: LlamaEngine) -> None:
+    prompt = engine.tokenize("Hello")
+    plain = await generate(engine, prompt, temperature=0, max_tokens=20)
+    penalised = await generate(
+        engine, prompt, temperature=0, max_tokens=20, frequency_penalty=2.0, presence_penalty=2.0
+    )
+    whole_context = await generate(engine, prompt, temperature=0, max_tokens=20, repeat_penalty=5.0, repeat_last_n=-1)
+    # The random tiny model repeats itself under greedy decoding; penalties make it vary.
+    assert len(set(plain.token_ids)) <= 3
+    assert len(set(penalised.token_ids)) > 2 * len(set(plain.token_ids))
+    assert len(set(whole_context.token_ids)) > 2 * len(set(plain.token_ids))
