@@ -147,6 +147,9 @@ class _ChatPlan:
             raise InvalidRequestError(
                 "grammar cannot be combined with response_format or a forced tool_choice.", param="grammar"
             )
+        # A schema-constrained answer cannot contain "</think>": when the template opened a think block
+        # (DeepSeek-R1), splitting would file the whole JSON answer under reasoning, so it is not split.
+        self.split_reasoning = self.json_schema is None
         self.max_tokens = _checked_max_tokens(request.requested_max_tokens(), settings, "max_tokens")
         self.logprobs = (request.top_logprobs or 0) if request.logprobs else None
 
@@ -349,6 +352,7 @@ class OpenAIServing:
                 plan.sampling(index),
                 tools=plan.template_tools,
                 enable_thinking=request.reasoning_effort != "none",
+                split_reasoning=plan.split_reasoning,
                 request_id=f"{request_id}-{index}",
                 metrics=self.metrics,
             )
