@@ -205,10 +205,7 @@ def test_queue_full_is_429_then_disconnect_frees_the_slot(single_slot: HavenServ
             assert _slots_in_use(single_slot) == 1.0
             with pytest.raises(openai.RateLimitError) as info:
                 client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=4)  # type: ignore[arg-type]
-            assert (
-                info.value.response.headers["retry-after"] == "1"
-                or int(info.value.response.headers["retry-after"]) >= 1
-            )
+            assert int(info.value.response.headers["retry-after"]) >= 1
             assert info.value.code == "queue_full"
         # The stream was dropped after one chunk of a 3000-token generation: its slot must be free again.
         deadline = time.monotonic() + 5
