@@ -132,14 +132,15 @@ class FakeStore:
         return list(self.entries.values())
 
     def get(self, name: str) -> dict[str, Any]:
-        if name not in self.entries:
+        canonical = name if ":" in name else f"{name}:latest"  # as the real store resolves names
+        if canonical not in self.entries:
             raise ModelNotFoundError(f"model '{name}' not found; `haven models list` shows the local models.")
-        return self.entries[name]
+        return self.entries[canonical]
 
     def remove(self, name: str) -> None:
-        self.get(name)
-        del self.entries[name]
-        self.removed.append(name)
+        canonical = self.get(name)["name"]
+        del self.entries[canonical]
+        self.removed.append(canonical)
 
 
 @dataclass

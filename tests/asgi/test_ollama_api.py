@@ -356,7 +356,7 @@ async def test_show_uses_loaded_info(client: httpx.AsyncClient) -> None:
 
 async def test_delete_unloads_then_removes(client: httpx.AsyncClient, manager: FakeManager) -> None:
     await client.post("/api/generate", json={"model": "tiny:latest"})
-    response = await client.request("DELETE", "/api/delete", json={"model": "tiny:latest"})
+    response = await client.request("DELETE", "/api/delete", json={"model": "tiny"})  # short name
     assert response.status_code == 200
     assert manager.unloaded == ["tiny:latest"] and manager.store.removed == ["tiny:latest"]
     assert (await client.get("/api/tags")).json() == {"models": []}

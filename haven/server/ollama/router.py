@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from haven import __version__
-from haven.engine.protocol import ModelInfo
 from haven.errors import HavenError, InvalidRequestError
 from haven.server.ollama import protocol as p
 from haven.server.ollama import serving
@@ -192,14 +191,6 @@ def _store(request: Request) -> Any:
     return _manager(request).store
 
 
-def _loaded_info(request: Request, name: str) -> ModelInfo | None:
-    for loaded in _manager(request).loaded():
-        if loaded.name == name:
-            info: ModelInfo = loaded.info
-            return info
-    return None
-
-
 @router.get("/version", summary="Server version (Ollama)")
 async def version() -> dict[str, str]:
     return {"version": OLLAMA_COMPAT_VERSION, "haven_version": __version__}
@@ -217,7 +208,7 @@ async def show(request: Request) -> Response:
     body = await _parse(request, p.ModelRequest)
     if not body.ref:
         raise InvalidRequestError("model is required.", param="model")
-    return JSONResponse(await serving.show_model(_store(request), _loaded_info(request, body.ref), body.ref))
+    return JSONResponse(await serving.show_model(_store(request), _manager(request), body.ref))
 
 
 @router.delete("/delete", summary="Delete a model (Ollama)", openapi_extra=_body(p.ModelRequest))

@@ -444,11 +444,21 @@ async def list_models(store: Any) -> list[dict[str, Any]]:
     return [tag_entry(e) for e in entries]
 
 
-async def show_model(store: Any, info: ModelInfo | None, name: str) -> dict[str, Any]:
+def loaded_info(manager: Any, canonical: str) -> ModelInfo | None:
+    for loaded in manager.loaded():
+        if loaded.name == canonical:
+            info: ModelInfo = loaded.info
+            return info
+    return None
+
+
+async def show_model(store: Any, manager: Any, name: str, info: ModelInfo | None = None) -> dict[str, Any]:
     """``/api/show``: the store's manifest (its GGUF metadata is Ollama's ``model_info``), refined by the
     loaded model's info when the model is loaded."""
     entry = await _maybe_await(store.get(name))
     tag = tag_entry(entry)
+    if info is None:
+        info = loaded_info(manager, tag["name"])
     template = info.chat_template if info else _field(entry, "chat_template", default="")
     metadata = _field(entry, "metadata", default=None)
     if isinstance(metadata, Mapping) and metadata:
@@ -504,7 +514,8 @@ async def pull_events(pull: Any, store: Any, ref: str, settings: Settings) -> As
 
 async def delete_model(store: Any, manager: Any, name: str) -> None:
     """Unloads the model if it is loaded, then removes it from the store (404 if unknown)."""
-    await _maybe_await(store.get(name))  # raises ModelNotFoundError before anything changes
-    if any(loaded.name == name for loaded in manager.loaded()):
-        await _maybe_await(manager.unload(name))
-    await _maybe_await(_field(store, "remove", "delete")(name))
+    manifest = await _maybe_await(store.get(name))  # raises ModelNotFoundError before anything changes
+    canonical = str(_field(manifest, "name", default=name))  # "qwen" is loaded as "qwen:latest"
+    if any(loaded.name == canonical for loaded in manager.loaded()):
+        await _maybe_await(manager.unload(canonical))
+    await _maybe_await(_field(store, "remove", "delete")(canonical))
