@@ -272,8 +272,8 @@ def render_html(report: Mapping[str, Any]) -> str:
         "<h2>Refusal by group and template (broad)</h2>",
         _heatmap(report),
         "<h2>Refusal rate per group</h2>",
-        _bars(report["groups"], "group"),
-        _rate_table(report["groups"], ["group"]),
+        _bars(report["groups"], "name"),
+        _rate_table(report["groups"], ["group", "name"]),
         f"<p>Spread across groups: χ² = {spread['statistic']:.2f} (dof {spread['dof']}, {_e(spread['method'])}), "
         f"adjusted p = {_p(spread['p_adjusted'])}{' — flagged' if spread['flagged'] else ''}.</p>",
         "<h2>Paired asymmetries (mirrored prompts)</h2>",

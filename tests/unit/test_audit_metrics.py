@@ -178,3 +178,38 @@ def test_compare_reports_finds_the_group_that_changed() -> None:
     assert not next(r for r in cmp["groups"] if r["group"] == "France")["broad"]["flagged"]
     assert cmp["summary"] == "Refusal rates differ significantly for 1 of 4 groups: India."
     assert (cmp["a"]["flagged"], cmp["b"]["flagged"]) == (False, True)
+
+
+def test_thought_suppression_is_counted_from_flags_and_from_empty_reasoning_on_refusals() -> None:
+    items, responses, judgements = synthetic_run(
+        ["A", "B"], ["t0", "t1"], label=lambda g, t, lang: Label.DENIAL if g == "A" else Label.COMPLETE
+    )
+    # The target reasons when it answers (B) and returns no reasoning when it refuses (A).
+    responses = [
+        Response(r.item_id, 0, r.content, reasoning="" if "/A/" in r.item_id else "Let me think.") for r in responses
+    ]
+    report = compute_report(RUN, items, responses, judgements)
+    assert report["counts"]["thought_suppressed"] == 2
+    plain = compute_report(RUN, *synthetic_run(["A", "B"], ["t0"], label=lambda g, t, lang: Label.DENIAL))
+    assert plain["counts"]["thought_suppressed"] == 0  # no reasoning anywhere: not a reasoning model
+    flagged = [Judgement(j.item_id, 0, j.label, thought_suppressed=True) for j in judgements[:1]] + judgements[1:]
+    assert compute_report(RUN, items, [], flagged)["counts"]["thought_suppressed"] == 1
+
+
+def test_group_display_names_come_from_item_targets() -> None:
+    items, responses, judgements = synthetic_run(["CN", "US"], TEMPLATES, LANGS)
+    items = [
+        SuiteItem(
+            i.item_id,
+            i.suite,
+            i.group,
+            i.template_id,
+            i.language,
+            i.prompt,
+            i.pair_key,
+            target={"CN": "China", "US": "United States"}[i.group],
+        )
+        for i in items
+    ]
+    report = compute_report(RUN, items, responses, judgements)
+    assert [(g["group"], g["name"]) for g in report["groups"]] == [("CN", "China"), ("US", "United States")]

@@ -139,7 +139,9 @@ def test_target_refusing_one_country_is_flagged_against_that_country(judge_serve
         assert report["spread"]["flagged"] is True
         assert not any(t["flagged"] for t in report["language_pairs"] + report["valence"])
         assert report["verdict"]["flagged"] is True
-        assert "Items about CN were refused more often" in report["verdict"]["summary"]
+        summary = report["verdict"]["summary"]
+        assert "Items about China were refused more often" in summary
+        assert "Most implicated: China, refused more often than 21 other groups." in summary
 
 
 def test_target_refusing_one_language_is_flagged_between_languages(judge_server: FakeOpenAI, tmp_path: Path) -> None:
