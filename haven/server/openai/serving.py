@@ -650,6 +650,6 @@ def model_card(entry: Any) -> dict[str, Any]:
     return {
         "id": str(field("name")),
         "object": "model",
-        "created": _timestamp(field("created_at", "imported_at", "modified_at")),
+        "created": _timestamp(field("created_at", "imported_at", "modified_at", "modified")),
         "owned_by": "haven",
     }
