@@ -10,6 +10,7 @@ cache is allocated, :mod:`~haven.engine.llama_backend` holds the model and conte
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,7 @@ class LlamaEngine:
             raise ModelLoadError(f"The model file {path} does not exist.")
         if settings.batch_size < settings.parallel:
             # Every decoding slot puts one token into each step's batch.
-            raise ModelLoadError(
-                f"batch_size ({settings.batch_size}) must be at least parallel ({settings.parallel})."
-            )
+            raise ModelLoadError(f"batch_size ({settings.batch_size}) must be at least parallel ({settings.parallel}).")
         self.backend = LlamaBackend(
             file,
             context_length=settings.context_length,
@@ -93,6 +92,8 @@ class LlamaEngine:
                 max_queue=settings.max_queue,
                 prefix_cache=settings.prefix_cache,
                 max_tokens_limit=settings.max_tokens_limit,
+                # Keyed by the file's hash: a state file is only ever loaded into the same model.
+                state_dir=settings.home / "kv-state" / sha256 if re.fullmatch(r"[0-9a-f]{8,128}", sha256) else None,
             ),
         )
         self._closed = False

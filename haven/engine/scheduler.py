@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 from haven.engine.llama_backend import LlamaBackend
 from haven.engine.protocol import (
@@ -46,6 +47,10 @@ class SchedulerConfig:
     max_queue: int
     prefix_cache: bool = True
     max_tokens_limit: int = 32768
+    state_dir: Path | None = None
+    """Where slots' KV caches are saved on close and restored on load (None: not kept)."""
+    min_saved_tokens: int = 32
+    """Slots holding fewer cached tokens are not worth a file."""
 
 
 @dataclass
@@ -89,6 +94,8 @@ class Scheduler:
         self.prompt_tokens_total = 0
         self.cached_tokens_total = 0
         self.completion_tokens_total = 0
+        if config.state_dir is not None and config.prefix_cache:
+            self._restore_state(config.state_dir)
         self._thread = threading.Thread(target=self._run, name="haven-scheduler", daemon=True)
         self._thread.start()
 
@@ -192,6 +199,37 @@ class Scheduler:
         for work in list(self._active) + list(self._pending):
             self._finish(work, "cancelled")
         self._flush_outbox()
+        if self.config.state_dir is not None and self.config.prefix_cache:
+            self._save_state(self.config.state_dir)
+
+    # --- KV state across restarts (llama_state_seq_*) -------------------------------------------
+    def _save_state(self, directory: Path) -> None:
+        """Write each slot's KV cache and token ids, so a restarted engine resumes conversations
+        without re-reading them. Best effort: a failure only costs a re-prefill later."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for old in directory.glob("slot-*.kv"):
+                old.unlink()
+            for slot in self.slots:
+                if len(slot.tokens) >= self.config.min_saved_tokens:
+                    self.backend.save_seq(slot.seq_id, directory / f"slot-{slot.seq_id}.kv", slot.tokens)
+        except (OSError, EngineError):
+            pass
+
+    def _restore_state(self, directory: Path) -> None:
+        for slot in self.slots:
+            path = directory / f"slot-{slot.seq_id}.kv"
+            if not path.is_file():
+                continue
+            try:
+                tokens = self.backend.load_seq(slot.seq_id, path, self.n_ctx_seq)
+            except EngineError:
+                tokens = []
+            if tokens and self.backend.seq_pos_max(slot.seq_id) == len(tokens) - 1:
+                slot.tokens = tokens
+            else:  # stale or foreign file (other context size): start this slot empty
+                self.backend.seq_rm(slot.seq_id, 0, -1)
+                path.unlink(missing_ok=True)
 
     def _admit(self) -> None:
         while True:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from haven.engine.engine import LlamaEngine
+from haven.engine.engine import LlamaEngine, load_engine
 from haven.engine.protocol import Finished, GenerationRequest, SamplingParams
 from haven.errors import ContextLengthExceededError, EngineError, InvalidRequestError, QueueFullError
+from haven.settings import Settings
 from tests.support.engine_run import generate, tiny_engine
 
 
@@ -179,3 +180,31 @@ async def test_close_finishes_requests_in_flight_as_cancelled(make_test_model: C
         await engine.submit(GenerationRequest(prompt, params))
     with pytest.raises(EngineError, match="shut down"):
         engine.tokenize("Hello")
+
+
+async def test_cached_conversation_survives_a_restart(make_test_model: Callable[..., Path], haven_env: Path) -> None:
+    path = make_test_model()
+    sha = "0123456789abcdef" * 4
+    settings = {"context_length": 512, "parallel": 2, "batch_size": 128, "threads": 1}
+    first_engine = load_engine(str(path), name="tiny", sha256=sha, settings=Settings(**settings))
+    turn1 = first_engine.tokenize("A long first question about many things " * 4)
+    bias = {first_engine.tokenize("ok")[0]: 100.0}
+    first = await generate(first_engine, turn1, temperature=0, logit_bias=bias, max_tokens=8)
+    await first_engine.close()
+    saved = sorted(p.name for p in (haven_env / "kv-state" / sha).iterdir())
+    assert saved == ["slot-0.kv"]
+
+    engine = load_engine(str(path), name="tiny", sha256=sha, settings=Settings(**settings))
+    try:
+        turn2 = turn1 + first.token_ids + engine.tokenize(" And then?", add_special=False)
+        second = await generate(engine, turn2, temperature=0, max_tokens=2)
+        assert second.finished.usage.cached_tokens == len(turn1) + 8 - 1
+    finally:
+        await engine.close()
+    # Without prefix caching nothing is restored (and a mismatched file is not trusted).
+    cold = load_engine(str(path), name="tiny", sha256=sha, settings=Settings(**settings, prefix_cache=False))
+    try:
+        again = await generate(cold, turn2, temperature=0, max_tokens=2)
+        assert again.finished.usage.cached_tokens == 0
+    finally:
+        await cold.close()
