@@ -22,7 +22,7 @@ def test_disconnect_mid_stream_cancels_generation() -> None:
     engine = FakeEngine(script=script, delay=0.02)
     app = FastAPI()
     app.state.settings = Settings()
-    app.state.model_manager = FakeManager(engine, FakeStore({"m": {"name": "m"}}))
+    app.state.model_manager = FakeManager(engine, FakeStore({"m:latest": {"name": "m:latest"}}))
     app.include_router(router)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
