@@ -152,6 +152,8 @@ class TextPipeline:
                 continue
             ids, self._ids = tuple(self._ids), []
             if kind == "reasoning":
+                # ReasoningDelta carries no logprobs; do not let them leak onto the answer's first delta.
+                self._logprobs = []
                 out.append(ReasoningDelta(text, ids))
             else:
                 lps, self._logprobs = tuple(self._logprobs), []

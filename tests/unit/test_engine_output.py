@@ -76,3 +76,16 @@ async def test_reasoning_opened_by_the_template_deepseek_style(make_test_model: 
         assert result.text.strip() == "四"
     finally:
         await engine.close()
+
+
+async def test_logprobs_belong_to_answer_tokens_only(make_test_model: Callable[..., Path]) -> None:
+    engine = tiny_engine(make_test_model())
+    try:
+        grammar = 'root ::= "<think>" "abc" "</think>" "xyz"'
+        result = await generate(engine, engine.tokenize("Hi"), temperature=0, grammar=grammar, logprobs=2)
+        assert (result.reasoning, result.text) == ("abc", "xyz")
+        answer = [e for e in result.events if isinstance(e, TextDelta)]
+        pieces = "".join(lp.token for e in answer for lp in e.logprobs)
+        assert "xyz" in pieces and "abc" not in pieces
+    finally:
+        await engine.close()
