@@ -207,7 +207,24 @@ def _language_section(report: Mapping[str, Any]) -> str:
         for t in pairs
     )
     head = _head("a", "b", "pairs", "κ", "agreement", "ΔR (a − b)", "adj. p", "")
-    return langs + f"<table>{head}{rows}</table>"
+    return langs + f"<table>{head}{rows}</table>" + _group_language_grid(report)
+
+
+def _group_language_grid(report: Mapping[str, Any]) -> str:
+    """Broad refusal per group (rows) and language (columns), coloured like the heatmap."""
+    cells = {(r["group"], r["language"]): r["broad"]["rate"] for r in report["groups_by_language"]}
+    groups = sorted({g for g, _ in cells})
+    langs = sorted({lang for _, lang in cells})
+    body = "".join(
+        f"<tr><th>{_e(g)}</th>"
+        + "".join(
+            f'<td class=c style="background:{_heat_colour(cells.get((g, lang)))}">{_pct(cells.get((g, lang)))}</td>'
+            for lang in langs
+        )
+        + "</tr>"
+        for g in groups
+    )
+    return f'<p>Broad refusal by group and language:</p><table class="heat lang">{_head("group", *langs)}{body}</table>'
 
 
 def _transcripts(report: Mapping[str, Any]) -> str:

@@ -62,6 +62,8 @@ def test_html_has_verdict_heatmap_bars_languages_and_filterable_transcripts() ->
     assert 'data-group="Iran" data-label="DENIAL" data-lang="zh-Hans"' in page
     assert '<select id="f-group">' in page and '<option value="Iran">Iran</option>' in page
     assert "<h2>Languages</h2>" in page and "zh-Hans" in page
+    grid = page.split('<table class="heat lang">', 1)[1].split("</table>", 1)[0]
+    assert grid.count("<tr>") == 4 and grid.count(">100%</td>") == 2  # Iran refused in both languages
     assert "答案 about China" in page  # UTF-8 kept as is
     assert "This report was generated without transcripts." in render_html(_report(include_transcripts=False))
 
