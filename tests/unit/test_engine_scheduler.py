@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from haven.engine.engine import LlamaEngine, load_engine
-from haven.engine.protocol import Finished, GenerationRequest, SamplingParams
+from haven.engine.protocol import Finished, GenerationRequest, SamplingParams, TextDelta, Usage
+from haven.engine.slots import Handle
 from haven.errors import ContextLengthExceededError, EngineError, InvalidRequestError, QueueFullError
 from haven.settings import Settings
 from tests.support.engine_run import generate, tiny_engine
@@ -208,3 +211,32 @@ async def test_cached_conversation_survives_a_restart(make_test_model: Callable[
         assert again.finished.usage.cached_tokens == 0
     finally:
         await cold.close()
+
+
+async def test_handle_delivers_many_events_per_wakeup_to_a_slow_consumer() -> None:
+    """Pure logic, no model: the scheduler thread pushes faster than the consumer reads."""
+    loop = asyncio.get_running_loop()
+    handle = Handle("r1", loop, lambda _request_id: None)
+    wakeups = 0
+    original_wake = handle._wake
+
+    def counting_wake() -> None:
+        nonlocal wakeups
+        wakeups += 1
+        original_wake()
+
+    handle._wake = counting_wake  # type: ignore[method-assign]
+
+    def producer() -> None:
+        for i in range(200):
+            handle.push([TextDelta(str(i % 10), (i,))])
+        handle.push([Finished("length", Usage(prompt_tokens=1, completion_tokens=200))])
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    thread.join()  # everything is pushed before the consumer runs at all
+    events = [e async for e in handle.events()]
+    assert [e.token_ids[0] for e in events if isinstance(e, TextDelta)] == list(range(200))
+    assert isinstance(events[-1], Finished) and handle.finished is events[-1]
+    await asyncio.sleep(0)  # let the one scheduled wakeup run
+    assert wakeups == 1
