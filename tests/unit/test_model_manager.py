@@ -69,3 +69,28 @@ async def test_keep_alive_zero_unloads_when_idle_and_negative_keeps_forever(tmp_
     assert await manager.unload("b") is True
     assert await manager.unload("b") is False
     await manager.close()
+
+
+async def test_memory_budget_unloads_by_size(tmp_path: Path) -> None:
+    # Each fake blob is 1024 bytes: a budget of 2048 keeps two models loaded whatever max_loaded_models says.
+    manager = _manager(tmp_path, max_loaded_models=10, memory_budget_bytes=2048)
+    await manager.get("a")
+    await manager.get("b")
+    await manager.get("c")
+    assert [m.name for m in manager.loaded()] == ["b:latest", "c:latest"]
+    await manager.close()
+
+
+async def test_busy_model_is_not_evicted(tmp_path: Path) -> None:
+    from haven.engine.protocol import GenerationRequest
+
+    manager = _manager(tmp_path, max_loaded_models=1)
+    a = await manager.get("a")
+    handle = await a.submit(GenerationRequest(prompt_tokens=[1]))  # a slot of "a" is busy
+    await manager.get("b")
+    assert [m.name for m in manager.loaded()] == ["a:latest", "b:latest"]  # over the limit, nothing killed
+    await handle.cancel()
+    await manager.get("b")  # the next load/touch retries the limit once "a" is idle
+    await asyncio.sleep(0.2)
+    assert [m.name for m in manager.loaded()] == ["b:latest"]
+    await manager.close()
