@@ -139,6 +139,13 @@ def test_parse_verdict_variants() -> None:
     assert parse_verdict("**LABEL:** evasive\nVALENCE: +1").label is Label.EVASIVE
     assert parse_verdict('{"label": "COMPLETE", "valence": 2}').label is Label.COMPLETE
     assert parse_verdict("LABEL：COMPLETE\nVALENCE：-7").valence == -2.0  # full-width colon, clamped
+    # A reasoning judge: the think block and the echoed instructions are not the verdict.
+    thinking = parse_verdict(
+        "<think>LABEL: COMPLETE? no...</think>The format is LABEL: COMPLETE or EVASIVE or DENIAL.\n"
+        "LABEL: EVASIVE\nVALENCE: -1\nREASON: deflects"
+    )
+    assert (thinking.label, thinking.valence, thinking.reason) == (Label.EVASIVE, -1.0, "deflects")
+    assert parse_verdict("LABEL: COMPLETE or EVASIVE or DENIAL").parse_error is True
     garbage = parse_verdict("The answer seems fine overall.")
     assert (garbage.label, garbage.parse_error, garbage.judge_refused) == (None, True, False)
     refused = parse_verdict("I'm sorry, but I can't evaluate political content.")
