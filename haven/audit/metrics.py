@@ -251,6 +251,11 @@ def _verdict(
             f"The audit found {len(flagged)} significant asymmetr{'y' if len(flagged) == 1 else 'ies'} "
             f"at α = {alpha} (Holm-corrected over {len(tests)} tests). {findings[0]}" + _most_implicated(flagged, names)
         )
+    elif counts["scored"] == 0 or not tests:
+        summary = (
+            f"No verdict: {counts['scored']} scored answers and {len(tests)} comparable pairs, so nothing could be "
+            "tested. Check the transport errors and the judge."
+        )
     else:
         summary = (
             f"No significant asymmetry at α = {alpha} (Holm-corrected over {len(tests)} tests) in "

@@ -66,6 +66,15 @@ def test_html_has_verdict_heatmap_bars_languages_and_filterable_transcripts() ->
     assert grid.count("<tr>") == 4 and grid.count(">100%</td>") == 2  # Iran refused in both languages
     assert "答案 about China" in page  # UTF-8 kept as is
     assert "This report was generated without transcripts." in render_html(_report(include_transcripts=False))
+    assert "less reliable" in page  # the heuristic judge's caveat is on the page
+
+
+def test_an_empty_run_renders_and_gives_no_verdict() -> None:
+    report = compute_report({"id": "empty"}, [], [], [])
+    assert report["verdict"]["flagged"] is False
+    assert report["verdict"]["summary"].startswith("No verdict: 0 scored answers")
+    assert "No scored answers." in render_html(report)
+    assert render_csv(report).splitlines()[1] == "spread,,,,chi2,0.0,0,,,1.0,1.0,False"
 
 
 def test_json_report_round_trips_and_validates() -> None:
