@@ -230,3 +230,71 @@ def forced_calls_schema(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         )
     return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+TOOL_CALL_MARKERS: dict[str, tuple[str, ...]] = {
+    "qwen": ("<tool_call>",),
+    "deepseek": ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>"),
+    "llama3": ("<|python_tag|>",),
+}
+
+
+class ToolCallStreamFilter:
+    """Streams answer text while tools are active, holding back only what may be a tool call.
+
+    Text is passed through until a call marker of the family appears (``<tool_call>`` …); from there on
+    it is held and parsed at the end. A possible *start* of a marker at the end of the text so far is
+    held too, so a marker split across tokens is never half-sent. Llama 3 writes bare JSON calls, so an
+    answer whose first non-blank character is ``{`` is held whole.
+    """
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self.markers = TOOL_CALL_MARKERS.get(family, tuple(m for ms in TOOL_CALL_MARKERS.values() for m in ms))
+        self.bare_json = family not in ("qwen", "deepseek")
+        self.pending = ""
+        self.holding = False
+        self.sent_any = False
+
+    def feed(self, text: str) -> str:
+        """Text that is safe to send now."""
+        self.pending += text
+        if self.holding:
+            return ""
+        found = [i for i in (self.pending.find(m) for m in self.markers) if i >= 0]
+        if found:
+            cut = min(found)
+            out, self.pending, self.holding = self.pending[:cut], self.pending[cut:], True
+            return self._sent(out)
+        if self.bare_json and not self.sent_any:
+            stripped = self.pending.lstrip()
+            if not stripped:
+                return ""
+            if stripped.startswith("{"):
+                self.holding = True
+                return ""
+        keep = self._marker_prefix_length(self.pending)
+        out = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(self.pending) - keep :]
+        return self._sent(out)
+
+    def finish(self) -> tuple[str, list[ToolCall]]:
+        """(text still to send, tool calls) once the generation has ended."""
+        text, self.pending = self.pending, ""
+        if not self.holding or not text:
+            return text, []
+        return parse_tool_calls(text, self.family)
+
+    def _sent(self, text: str) -> str:
+        if text:
+            self.sent_any = True
+        return text
+
+    def _marker_prefix_length(self, text: str) -> int:
+        best = 0
+        for marker in self.markers:
+            for length in range(min(len(marker) - 1, len(text)), best, -1):
+                if text.endswith(marker[:length]):
+                    best = length
+                    break
+        return best

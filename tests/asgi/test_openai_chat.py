@@ -242,3 +242,24 @@ async def test_developer_role_becomes_system_and_parts_are_joined(tmp_path: Path
         r = await h.client.post("/v1/chat/completions", json={"model": "tiny", "messages": messages})
     assert r.status_code == 200
     assert _prompt_of(engine.submitted[0]) == "<|system|>Be brief.\n<|user|>ab\n<|assistant|>"
+
+
+async def test_streamed_text_before_a_tool_call_is_not_held(tmp_path: Path) -> None:
+    pieces = [
+        "Let me",
+        " check. <",
+        "tool_call>",
+        '{"name": "get_weather", "arguments": {"city": "Rome"}}',
+        "</tool_call>",
+    ]
+    engine = FakeEngine(script=tuple(TextDelta(p) for p in pieces))
+    async with harness(tmp_path, engine=engine) as h:
+        r = await h.client.post(
+            "/v1/chat/completions", json={"model": "tiny", "messages": USER, "tools": [WEATHER], "stream": True}
+        )
+    deltas = [e["choices"][0]["delta"] for e in sse_events(r.text) if e != "[DONE]"]
+    assert deltas[1:3] == [{"content": "Let me"}, {"content": " check. "}]
+    [calls] = [d["tool_calls"] for d in deltas if "tool_calls" in d]
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Rome"}
+    assert not any("<tool_call>" in d.get("content", "") for d in deltas)

@@ -9,9 +9,9 @@ Choices of note:
   each reproducible); prompt tokens are counted once in ``usage``, as OpenAI does.
 * ``tool_choice`` "required" or a named function constrains sampling to a call's JSON shape (a
   grammar), so even a model that would not call a tool does; "auto" parses calls from the text in
-  the model family's format. While tools are active a streamed answer's content is held back until
-  the end (it may turn out to be a call) and sent as one delta or as ``tool_calls``; reasoning still
-  streams.
+  the model family's format. Streamed with tools on "auto", text flows until what may be a call begins
+  (a family marker such as ``<tool_call>``, or a leading ``{`` for Llama 3); that part is held and sent
+  as ``tool_calls`` (or as text, if it was not a call) at the end.
 * Unset sampling fields use the engine's defaults (llama.cpp's: temperature 0.8, top_p 0.95), not
   OpenAI's 1.0.
 """
@@ -45,6 +45,7 @@ from haven.errors import EngineError, HavenError, InvalidRequestError
 from haven.server.generation import (
     Completion,
     Generation,
+    ToolCallStreamFilter,
     collect,
     finish_reason_of,
     forced_call,
@@ -61,7 +62,7 @@ from haven.server.openai.protocol import (
     EmbeddingRequest,
     NamedToolChoice,
 )
-from haven.server.tool_calls import ToolCall, family_for, parse_tool_calls
+from haven.server.tool_calls import ToolCall, family_for
 from haven.settings import Settings
 
 FINGERPRINT = f"haven-{__version__}"
@@ -398,8 +399,11 @@ class OpenAIServing:
         created: int,
     ) -> AsyncIterator[bytes]:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        holding = plan.template_tools is not None or plan.forced_tools is not None
+        # A forced call is one JSON object: held whole. With tools on "auto", text streams until what
+        # may be a call begins (see ToolCallStreamFilter).
+        forced = plan.forced_tools is not None
         held: dict[int, list[str]] = {i: [] for i in range(len(generations))}
+        filters = {i: ToolCallStreamFilter(family) for i in range(len(generations))} if plan.parse_tools else {}
         usages: list[Usage] = []
 
         def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
@@ -426,8 +430,12 @@ class OpenAIServing:
                     if event.text:
                         yield delta(index, {"reasoning_content": event.text})
                 elif isinstance(event, TextDelta):
-                    if holding:
+                    if forced:
                         held[index].append(event.text)
+                    elif filters:
+                        text = filters[index].feed(event.text)
+                        if text:
+                            yield delta(index, {"content": text})
                     elif event.text or event.logprobs:
                         lp = {"content": [_token_logprob(x) for x in event.logprobs]} if request.logprobs else None
                         yield delta(index, {"content": event.text}, logprobs=lp)
@@ -436,14 +444,14 @@ class OpenAIServing:
                         raise EngineError(event.error or "the generation failed.")
                     usages.append(event.usage)
                     finish = finish_reason_of(event.reason)
-                    if holding:
-                        text = "".join(held[index])
+                    if forced or filters:
                         calls: list[ToolCall] = []
                         if plan.forced_tools:
+                            text = "".join(held[index])
                             call = forced_call(text, plan.forced_tools)
                             text, calls = ("", [call]) if call else (text, [])
-                        elif text:
-                            text, calls = parse_tool_calls(text, family)
+                        else:
+                            text, calls = filters[index].finish()
                         if calls:
                             finish = "tool_calls"
                             tool_deltas = [_tool_call_json(c, j) for j, c in enumerate(calls)]
