@@ -310,7 +310,8 @@ class Scheduler:
         for work, idx in outputs:
             try:
                 ts = time.perf_counter()
-                token = work.chain.sample(backend.ctx, idx)
+                chain = work.chain
+                token = chain.greedy(backend.logits_row(idx)) if chain.fast_greedy else chain.sample(backend.ctx, idx)
                 sample_s += time.perf_counter() - ts
                 self._on_token(work, token, idx)
             except Exception as exc:  # this request only

@@ -164,3 +164,35 @@ async def test_penalties_break_greedy_repetition(engine: LlamaEngine) -> None:
     assert len(set(plain.token_ids)) <= 3
     assert len(set(penalised.token_ids)) > 2 * len(set(plain.token_ids))
     assert len(set(whole_context.token_ids)) > 2 * len(set(plain.token_ids))
+
+
+def test_numpy_greedy_fast_path_picks_what_llama_greedy_picks(make_test_model: Callable[..., Path]) -> None:
+    from haven.engine.llama_backend import LlamaBackend
+    from haven.engine.sampling import build_chain
+
+    backend = LlamaBackend(make_test_model(), context_length=128, parallel=1, batch_size=128, threads=1)
+    try:
+        prompt = backend.tokenize("The quick brown fox")
+        for i, tok in enumerate(prompt):
+            backend.batch.add(tok, i, 0, i == len(prompt) - 1)
+        assert backend.decode(backend.batch) == 0
+        row = backend.logits_row(len(prompt) - 1)
+        runner_up = int(np.argsort(row)[-2])
+        for bias in ({}, {runner_up: 50.0}, {int(np.argmax(row)): float("-inf")}):
+            params = SamplingParams(temperature=0, logit_bias=bias)
+            kwargs: dict[str, Any] = {"vocab": backend.vocab, "n_vocab": backend.n_vocab, "grammar": None}
+            fast = build_chain(params, context_length=128, **kwargs)
+            slow = build_chain(params, context_length=128, allow_fast_greedy=False, **kwargs)
+            try:
+                assert fast.fast_greedy and not slow.fast_greedy
+                assert fast.greedy(row) == slow.sample(backend.ctx, len(prompt) - 1)
+            finally:
+                fast.free()
+                slow.free()
+        assert fast.greedy(row) != int(np.argmax(row))  # the -inf bias really changed the pick
+        # Penalties or a grammar need llama.cpp's stateful samplers: no fast path.
+        penalised = build_chain(SamplingParams(temperature=0, presence_penalty=0.5), context_length=128, **kwargs)
+        assert not penalised.fast_greedy
+        penalised.free()
+    finally:
+        backend.close()
