@@ -164,6 +164,13 @@ def _rate_table(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _member(t: Mapping[str, Any], side: str) -> str:
+    """'guns: pro' for a per-topic stance test, the plain member otherwise."""
+    if t.get("kind") == "stance_pair":
+        return f"{t.get('group') or 'all topics'}: {t[side]}"
+    return str(t[side])
+
+
 def _tests_table(tests: Sequence[Mapping[str, Any]], *, valence: bool = False, limit: int = 60) -> str:
     if not tests:
         return "<p>No paired items for this comparison.</p>"
@@ -183,7 +190,7 @@ def _tests_table(tests: Sequence[Mapping[str, Any]], *, valence: bool = False, l
                 f"<td class=num>{t['delta_r']:+.2f}</td><td class=num>{t['index']:+.2f}</td>"
             )
         body += (
-            f"<tr><td>{_e(t['a'])}</td><td>{_e(t['b'])}</td><td class=num>{t['n_pairs']}</td>{mid}"
+            f"<tr><td>{_e(_member(t, 'a'))}</td><td>{_e(_member(t, 'b'))}</td><td class=num>{t['n_pairs']}</td>{mid}"
             f"<td class=num>{_p(t['p_value'])}</td><td class=num>{_p(t['p_adjusted'])}</td>{flag}</tr>"
         )
     more = (
