@@ -26,26 +26,32 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from benchmarks.harness import BenchContext, Result
 from haven.engine.protocol import (
     ChatPrompt,
     EngineEvent,
     EngineStats,
     Finished,
     GenerationRequest,
+    ModelEngine,
     ModelInfo,
+    SamplingParams,
     TextDelta,
     Usage,
 )
+from haven.server.generation import start_chat
 from haven.settings import Settings
 
 MODEL = "bench:tiny"
@@ -138,58 +144,55 @@ class PacedEngine:
         pass
 
 
-@dataclass
-class _Loaded:
+@dataclass(frozen=True)
+class _Manifest:
     name: str
-    info: ModelInfo
-    size_bytes: int
-    expires_at: float | None
-    loaded_at: float
+    sha256: str = "0" * 64
+    size_bytes: int = 1_000_000
+    architecture: str = "qwen2"
+    parameter_count: int = 1_000_000
+    quantization: str = "F32"
 
 
 class _Store:
-    def list(self) -> list[dict[str, Any]]:
-        return [{"name": MODEL, "size_bytes": 1_000_000, "sha256": "0" * 64, "architecture": "qwen2"}]
+    """One model whose "blob" is the engine given to :func:`build_app` (the loader ignores the path)."""
 
-    def get(self, name: str) -> dict[str, Any]:
-        return self.list()[0]
+    def __init__(self, blob: Path) -> None:
+        self.blob = blob
 
+    def list(self) -> list[_Manifest]:
+        return [_Manifest(MODEL)]
 
-class _Manager:
-    def __init__(self, engine: PacedEngine) -> None:
-        self.engine = engine
-        self.store = _Store()
+    def get(self, name: str) -> _Manifest:
+        return _Manifest(MODEL)
 
-    async def get(self, name: str, *, keep_alive: float | None = None) -> PacedEngine:
-        return self.engine
-
-    def loaded(self) -> list[_Loaded]:
-        return [_Loaded(MODEL, INFO, 1_000_000, None, 0.0)]
-
-    async def unload(self, name: str) -> None:
-        pass
+    def blob_path(self, manifest: _Manifest) -> Path:
+        return self.blob
 
 
-def build_app(engine: PacedEngine) -> tuple[FastAPI, str]:
-    """The server's real app when it can be built around this engine, else the Ollama router alone.
+def build_app(engine: ModelEngine, blob: Path | None = None) -> FastAPI:
+    """The server's real app (create_app: ModelManager, middleware, both APIs) serving ``engine`` as MODEL."""
+    from haven.server.app import create_app
 
-    Returns the app and the path of the cheap GET to load-test.
-    """
-    settings = Settings()
-    try:
-        from haven.server.app import create_app
+    settings = Settings(keep_alive_seconds=3600, log_level="warning")
+    store = _Store(blob or Path(__file__))
+    return create_app(settings, engine_loader=lambda path, *, name, sha256: engine, store=store)
 
-        app = create_app(settings, engine_loader=lambda *a, **k: engine)
-        app.state.model_manager = _Manager(engine)
-        return app, "/v1/models"
-    except Exception:  # noqa: BLE001 - the app may not exist in this checkout; fall back and say so
-        from haven.server.ollama.router import router
 
-        app = FastAPI()
-        app.state.settings = settings
-        app.state.model_manager = _Manager(engine)
-        app.include_router(router)
-        return app, "/api/tags"
+def load_engine(kind: str, token_ms: float, model: Path | None) -> ModelEngine:
+    """``paced``: the fake above; ``real``: llama.cpp on ``model`` (a tiny factory model by default)."""
+    if kind == "paced":
+        return PacedEngine(token_seconds=token_ms / 1000)
+    from haven.engine.engine import load_engine as load_llama
+
+    if model is None:
+        from haven.models.factory import make_model
+
+        model = Path(tempfile.gettempdir()) / "haven-bench-http-tiny.gguf"
+        if not model.exists():
+            make_model(model, arch="qwen2", size="tiny", quant="f32", template="qwen2.5", seed=0)
+    settings = Settings(threads=1, parallel=2, context_length=1024)
+    return load_llama(str(model), name=MODEL, sha256="", settings=settings)
 
 
 def free_port() -> int:
@@ -209,26 +212,23 @@ async def _serve(app: FastAPI, port: int) -> uvicorn.Server:
     return server
 
 
-async def _direct(engine: PacedEngine, max_tokens: int) -> tuple[float, int]:
-    from haven.engine.protocol import SamplingParams
+SAMPLING = {"temperature": 0.8, "seed": 1}
+PROMPT = [{"role": "user", "content": "hello there"}]
 
+
+async def _direct(engine: ModelEngine, max_tokens: int) -> tuple[float, int]:
+    """The work /api/chat does minus HTTP: render, tokenize, submit, drain (the shared generation service)."""
     start = time.perf_counter()
-    prompt = engine.render_chat([{"role": "user", "content": "hello there"}])
-    handle = await engine.submit(GenerationRequest(engine.tokenize(prompt.text), SamplingParams(max_tokens=max_tokens)))
+    generation = await start_chat(engine, PROMPT, SamplingParams(max_tokens=max_tokens, **SAMPLING))  # type: ignore[arg-type]
     tokens = 0
-    async for event in handle.events():
-        if isinstance(event, TextDelta):
-            tokens += 1
+    async for event in generation.events():
+        if isinstance(event, Finished):
+            tokens = event.usage.completion_tokens
     return time.perf_counter() - start, tokens
 
 
 def _chat_body(max_tokens: int, stream: bool) -> dict[str, Any]:
-    return {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "hello there"}],
-        "stream": stream,
-        "options": {"num_predict": max_tokens},
-    }
+    return {"model": MODEL, "messages": PROMPT, "stream": stream, "options": {"num_predict": max_tokens, **SAMPLING}}
 
 
 class RawClient:
@@ -275,54 +275,77 @@ class RawClient:
 
 async def _http(client: RawClient, max_tokens: int, stream: bool) -> tuple[float, int]:
     start = time.perf_counter()
-    tokens = 0
-    if stream:
-        buffer = b""
-        async for data in client.post("/api/chat", _chat_body(max_tokens, True)):
-            buffer += data
-            *lines, buffer = buffer.split(b"\n")
-            tokens += sum(1 for line in lines if line and b'"done":false' in line)
-    else:
-        body = b"".join([data async for data in client.post("/api/chat", _chat_body(max_tokens, False))])
-        tokens = json.loads(body)["eval_count"]
-    return time.perf_counter() - start, tokens
+    body = b""
+    async for data in client.post("/api/chat", _chat_body(max_tokens, stream)):
+        body += data  # streamed lines are only joined here: parsing them is the client's cost, not the server's
+    last = json.loads(body.strip().rsplit(b"\n", 1)[-1])
+    return time.perf_counter() - start, int(last["eval_count"])
 
 
-async def latency_and_streaming(token_ms: float, requests: int, stream_tokens: int) -> dict[str, Any]:
-    engine = PacedEngine(token_seconds=token_ms / 1000)
-    app, _ = build_app(engine)
+def _client_process(port: int, conn: Any) -> None:
+    """The HTTP client, in its own process as a real client would be (its CPU is not the server's):
+    receives ``(max_tokens, stream, count)``, answers with ``[(seconds, tokens), …]``; None stops it."""
+
+    async def serve_commands() -> None:
+        async with RawClient(port) as client:
+            while True:
+                command = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+                if command is None:
+                    return
+                max_tokens, stream, count = command
+                conn.send([await _http(client, max_tokens, stream) for _ in range(count)])
+
+    asyncio.run(serve_commands())
+
+
+async def latency_and_streaming(engine: ModelEngine, requests: int, stream_tokens: int) -> dict[str, Any]:
+    app = build_app(engine)
     port = free_port()
     server = await _serve(app, port)
+    ctx = multiprocessing.get_context("spawn")
+    here, there = ctx.Pipe()
+    client = ctx.Process(target=_client_process, args=(port, there), daemon=True)
+    client.start()
+    loop = asyncio.get_running_loop()
+
+    async def over_http(max_tokens: int, stream: bool, count: int) -> list[tuple[float, int]]:
+        here.send((max_tokens, stream, count))
+        answer: list[tuple[float, int]] = await loop.run_in_executor(None, here.recv)
+        return answer
+
     results: dict[str, Any] = {}
     try:
-        async with RawClient(port) as client:
-            for _ in range(5):  # warm up both paths
-                await _direct(engine, 4)
-                await _http(client, 4, False)
-            direct: list[float] = []
-            http: list[float] = []
-            for _ in range(requests):  # interleaved so drift in machine load hits both equally
-                direct.append((await _direct(engine, 4))[0])
-                http.append((await _http(client, 4, False))[0])
-            results["latency_direct_p50_ms"] = statistics.median(direct) * 1000
-            results["latency_http_p50_ms"] = statistics.median(http) * 1000
-            results["added_latency_p50_ms"] = results["latency_http_p50_ms"] - results["latency_direct_p50_ms"]
+        for _ in range(5):  # warm up both paths (the first HTTP request loads the model into the manager)
+            await _direct(engine, 4)
+        await over_http(4, False, 5)
+        direct: list[float] = []
+        http: list[float] = []
+        block = 20
+        for _ in range(max(1, requests // block)):  # alternating blocks: drift in machine load hits both
+            direct += [(await _direct(engine, 4))[0] for _ in range(block)]
+            http += [seconds for seconds, _ in await over_http(4, False, block)]
+        results["latency_direct_p50_ms"] = statistics.median(direct) * 1000
+        results["latency_http_p50_ms"] = statistics.median(http) * 1000
+        results["added_latency_p50_ms"] = results["latency_http_p50_ms"] - results["latency_direct_p50_ms"]
 
-            rates_direct: list[float] = []
-            rates_http: list[float] = []
-            for _ in range(3):
-                seconds, tokens = await _direct(engine, stream_tokens)
-                rates_direct.append(tokens / seconds)
-                seconds, tokens = await _http(client, stream_tokens, True)
-                rates_http.append(tokens / seconds)
-            results["stream_tokens_per_s_direct"] = statistics.median(rates_direct)
-            results["stream_tokens_per_s_http"] = statistics.median(rates_http)
-            results["streaming_overhead_pct"] = 100 * (
-                1 - results["stream_tokens_per_s_http"] / results["stream_tokens_per_s_direct"]
-            )
+        rates_direct: list[float] = []
+        rates_http: list[float] = []
+        for _ in range(3):
+            seconds, tokens = await _direct(engine, stream_tokens)
+            rates_direct.append(tokens / seconds)
+            ((seconds, tokens),) = await over_http(stream_tokens, True, 1)
+            rates_http.append(tokens / seconds)
+        results["stream_tokens_per_s_direct"] = statistics.median(rates_direct)
+        results["stream_tokens_per_s_http"] = statistics.median(rates_http)
+        results["streaming_overhead_pct"] = 100 * (
+            1 - results["stream_tokens_per_s_http"] / results["stream_tokens_per_s_direct"]
+        )
     finally:
+        here.send(None)
+        client.join(10)
         server.should_exit = True
         await asyncio.sleep(0.2)
+        await app.state.model_manager.close()
     return results
 
 
@@ -330,7 +353,7 @@ async def latency_and_streaming(token_ms: float, requests: int, stream_tokens: i
 
 
 def _server_process(port: int, ready: Any) -> None:
-    app, _ = build_app(PacedEngine())
+    app = build_app(PacedEngine())
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
 
@@ -381,8 +404,7 @@ def _load_process(url: str, connections: int, seconds: float, out: Any) -> None:
     out.put(asyncio.run(_load(url, connections, seconds)))
 
 
-def throughput(seconds: float, connections: int) -> dict[str, Any]:
-    _, path = build_app(PacedEngine())
+def throughput(seconds: float, connections: int, path: str = "/v1/models") -> dict[str, Any]:
     port = free_port()
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
@@ -412,32 +434,100 @@ def throughput(seconds: float, connections: int) -> dict[str, Any]:
         server.join(5)
 
 
-def run(
-    *, token_ms: float = 2.0, requests: int = 200, stream_tokens: int = 256, seconds: float = 5.0, connections: int = 32
+def measure(
+    *,
+    engine: str = "real",
+    token_ms: float = 2.0,
+    model: Path | None = None,
+    requests: int = 200,
+    stream_tokens: int = 256,
+    seconds: float = 5.0,
+    connections: int = 32,
 ) -> dict[str, Any]:
-    results = asyncio.run(latency_and_streaming(token_ms, requests, stream_tokens))
+    """All three measurements as one dict (see the module docs)."""
+
+    async def latency() -> dict[str, Any]:
+        llm = load_engine(engine, token_ms, model)
+        try:
+            return await latency_and_streaming(llm, requests, stream_tokens)
+        finally:
+            await llm.close()
+
+    results = {"engine": engine, **asyncio.run(latency())}
     results.update({f"rps_{k}": v for k, v in throughput(seconds, connections).items()})
-    results["pass_added_latency"] = results["added_latency_p50_ms"] <= 2.0
-    results["pass_streaming_overhead"] = results["streaming_overhead_pct"] <= 3.0
-    results["pass_rps"] = results["rps_requests_per_s"] >= 1000
     return results
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    """Rows for RESULTS.md (called by ``python -m benchmarks.run``)."""
+    rows: list[Result] = []
+    for engine in ("real", "paced"):
+        ctx.log(f"bench_http: {engine} engine…")
+        r = measure(
+            engine=engine,
+            requests=60 if ctx.quick else 200,
+            stream_tokens=128 if ctx.quick else 256,
+            seconds=3.0 if ctx.quick else 5.0,
+        )
+        what = "tiny qwen2 model, llama.cpp" if engine == "real" else "fake engine, 2 ms/token"
+        rows += [
+            Result(
+                f"HTTP added latency p50, /api/chat 4 tokens ({what})",
+                r["added_latency_p50_ms"],
+                None,
+                "",
+                "ms",
+                higher_is_better=False,
+                limit=2.0,
+                notes=f"direct {r['latency_direct_p50_ms']:.2f} ms, HTTP {r['latency_http_p50_ms']:.2f} ms",
+            ),
+            Result(
+                f"streaming overhead, {r['stream_tokens_per_s_direct']:.0f} tok/s direct ({what})",
+                r["streaming_overhead_pct"],
+                None,
+                "",
+                "%",
+                higher_is_better=False,
+                limit=3.0,
+                notes=f"HTTP NDJSON {r['stream_tokens_per_s_http']:.0f} tok/s",
+            ),
+        ]
+    rows.append(
+        Result(
+            f"GET {r['rps_path']} requests/s ({r['rps_generator']} load generator, 32 connections)",
+            r["rps_requests_per_s"],
+            None,
+            "",
+            "req/s",
+            limit=1000.0,
+            notes=f"{r['rps_errors']} errors",
+        )
+    )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--token-ms", type=float, default=2.0, help="fake engine: milliseconds per token")
+    parser.add_argument("--engine", choices=("real", "paced"), default="real", help="llama.cpp tiny model or fake")
+    parser.add_argument("--model", type=Path, default=None, help="GGUF for --engine real (default: tiny factory)")
+    parser.add_argument("--token-ms", type=float, default=2.0, help="paced engine: milliseconds per token")
     parser.add_argument("--requests", type=int, default=200, help="requests for the latency percentiles")
     parser.add_argument("--stream-tokens", type=int, default=256, help="tokens per streamed generation")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the throughput test")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections of the load generator")
     args = parser.parse_args(argv)
-    results = run(
+    results = measure(
+        engine=args.engine,
         token_ms=args.token_ms,
+        model=args.model,
         requests=args.requests,
         stream_tokens=args.stream_tokens,
         seconds=args.seconds,
         connections=args.connections,
     )
+    results["pass_added_latency"] = results["added_latency_p50_ms"] <= 2.0
+    results["pass_streaming_overhead"] = results["streaming_overhead_pct"] <= 3.0
+    results["pass_rps"] = results["rps_requests_per_s"] >= 1000
     json.dump(results, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
