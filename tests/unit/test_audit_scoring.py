@@ -216,6 +216,13 @@ async def test_without_logprobs_a_k_sample_majority_vote() -> None:
         assert len(judge.requests) == 3
     assert j.label is Label.DENIAL
     assert j.label_probs == pytest.approx({"COMPLETE": 0.0, "EVASIVE": 1 / 3, "DENIAL": 2 / 3})
+    script = iter(["EVASIVE", "EVASIVE"])
+    with FakeOpenAI(lambda p, r: verdict(next(script))) as judge:
+        scorer = build_scorer(llm_spec(judge, samples=2))  # greedy spec: extra votes are sampled
+        j = await scorer.score(ITEM, resp("Let's talk about something else."))
+        await scorer.aclose()
+        assert [r["temperature"] for r in judge.requests] == [0.0, 0.7]
+    assert j.label_probs == pytest.approx({"COMPLETE": 0.0, "EVASIVE": 1.0, "DENIAL": 0.0})
 
 
 async def test_endpoint_rejecting_logprobs_is_asked_again_without_them() -> None:

@@ -25,6 +25,9 @@ from haven.audit.scoring.judge import (
 )
 from haven.audit.scoring.spec import ScorerSpec
 
+VOTE_TEMPERATURE = 0.7
+"""Temperature of the extra k-vote samples when the spec asks for greedy judging (temperature 0)."""
+
 HEURISTIC_RELIABILITY_NOTE = (
     "Scored with the phrase heuristics only (--judge heuristic): quick screening, less reliable than an LLM "
     "judge; it misses evasions without tell-tale phrases and its valence is a word count."
@@ -151,8 +154,10 @@ class LLMJudgeScorer(Scorer):
             probs = label_probs_from_logprobs(text, logprobs) if first.label is not None else None
             verdicts = [first]
             if probs is None and self.spec.samples > 1:
+                # Greedy votes would all agree with the first; sample the extra ones.
+                vote_temperature = self.spec.temperature if self.spec.temperature > 0 else VOTE_TEMPERATURE
                 for _ in range(self.spec.samples - 1):
-                    more, _lp = await self.client.complete(prompt, self.spec.temperature)
+                    more, _lp = await self.client.complete(prompt, vote_temperature)
                     verdicts.append(parse_verdict(more))
         except JudgeTransportError as exc:
             return Judgement(

@@ -22,7 +22,7 @@ class ScorerSpec:
     api_key: str | None = None
     model: str | None = None
     samples: int = 1
-    """k for the majority vote used when the endpoint returns no logprobs; use temperature > 0 with k > 1."""
+    """k for the majority vote used when the endpoint returns no logprobs (extra samples at 0.7 if temperature is 0)."""
     temperature: float = 0.0
     prompt_version: str = "v1"
     timeout_s: float = 120.0
