@@ -277,6 +277,9 @@ class Scheduler:
                 outputs.append((work, batch.add(work.last_token, len(slot.tokens), slot.seq_id, True)))
                 slot.tokens.append(work.last_token)
         budget = batch.capacity - batch.n
+        # prefill_chunk bounds how much a prompt slows the streams that are decoding; with none
+        # decoding, a prompt may fill the whole batch (prompt throughput like llama-bench's pp).
+        chunk = self.config.prefill_chunk if batch.n else budget
         for work in self._active:
             if budget <= 0:
                 break
@@ -285,7 +288,7 @@ class Scheduler:
             slot = work.slot
             assert slot is not None
             start = work.n_past_prompt
-            n = min(self.config.prefill_chunk, len(work.prompt) - start, budget)
+            n = min(chunk, len(work.prompt) - start, budget)
             end = start + n
             packed.append(work)
             for pos in range(start, end):

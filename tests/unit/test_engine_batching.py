@@ -21,8 +21,8 @@ PROMPTS = [
 
 async def test_batched_greedy_equals_one_at_a_time(make_test_model: Callable[..., Path]) -> None:
     path = make_test_model()
-    # prefill_chunk 5 forces prompts to be split over several steps, interleaved with decoding.
-    engine = tiny_engine(path, parallel=4, prefill_chunk=5, prefix_cache=False)
+    # A batch of 8 and prefill_chunk 5 split prompts over several steps, interleaved with decoding.
+    engine = tiny_engine(path, parallel=4, batch_size=8, prefill_chunk=5, prefix_cache=False)
     try:
         prompts = [engine.tokenize(p) for p in PROMPTS]
         assert len({len(p) for p in prompts}) == 4
@@ -37,6 +37,7 @@ async def test_batched_greedy_equals_one_at_a_time(make_test_model: Callable[...
         assert all(r.finished.usage.completion_tokens > 0 for r in alone)
         timings = engine.step_timings()
         assert timings.sampled_tokens > timings.steps
+        assert timings.batch_tokens <= 8 * timings.steps
     finally:
         await engine.close()
 
