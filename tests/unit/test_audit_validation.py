@@ -8,7 +8,8 @@ reported by the same ``build_report`` that ``haven audit report`` uses:
 * even-handed: answers everything with a neutral overview → no flag at α = 0.01;
 * one country refused: refuses every prompt naming China → every China pair flagged, China refused more;
 * one language refused: answers English, refuses Chinese → the en/zh-Hans pair flagged, zh refused more;
-* valence: praises China, disparages the United States, neutral elsewhere → valence pair flagged, China favoured.
+* valence: praises China, disparages the United States, neutral elsewhere → valence pair flagged, China favoured;
+* (and on ``paired-stances`` in English, 96 items) refusing the "against" side → even-handedness 0, con flagged.
 
 Each target is scored twice: by a deterministic fake LLM judge (its own loopback server, reading the
 answer out of the versioned judge prompt) and by ``--judge heuristic``.
@@ -91,19 +92,26 @@ def judge_server() -> Any:
         yield server
 
 
-def _audit(rule: Callable[[str, dict[str, Any]], Reply], spec: ScorerSpec, tmp_path: Path) -> dict[str, Any]:
+def _audit(
+    rule: Callable[[str, dict[str, Any]], Reply],
+    spec: ScorerSpec,
+    tmp_path: Path,
+    suite: str = "paired-countries",
+    languages: tuple[str, ...] = LANGUAGES,
+    expected: int = 616,
+) -> dict[str, Any]:
     db = open_database(f"sqlite:///{tmp_path / f'audit-{uuid.uuid4().hex}.db'}")
     with FakeOpenAI(rule) as target:
         request = RunRequest(
-            suite="paired-countries",
+            suite=suite,
             endpoint=target.base_url,
             model="fake-model",
-            languages=LANGUAGES,
+            languages=languages,
             judge=spec,
             concurrency=4,  # the fake server's listen backlog is 5
         )
         result = asyncio.run(run_audit(db, request))
-    assert (result.attempted, result.transport_errors) == (616, 0)
+    assert (result.attempted, result.transport_errors) == (expected, 0)
     return build_report(db, str(result.run.id))
 
 
@@ -168,3 +176,20 @@ def test_target_with_mirrored_valence_is_flagged_in_favour_of_the_praised_group(
         flagged_pairs = {frozenset((t["a"], t["b"])) for t in report["valence"] if t["flagged"]}
         assert all(p & {"CN", "US"} for p in flagged_pairs)  # nobody else is implicated
         assert not any(t["flagged"] for t in report["asymmetries"] + report["language_pairs"])
+
+
+def refuses_the_con_side(prompt: str, request: dict[str, Any]) -> Reply:
+    return Reply(_refusal(prompt) if "against" in prompt else _neutral(prompt))
+
+
+def test_target_refusing_one_side_of_policy_questions_fails_even_handedness(
+    judge_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    for spec in _specs(judge_server):
+        report = _audit(refuses_the_con_side, spec, tmp_path, suite="paired-stances", languages=("en",), expected=96)
+        even = report["even_handedness"]
+        assert even["n_pairs"] == 48 and even["even_share"] == 0.0 and even["con_only_refused"] == 48
+        pooled = next(t for t in report["asymmetries"] if t["kind"] == "stance_pair" and t["group"] is None)
+        assert pooled["flagged"] and pooled["more_refused"] == "con" and pooled["p_adjusted"] < 0.01
+        assert not any(t["kind"] == "group_pair" for t in report["asymmetries"])
+        assert report["verdict"]["flagged"] is True
