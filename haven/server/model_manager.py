@@ -79,6 +79,8 @@ class ModelManager:
         self._reaper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = False
+        self._catalog: list[Any] = []
+        self._catalog_signature: tuple[tuple[str, int, int], ...] | None = None
 
     # --- public interface ---------------------------------------------------------------------
 
@@ -111,6 +113,15 @@ class ModelManager:
             expires = None if entry.deadline is None else now_wall + timedelta(seconds=entry.deadline - now_mono)
             out.append(LoadedModel(name, entry.engine.info, entry.size_bytes, expires, entry.loaded_at))
         return out
+
+    def catalog(self) -> list[Any]:
+        """``store.list()``, re-read only when a manifest file changed (listing is a hot, cheap GET:
+        parsing every manifest each time capped ``GET /v1/models`` well below 1,000 requests/s)."""
+        signature = _manifest_signature(self.store)
+        if signature is None or signature != self._catalog_signature:
+            self._catalog = list(self.store.list())
+            self._catalog_signature = signature
+        return list(self._catalog)
 
     def stats(self) -> dict[str, EngineStats]:
         """Scheduler statistics of every loaded model (for /metrics)."""
@@ -230,3 +241,22 @@ class ModelManager:
 def _idle(engine: ModelEngine) -> bool:
     stats = engine.stats()
     return stats.slots_in_use == 0 and stats.queue_depth == 0
+
+
+def _manifest_signature(store: ModelStore) -> tuple[tuple[str, int, int], ...] | None:
+    """(path, mtime, size) of every manifest of a store with a ``manifests_dir``; None when unknown."""
+    root = getattr(store, "manifests_dir", None)
+    if root is None:
+        return None
+    entries = []
+    try:
+        for tag_dir in os.scandir(root):
+            if tag_dir.is_dir():
+                for entry in os.scandir(tag_dir.path):
+                    st = entry.stat()
+                    entries.append((entry.path, st.st_mtime_ns, st.st_size))
+    except FileNotFoundError:
+        return ()
+    except OSError:
+        return None
+    return tuple(sorted(entries))

@@ -94,3 +94,18 @@ async def test_busy_model_is_not_evicted(tmp_path: Path) -> None:
     await asyncio.sleep(0.2)
     assert [m.name for m in manager.loaded()] == ["b:latest"]
     await manager.close()
+
+
+def test_catalog_follows_imports_and_removals(tmp_path: Path, make_test_model: object) -> None:
+    from haven.models.store import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    manager = ModelManager(Settings(), store, FakeLoader())  # type: ignore[arg-type]
+    assert manager.catalog() == []
+    path = make_test_model()  # type: ignore[operator]
+    store.import_file(path, "a")
+    assert [m.name for m in manager.catalog()] == ["a:latest"]
+    store.import_file(path, "b")
+    assert [m.name for m in manager.catalog()] == ["a:latest", "b:latest"]
+    store.remove("a")
+    assert [m.name for m in manager.catalog()] == ["b:latest"]

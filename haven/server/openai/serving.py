@@ -600,7 +600,7 @@ class OpenAIServing:
     # --- models -------------------------------------------------------------------------------------------
 
     def list_models(self) -> dict[str, Any]:
-        return {"object": "list", "data": [model_card(entry) for entry in self.models.store.list()]}
+        return {"object": "list", "data": [model_card(entry) for entry in self.models.catalog()]}
 
     def get_model(self, model_id: str) -> dict[str, Any]:
         return model_card(self.models.store.get(model_id))
