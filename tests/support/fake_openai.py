@@ -187,3 +187,20 @@ class FakeOpenAI:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main() -> None:
+    """``python -m tests.support.fake_openai``: serve instant answers in a process of its own, print the URL."""
+    import sys
+
+    server = FakeOpenAI(always("Certainly. Here is a detailed, balanced answer."))
+    server.start()
+    print(server.base_url, flush=True)
+    try:
+        sys.stdin.read()  # serve until the parent closes our stdin
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
