@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import math
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -269,11 +270,12 @@ async def _start_all(starts: Sequence[Any]) -> list[Generation]:
     return started
 
 
-async def _merge(generations: Sequence[Generation]) -> AsyncIterator[tuple[int, Any]]:
+async def _merge(generations: Sequence[Generation]) -> AsyncGenerator[tuple[int, Any], None]:
     """Events of several generations as (index, event), in arrival order; (index, None) ends one."""
     if len(generations) == 1:
-        async for event in generations[0].events():
-            yield 0, event
+        async with contextlib.aclosing(generations[0].events()) as merged:
+            async for event in merged:
+                yield 0, event
         yield 0, None
         return
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
@@ -425,40 +427,41 @@ class OpenAIServing:
         try:
             for i in range(len(generations)):
                 yield delta(i, {"role": "assistant", "content": ""})
-            async for index, event in _merge(generations):
-                if isinstance(event, ReasoningDelta):
-                    if event.text:
-                        yield delta(index, {"reasoning_content": event.text})
-                elif isinstance(event, TextDelta):
-                    if forced:
-                        held[index].append(event.text)
-                    elif filters:
-                        text = filters[index].feed(event.text)
-                        if text:
-                            yield delta(index, {"content": text})
-                    elif event.text or event.logprobs:
-                        lp = {"content": [_token_logprob(x) for x in event.logprobs]} if request.logprobs else None
-                        yield delta(index, {"content": event.text}, logprobs=lp)
-                elif isinstance(event, Finished):
-                    if event.reason == "error":
-                        raise EngineError(event.error or "the generation failed.")
-                    usages.append(event.usage)
-                    finish = finish_reason_of(event.reason)
-                    if forced or filters:
-                        calls: list[ToolCall] = []
-                        if plan.forced_tools:
-                            text = "".join(held[index])
-                            call = forced_call(text, plan.forced_tools)
-                            text, calls = ("", [call]) if call else (text, [])
-                        else:
-                            text, calls = filters[index].finish()
-                        if calls:
-                            finish = "tool_calls"
-                            tool_deltas = [_tool_call_json(c, j) for j, c in enumerate(calls)]
-                            yield delta(index, {"tool_calls": tool_deltas})
-                        if text:
-                            yield delta(index, {"content": text})
-                    yield delta(index, {}, finish=finish)
+            async with contextlib.aclosing(_merge(generations)) as merged:
+                async for index, event in merged:
+                    if isinstance(event, ReasoningDelta):
+                        if event.text:
+                            yield delta(index, {"reasoning_content": event.text})
+                    elif isinstance(event, TextDelta):
+                        if forced:
+                            held[index].append(event.text)
+                        elif filters:
+                            text = filters[index].feed(event.text)
+                            if text:
+                                yield delta(index, {"content": text})
+                        elif event.text or event.logprobs:
+                            lp = {"content": [_token_logprob(x) for x in event.logprobs]} if request.logprobs else None
+                            yield delta(index, {"content": event.text}, logprobs=lp)
+                    elif isinstance(event, Finished):
+                        if event.reason == "error":
+                            raise EngineError(event.error or "the generation failed.")
+                        usages.append(event.usage)
+                        finish = finish_reason_of(event.reason)
+                        if forced or filters:
+                            calls: list[ToolCall] = []
+                            if plan.forced_tools:
+                                text = "".join(held[index])
+                                call = forced_call(text, plan.forced_tools)
+                                text, calls = ("", [call]) if call else (text, [])
+                            else:
+                                text, calls = filters[index].finish()
+                            if calls:
+                                finish = "tool_calls"
+                                tool_deltas = [_tool_call_json(c, j) for j, c in enumerate(calls)]
+                                yield delta(index, {"tool_calls": tool_deltas})
+                            if text:
+                                yield delta(index, {"content": text})
+                        yield delta(index, {}, finish=finish)
             if include_usage:
                 yield chunk([], _usage(_sum_usage(usages)))
         except HavenError as exc:
@@ -545,16 +548,17 @@ class OpenAIServing:
             for i, echo in enumerate(echoes):
                 if echo:
                     yield chunk([{"index": i, "text": echo, "logprobs": None, "finish_reason": None}])
-            async for index, event in _merge(generations):
-                if isinstance(event, TextDelta) and event.text:
-                    lp = _legacy_logprobs(list(event.logprobs)) if request.logprobs is not None else None
-                    yield chunk([{"index": index, "text": event.text, "logprobs": lp, "finish_reason": None}])
-                elif isinstance(event, Finished):
-                    if event.reason == "error":
-                        raise EngineError(event.error or "the generation failed.")
-                    usages.append(event.usage)
-                    finish = finish_reason_of(event.reason)
-                    yield chunk([{"index": index, "text": "", "logprobs": None, "finish_reason": finish}])
+            async with contextlib.aclosing(_merge(generations)) as merged:
+                async for index, event in merged:
+                    if isinstance(event, TextDelta) and event.text:
+                        lp = _legacy_logprobs(list(event.logprobs)) if request.logprobs is not None else None
+                        yield chunk([{"index": index, "text": event.text, "logprobs": lp, "finish_reason": None}])
+                    elif isinstance(event, Finished):
+                        if event.reason == "error":
+                            raise EngineError(event.error or "the generation failed.")
+                        usages.append(event.usage)
+                        finish = finish_reason_of(event.reason)
+                        yield chunk([{"index": index, "text": "", "logprobs": None, "finish_reason": finish}])
             if include_usage:
                 yield chunk([], _usage(_completion_usage(usages, request.n)))
         except HavenError as exc:
