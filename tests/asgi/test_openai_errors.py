@@ -207,3 +207,19 @@ async def test_unknown_route_and_method(tmp_path: Path) -> None:
         assert r.status_code == 404 and r.json()["error"]["message"] == "no route GET /v1/nothing."
         r = await h.client.get("/v1/chat/completions")
         assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_failing_choice_cancels_the_other_choices(tmp_path: Path) -> None:
+    from haven.engine.protocol import Finished, TextDelta, Usage
+
+    def script(request: Any) -> Any:
+        if request.sampling.seed == 1:  # the second choice fails at once
+            return (Finished("error", Usage(1, 0), error="llama_decode failed"),)
+        return tuple(TextDelta("t") for _ in range(1000))
+
+    engine = FakeEngine(script=script, delay=0.01)
+    async with harness(tmp_path, engine=engine) as h:
+        r = await h.client.post("/v1/chat/completions", json=chat(n=2, seed=0))
+    assert r.status_code == 500 and r.json()["error"]["message"] == "llama_decode failed"
+    assert r.json()["error"]["code"] == "engine_error"
+    assert len(engine.cancelled) == 1 and engine.active == set()

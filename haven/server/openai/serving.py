@@ -329,6 +329,17 @@ async def with_keepalive(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         await iterator.aclose()  # type: ignore[attr-defined]
 
 
+async def _collect_all(generations: Sequence[Generation], **options: Any) -> list[Completion]:
+    """Run every choice to its end; if one fails (or the client leaves), the others are cancelled too."""
+    tasks = [asyncio.ensure_future(collect(g, **options)) for g in generations]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _error_frame(exc: HavenError) -> bytes:
     return sse({"error": {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}})
 
@@ -365,11 +376,8 @@ class OpenAIServing:
         if request.stream:
             frames = self._chat_stream(request, plan, generations, family, request_id, created)
             return with_keepalive(frames)
-        completions = await asyncio.gather(
-            *(
-                collect(g, tool_family=family if plan.parse_tools else None, forced_tools=plan.forced_tools)
-                for g in generations
-            )
+        completions = await _collect_all(
+            generations, tool_family=family if plan.parse_tools else None, forced_tools=plan.forced_tools
         )
         return {
             "id": request_id,
@@ -501,7 +509,7 @@ class OpenAIServing:
         echoes = [echo_texts[i // request.n] if request.echo else "" for i in range(len(generations))]
         if request.stream:
             return with_keepalive(self._completion_stream(request, generations, echoes, request_id, created))
-        completions = await asyncio.gather(*(collect(g) for g in generations))
+        completions = await _collect_all(generations)
         return {
             "id": request_id,
             "object": "text_completion",
