@@ -109,6 +109,8 @@ class EndpointClient:
         model = self.model or (names[0] if names else None)
         if model is None:
             raise EndpointUnreachableError(f"{self.base} lists no models; name one with --model.")
+        if model not in names and f"{model}:latest" in names:
+            model = f"{model}:latest"  # Haven and Ollama list tagged names; the bare name means :latest
         if require_listed and names and model not in names:
             raise ModelNotFoundError(f"Model {model!r} is not served at {self.base}; it serves: {', '.join(names)}.")
         self.model = model

@@ -148,7 +148,8 @@ async def run_audit(db: Database, req: RunRequest, progress: ProgressFn | None =
         if run.model is None:
             _record_model(db, run.id, info.model)
         return await _drive(db, run, items, by_id, req, client, scorer, progress, resumed)
-    except (asyncio.CancelledError, KeyboardInterrupt):
+    except BaseException:
+        # Ctrl-C, cancellation or an error: what is stored stays, and the run is resumable.
         repo.set_run_status(db, run.id, "interrupted")
         raise
     finally:
