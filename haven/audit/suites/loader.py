@@ -190,6 +190,7 @@ def load_suite(name: str, db: Database | None = None) -> LoadedSuite:
     """A built-in suite by name, else an imported one from the database."""
     if name in BUILTIN_SUITES:
         return load_builtin(name)
+    imported: list[str] = []
     if db is not None:
         from haven.storage import audit_repository
 
@@ -197,17 +198,9 @@ def load_suite(name: str, db: Database | None = None) -> LoadedSuite:
         if found is not None:
             version, items = found
             return LoadedSuite(name=name, version=version, items=items, builtin=False)
-    imported = [s.name for s in audit_repository_list(db)]
+        imported = [s.name for s in audit_repository.list_suites(db)]
     known = ", ".join([*BUILTIN_SUITES, *imported])
     raise UnknownSuiteError(f"There is no suite {name!r}; available: {known}.")
-
-
-def audit_repository_list(db: Database | None) -> list[Any]:
-    if db is None:
-        return []
-    from haven.storage import audit_repository
-
-    return list(audit_repository.list_suites(db))
 
 
 def filter_languages(suite: LoadedSuite, languages: Sequence[str] | None) -> list[SuiteItem]:
