@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +164,17 @@ def test_imported_suite_round_trip_and_name_clash(db: Database) -> None:
     [summary] = repo.list_suites(db)
     assert (summary.name, summary.items, summary.languages, summary.sources) == ("x", 1, ["en"], ["b.jsonl"])
     assert repo.load_suite(db, "missing") is None
+
+
+def test_runner_stores_a_whole_run(db: Database) -> None:
+    """The runner's bulk writes and resume queries work on this backend too."""
+    import asyncio
+
+    from haven.audit.runner import RunRequest, run_audit
+    from tests.support.fake_openai import FakeOpenAI, refuse_if
+
+    with FakeOpenAI(refuse_if(lambda p: "死刑" in p)) as server:
+        req = RunRequest(suite="paired-stances", endpoint=server.base_url, languages=("zh-Hant",), concurrency=4)
+        result = asyncio.run(run_audit(db, req))
+    assert (result.run.status, result.run.responses, result.run.judgements) == ("finished", 96, 96)
+    assert Counter(j.label for j in repo.load_judgements(db, result.run.id)) == {Label.COMPLETE: 92, Label.DENIAL: 4}
