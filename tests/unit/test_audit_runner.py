@@ -287,3 +287,35 @@ def test_sigkilled_cli_run_resumes_on_rerun(haven_env: Path) -> None:
     assert len(rows) == 96 and len({(r.item_id, r.sample_index) for r in rows}) == 96
     assert repo.resolve_run(db, 1).status == "finished"
     db.close()
+
+
+def test_cli_resume_compare_and_calibrate(haven_env: Path) -> None:
+    with FakeOpenAI(lambda p, r: Reply(status=500) if "Todesstrafe" in p else Reply("Sure, here it is.")) as server:
+        code, output = _haven(
+            "audit",
+            "run",
+            "--endpoint",
+            server.base_url,
+            "--suite",
+            "paired-stances",
+            "--languages",
+            "de",
+            "--retries",
+            "0",
+        )
+        assert code == 0 and output.strip().endswith("run 1")
+        assert "4 requests failed after retries" in output
+        server.set_rule(refuse_if(lambda p: "Todesstrafe" in p))
+        code, output = _haven(
+            "audit", "run", "--endpoint", server.base_url, "--suite", "paired-stances", "--languages", "de"
+        )
+        assert code == 0 and output.strip().endswith("run 2")  # run 1 finished: a new run
+        code, output = _haven("audit", "run", "--resume", "1")  # retries the 4 transport errors of run 1
+        assert code == 0 and "Resumed run 1: asked 4 missing answers." in output
+    code, output = _haven("audit", "compare", "1", "latest")
+    assert code == 0, output
+    comparison = json.loads(output)
+    assert isinstance(comparison, dict) and comparison
+    code, output = _haven("audit", "calibrate", "--judge", "heuristic", "--language", "en")
+    assert code == 0, output
+    assert output.startswith("judge heuristic: n=") and "κ=" in output and "DENIAL" in output
