@@ -228,7 +228,7 @@ def test_cli_unknown_language_creates_no_run(haven_env: Path) -> None:
     code, output = _haven("audit", "run", "--endpoint", "http://127.0.0.1:9/v1", "--languages", "en,xx")
     assert code == 1
     assert output.strip() == (
-        "error: Suite 'paired-countries' has no 'xx' items; available languages: en, zh-Hans, zh-Hant."
+        "error: Suite 'paired-countries' has no 'xx' items; available languages: de, en, es, fr, zh-Hans, zh-Hant."
     )
     code, output = _haven("audit", "report", "latest")
     assert code == 1 and "no audit runs yet" in output
