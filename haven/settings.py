@@ -91,7 +91,10 @@ class Settings(BaseSettings):
         default="haven-demo:tiny", description="Model `haven run` and `make serve` use when none is named."
     )
     context_length: int = Field(
-        default=4096, ge=64, le=1_048_576, description="Context window (tokens) shared by all slots of a model."
+        default=4096,
+        ge=64,
+        le=1_048_576,
+        description="Context window (tokens) of each sequence slot (the KV cache holds parallel × this).",
     )
     parallel: int = Field(default=4, ge=1, le=256, description="Sequence slots per loaded model (concurrent requests).")
     batch_size: int = Field(default=512, ge=1, le=65536, description="Logical batch size (tokens per llama_decode).")
