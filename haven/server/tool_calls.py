@@ -266,9 +266,10 @@ def call_from_forced_output(text: str, tool: Mapping[str, Any]) -> ToolCall | No
 
 # --- streaming -----------------------------------------------------------------------------------------
 
-_MARKERS = {
+_MARKERS: dict[str, tuple[str, ...]] = {
     "qwen": ("<tool_call>",),
-    "deepseek": (_DS_CALLS_BEGIN,),
+    # A bare call marker is held too, so nothing that may be part of a call block is ever half-sent.
+    "deepseek": (_DS_CALLS_BEGIN, "<｜tool▁call▁begin｜>"),
     "llama3": (_PYTHON_TAG,),
 }
 
@@ -276,23 +277,27 @@ _MARKERS = {
 class ToolCallStream:
     """Lets answer text stream while holding back anything that may be the start of a tool call.
 
-    :meth:`feed` returns the part of each delta that can be shown now; from the first call marker on (or
-    a JSON object at the very start, for Llama 3) text is held, and :meth:`finish` parses it. Text that
-    turns out not to be a call is returned by :meth:`finish` as content, so nothing is ever lost.
+    :meth:`feed` returns the part of each delta that can be shown now. From the first call marker of the
+    family on (``<tool_call>`` …) text is held, and :meth:`finish` parses it. A possible *start* of a
+    marker at the end of the text so far is held too, so a marker split across deltas is never half-sent.
+    Llama 3 writes bare JSON calls, so an answer whose first non-blank character is ``{`` is held whole.
+    Text that turns out not to be a call is returned by :meth:`finish` as content, so nothing is lost.
     """
 
     def __init__(self, family: str) -> None:
         self.family = family
         self.markers = _MARKERS.get(family) or tuple(m for ms in _MARKERS.values() for m in ms)
+        self.bare_json = family not in ("qwen", "deepseek")
         self.pending = ""
         self.holding = False
         self.sent_any = False
 
     def feed(self, text: str) -> str:
+        """The part of the text so far that is safe to send now."""
         self.pending += text
         if self.holding:
             return ""
-        if self.family not in ("qwen", "deepseek") and not self.sent_any:
+        if self.bare_json and not self.sent_any:
             start = self.pending.lstrip()
             if not start or start.startswith("{"):
                 self.holding = bool(start)
@@ -303,9 +308,7 @@ class ToolCallStream:
             self.holding = True
         else:
             # Keep a suffix that could grow into a marker ("<tool_" …) until the next delta decides.
-            cut = len(self.pending) - max(
-                (k for m in self.markers for k in range(1, len(m)) if self.pending.endswith(m[:k])), default=0
-            )
+            cut = len(self.pending) - self._marker_prefix_length(self.pending)
         out, self.pending = self.pending[:cut], self.pending[cut:]
         self.sent_any = self.sent_any or bool(out)
         return out
@@ -316,3 +319,12 @@ class ToolCallStream:
         if not self.holding:
             return text, []
         return parse_tool_calls(text, self.family)
+
+    def _marker_prefix_length(self, text: str) -> int:
+        best = 0
+        for marker in self.markers:
+            for length in range(min(len(marker) - 1, len(text)), best, -1):
+                if text.endswith(marker[:length]):
+                    best = length
+                    break
+        return best

@@ -1,14 +1,14 @@
-"""ToolCallStreamFilter: answer text streams, tool calls are held and parsed, split markers are never half-sent."""
+"""ToolCallStream: answer text streams, tool calls are held and parsed, split markers are never half-sent."""
 
 from __future__ import annotations
 
 import json
 
-from haven.server.generation import ToolCallStreamFilter
+from haven.server.tool_calls import ToolCallStream
 
 
 def _run(family: str, pieces: list[str]) -> tuple[list[str], str, list[tuple[str, dict[str, object]]]]:
-    f = ToolCallStreamFilter(family)
+    f = ToolCallStream(family)
     sent = [f.feed(p) for p in pieces]
     rest, calls = f.finish()
     return sent, rest, [(c.name, json.loads(c.arguments)) for c in calls]

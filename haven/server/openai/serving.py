@@ -46,7 +46,6 @@ from haven.errors import EngineError, HavenError, InvalidRequestError
 from haven.server.generation import (
     Completion,
     Generation,
-    ToolCallStreamFilter,
     collect,
     finish_reason_of,
     forced_call,
@@ -63,7 +62,7 @@ from haven.server.openai.protocol import (
     EmbeddingRequest,
     NamedToolChoice,
 )
-from haven.server.tool_calls import ToolCall, family_for
+from haven.server.tool_calls import ToolCall, ToolCallStream, family_for
 from haven.settings import Settings
 
 FINGERPRINT = f"haven-{__version__}"
@@ -410,10 +409,10 @@ class OpenAIServing:
     ) -> AsyncIterator[bytes]:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         # A forced call is one JSON object: held whole. With tools on "auto", text streams until what
-        # may be a call begins (see ToolCallStreamFilter).
+        # may be a call begins (see ToolCallStream).
         forced = plan.forced_tools is not None
         held: dict[int, list[str]] = {i: [] for i in range(len(generations))}
-        filters = {i: ToolCallStreamFilter(family) for i in range(len(generations))} if plan.parse_tools else {}
+        filters = {i: ToolCallStream(family) for i in range(len(generations))} if plan.parse_tools else {}
         usages: list[Usage] = []
 
         def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
