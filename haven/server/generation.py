@@ -13,6 +13,7 @@ It knows the engine protocol and tool-call parsing; it knows nothing about HTTP 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -230,3 +231,9 @@ def forced_calls_schema(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         )
     return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def normalized(vector: Sequence[float]) -> list[float]:
+    """``vector`` scaled to unit length (an all-zero vector is returned as it is)."""
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm > 0 else [float(x) for x in vector]

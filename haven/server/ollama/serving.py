@@ -21,7 +21,7 @@ import jsonschema
 
 from haven.engine.protocol import Finished, ModelEngine, ModelInfo, ReasoningDelta, SamplingParams, TextDelta
 from haven.errors import EngineError, HavenError, InvalidRequestError
-from haven.server.generation import Generation, start_chat, start_text
+from haven.server.generation import Generation, normalized, start_chat, start_text
 from haven.server.metrics import ServerMetrics
 from haven.server.ollama.protocol import (
     ChatRequest,
@@ -298,7 +298,7 @@ class OllamaService:
             vectors = [v[: request.dimensions] for v in vectors]
         return {
             "model": request.model,
-            "embeddings": [_normalized(v) for v in vectors],
+            "embeddings": [normalized(v) for v in vectors],
             "total_duration": ns(time.perf_counter() - started),
             "load_duration": ns(load),
             "prompt_eval_count": prompt_tokens,
@@ -322,11 +322,6 @@ class OllamaService:
                 )
             total += min(count, limit)
         return total
-
-
-def _normalized(vector: Sequence[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector))
-    return [x / norm for x in vector] if norm > 0 else [float(x) for x in vector]
 
 
 def _chunk(model: str, kind: str, *, content: str = "", thinking: str | None = None) -> dict[str, Any]:

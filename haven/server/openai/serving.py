@@ -22,7 +22,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import math
 import struct
 import time
 import uuid
@@ -50,6 +49,7 @@ from haven.server.generation import (
     finish_reason_of,
     forced_call,
     forced_calls_schema,
+    normalized,
     start_chat,
     start_text,
 )
@@ -596,7 +596,7 @@ class OpenAIServing:
                         f"dimensions is {request.dimensions}, but this model's embeddings have {len(values)}.",
                         param="dimensions",
                     )
-                values = _normalized(values[: request.dimensions])
+                values = normalized(values[: request.dimensions])
             embedding: list[float] | str = values
             if request.encoding_format == "base64":
                 embedding = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
@@ -642,11 +642,6 @@ def _embedding_texts(engine: ModelEngine, value: Any) -> list[str]:
     if value and all(isinstance(v, int) for v in value):
         return [engine.detokenize(value)]
     return [v if isinstance(v, str) else engine.detokenize(v) for v in value]
-
-
-def _normalized(vector: Sequence[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector))
-    return [x / norm for x in vector] if norm > 0 else list(vector)
 
 
 def _timestamp(value: Any) -> int:
