@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from haven.engine.protocol import TextDelta
 from haven.server.app import create_app
 from haven.settings import Settings
 from tests.support.fake_engine import FakeEngine, FakeLoader, FakeStore
+from tests.support.loopback import serve_on_loopback
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "Hi"}]}
 
 
-@contextmanager
-def serve(tmp_path: Path, engine: FakeEngine) -> Iterator[str]:
+def serve(tmp_path: Path, engine: FakeEngine) -> AbstractContextManager[str]:
     app = create_app(Settings(), engine_loader=FakeLoader(make=lambda name: engine), store=FakeStore(tmp_path))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return serve_on_loopback(app)
 
 
 def _wait_cancelled(engine: FakeEngine, seconds: float = 3.0) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import httpx
@@ -12,10 +10,10 @@ from haven.engine.protocol import Finished, TextDelta, Usage
 from haven.server.ollama.router import router
 from haven.settings import Settings
 from tests.asgi.ollama_fakes import FakeEngine, FakeManager, FakeStore
+from tests.support.loopback import serve_on_loopback
 
 
 def test_disconnect_mid_stream_cancels_generation() -> None:
-    import uvicorn
     from fastapi import FastAPI
 
     script = [TextDelta(f"t{i} ") for i in range(200)] + [Finished("stop", Usage(1, 200))]
@@ -24,18 +22,10 @@ def test_disconnect_mid_stream_cancels_generation() -> None:
     app.state.settings = Settings()
     app.state.model_manager = FakeManager(engine, FakeStore({"m:latest": {"name": "m:latest"}}))
     app.include_router(router)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.02)
+    with serve_on_loopback(app) as url:
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         with (
-            httpx.Client(base_url=f"http://127.0.0.1:{port}") as client,
+            httpx.Client(base_url=url) as client,
             client.stream("POST", "/api/chat", json=body) as response,
         ):
             assert response.status_code == 200
@@ -46,6 +36,3 @@ def test_disconnect_mid_stream_cancels_generation() -> None:
         while not engine.handles[0].cancelled and time.monotonic() < deadline:
             time.sleep(0.02)
         assert engine.handles[0].cancelled
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

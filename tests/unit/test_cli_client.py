@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from fastapi import FastAPI
 
@@ -19,6 +17,7 @@ from haven.cli.main import build_cli
 from haven.server.ollama.router import router
 from haven.settings import Settings, get_settings
 from tests.asgi.ollama_fakes import FakeEngine, FakeManager, FakeStore
+from tests.support.loopback import serve_on_loopback
 
 
 def _free_port() -> int:
@@ -41,20 +40,12 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeManager]:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    monkeypatch.setenv("HAVEN_PORT", str(port))
-    get_settings.cache_clear()
-    # A test must never spawn a real server: fail loudly if the client tries.
-    monkeypatch.setattr(cli_client, "start_server", lambda *a: pytest.fail("tried to start a server"))
-    yield manager
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_on_loopback(app) as url:
+        monkeypatch.setenv("HAVEN_PORT", url.rsplit(":", 1)[1])
+        get_settings.cache_clear()
+        # A test must never spawn a real server: fail loudly if the client tries.
+        monkeypatch.setattr(cli_client, "start_server", lambda *a: pytest.fail("tried to start a server"))
+        yield manager
 
 
 def haven(*args: str, input: str | None = None) -> Any:
