@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from haven import __version__
 from haven.errors import HavenError, InvalidRequestError
+from haven.server.errors import haven_error_response
 from haven.server.ollama import protocol as p
 from haven.server.ollama import serving
 from haven.server.ollama.serving import OLLAMA_COMPAT_VERSION, OllamaService, details_from, error_body, ndjson
@@ -28,14 +29,6 @@ router = APIRouter(prefix="/api", tags=["ollama"])
 
 M = TypeVar("M", bound=BaseModel)
 NDJSON = "application/x-ndjson"
-
-
-def _error(exc: HavenError) -> JSONResponse:
-    headers = {}
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
 
 
 async def _parse(request: Request, model: type[M]) -> M:
@@ -64,14 +57,15 @@ def _service(request: Request) -> OllamaService:
 
 
 def _guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
-    """Maps HavenError raised before a response starts to Ollama's error JSON."""
+    """Maps HavenError raised before a response starts to Ollama's error JSON (the app-wide mapping, so
+    the routes answer the same when mounted without the app's exception handlers)."""
 
     async def endpoint(request: Request) -> Response:
         try:
             response: Response = await handler(request)
             return response
         except HavenError as exc:
-            return _error(exc)
+            return haven_error_response(request.url.path, exc)
 
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
