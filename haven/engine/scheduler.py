@@ -238,8 +238,7 @@ class Scheduler:
                 if not free or not self._pending:
                     return
                 work = self._pending.popleft()
-            slot = self._pick_slot(free, work.prompt)
-            keep = common_prefix(slot.tokens, work.prompt) if self.config.prefix_cache else 0
+            slot, keep = self._pick_slot(free, work.prompt)
             keep = min(keep, len(work.prompt) - 1)  # the last prompt token must be decoded for logits
             if len(slot.tokens) > keep:
                 self.backend.seq_rm(slot.seq_id, keep, -1)
@@ -256,11 +255,13 @@ class Scheduler:
             with self._cond:
                 self._active.append(work)
 
-    def _pick_slot(self, free: list[Slot], prompt: list[int]) -> Slot:
+    def _pick_slot(self, free: list[Slot], prompt: list[int]) -> tuple[Slot, int]:
+        """The free slot for ``prompt`` and the length of its reusable prefix (0 without prefix caching)."""
         if not self.config.prefix_cache:
-            return free[0]
+            return free[0], 0
         # Longest common prefix wins; among equals, the slot holding the least (cheapest to lose).
-        return max(free, key=lambda s: (common_prefix(s.tokens, prompt), -len(s.tokens)))
+        candidates = ((slot, common_prefix(slot.tokens, prompt)) for slot in free)
+        return max(candidates, key=lambda c: (c[1], -len(c[0].tokens)))
 
     def _step(self) -> None:
         t0 = time.perf_counter()
@@ -307,7 +308,6 @@ class Scheduler:
                 if work.slot is not None:
                     self._finish(work, "error", error=f"llama_decode failed (code {rc})", drop_kv=True)
             self._record(t0, t2 - t1, 0.0, batch.n, 0)
-            self._flush_outbox()
             return
         sample_s = 0.0
         for work, idx in outputs:
@@ -324,11 +324,10 @@ class Scheduler:
                 events, work.events = work.events, []
                 self._outbox.append((work.handle, events))
         self._record(t0, t2 - t1, sample_s, batch.n, len(outputs))
-        self._flush_outbox()
 
     def _flush_outbox(self) -> None:
-        """Hand events to their requests; after the step's counters, so a caller that sees its
-        Finished event also sees the step that produced it in the timings."""
+        """Hand events to their requests (``_run`` calls it after each step's counters are recorded, so a
+        caller that sees its Finished event also sees the step that produced it in the timings)."""
         outbox, self._outbox = self._outbox, []
         for handle, events in outbox:
             handle.push(events)
