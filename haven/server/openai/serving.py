@@ -26,6 +26,7 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +75,30 @@ write fails) even while a request waits in the queue, and the slot is freed."""
 def sse(data: Mapping[str, Any] | str) -> bytes:
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return f"data: {text}\n\n".encode()
+
+
+@dataclass(frozen=True)
+class _Chunks:
+    """Builds the SSE frames of one streamed answer; ``usage`` goes in every frame only when asked for."""
+
+    object: str
+    request_id: str
+    created: int
+    model: str
+    include_usage: bool
+
+    def __call__(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": self.request_id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": choices,
+        }
+        if self.include_usage:
+            body["usage"] = usage
+        return sse(body)
 
 
 DONE = sse("[DONE]")
@@ -415,18 +440,7 @@ class OpenAIServing:
         filters = {i: ToolCallStream(family) for i in range(len(generations))} if plan.parse_tools else {}
         usages: list[Usage] = []
 
-        def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
-            body: dict[str, Any] = {
-                "id": request_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": request.model,
-                "system_fingerprint": FINGERPRINT,
-                "choices": choices,
-            }
-            if include_usage:
-                body["usage"] = usage
-            return sse(body)
+        chunk = _Chunks("chat.completion.chunk", request_id, created, request.model, include_usage)
 
         def delta(index: int, d: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
             return chunk([{"index": index, "delta": d, "logprobs": logprobs, "finish_reason": finish}])
@@ -538,18 +552,7 @@ class OpenAIServing:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         usages: list[Usage] = []
 
-        def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
-            body: dict[str, Any] = {
-                "id": request_id,
-                "object": "text_completion",
-                "created": created,
-                "model": request.model,
-                "system_fingerprint": FINGERPRINT,
-                "choices": choices,
-            }
-            if include_usage:
-                body["usage"] = usage
-            return sse(body)
+        chunk = _Chunks("text_completion", request_id, created, request.model, include_usage)
 
         try:
             for i, echo in enumerate(echoes):
