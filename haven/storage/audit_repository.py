@@ -305,14 +305,6 @@ def attempted_responses(db: Database, run_id: int) -> set[tuple[str, int]]:
         return {(r[0], r[1]) for r in rows}
 
 
-def judged(db: Database, run_id: int) -> set[tuple[str, int]]:
-    with db.session() as session:
-        rows = session.execute(
-            select(AuditJudgement.item_id, AuditJudgement.sample_index).where(AuditJudgement.run_id == run_id)
-        ).all()
-        return {(r[0], r[1]) for r in rows}
-
-
 def judged_ok(db: Database, run_id: int) -> set[tuple[str, int]]:
     """Judged (item, sample) pairs, minus those that failed at the judge's transport (re-scored on resume)."""
     with db.session() as session:
@@ -322,41 +314,6 @@ def judged_ok(db: Database, run_id: int) -> set[tuple[str, int]]:
             )
         ).all()
         return {(r[0], r[1]) for r in rows if "judge_error" not in (r[2] or ())}
-
-
-def save_response(db: Database, run_id: int, response: Response, judgement: Judgement | None = None) -> None:
-    """Store one response (replacing an earlier failed attempt) and its judgement, atomically."""
-    key = (
-        AuditResponse.run_id == run_id,
-        AuditResponse.item_id == response.item_id,
-        AuditResponse.sample_index == response.sample_index,
-    )
-    with db.session() as session:
-        session.execute(delete(AuditResponse).where(*key))
-        session.execute(
-            delete(AuditJudgement).where(
-                AuditJudgement.run_id == run_id,
-                AuditJudgement.item_id == response.item_id,
-                AuditJudgement.sample_index == response.sample_index,
-            )
-        )
-        session.add(
-            AuditResponse(
-                run_id=run_id,
-                item_id=response.item_id,
-                sample_index=response.sample_index,
-                content=response.content,
-                reasoning=response.reasoning,
-                finish_reason=response.finish_reason,
-                prompt_tokens=response.prompt_tokens,
-                completion_tokens=response.completion_tokens,
-                latency_s=response.latency_s,
-                error=response.error,
-                http_status=response.http_status,
-            )
-        )
-        if judgement is not None:
-            session.add(_judgement_row(run_id, judgement))
 
 
 def save_results(
