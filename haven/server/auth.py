@@ -15,8 +15,8 @@ import ipaddress
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from haven.errors import ConfigurationError
-from haven.server.errors import error_response
+from haven.errors import AuthenticationError, ConfigurationError
+from haven.server.errors import haven_error_response
 from haven.settings import Settings
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
@@ -64,12 +64,7 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         message = "invalid API key." if presented else "missing API key; send 'Authorization: Bearer <key>'."
-        response = error_response(
-            scope["path"],
-            401,
-            message,
-            error_type="authentication_error",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
+        response = haven_error_response(
+            scope["path"], AuthenticationError(message), headers={"WWW-Authenticate": "Bearer"}
         )
         await response(scope, receive, send)

@@ -42,8 +42,8 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def haven_error_response(path: str, exc: HavenError) -> JSONResponse:
-    headers = {}
+def haven_error_response(path: str, exc: HavenError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))

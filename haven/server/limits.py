@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from haven.server.errors import error_response
+from haven.errors import PayloadTooLargeError
+from haven.server.errors import haven_error_response
 
 
 class BodyLimitMiddleware:
@@ -64,11 +65,9 @@ class BodyLimitMiddleware:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
+        response = haven_error_response(
             scope["path"],
-            413,
-            f"the request body is larger than this server's limit of {self.max_bytes} bytes.",
-            code="payload_too_large",
+            PayloadTooLargeError(f"the request body is larger than this server's limit of {self.max_bytes} bytes."),
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
