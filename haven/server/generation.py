@@ -33,9 +33,10 @@ from haven.engine.protocol import (
     TokenLogprob,
     Usage,
 )
-from haven.errors import EngineError
+from haven.errors import EngineError, InvalidRequestError
 from haven.server.metrics import ServerMetrics
 from haven.server.tool_calls import ToolCall, new_call_id, parse_tool_calls
+from haven.settings import Settings
 
 StreamEvent = TextDelta | ReasoningDelta | Finished
 
@@ -237,3 +238,13 @@ def normalized(vector: Sequence[float]) -> list[float]:
     """``vector`` scaled to unit length (an all-zero vector is returned as it is)."""
     norm = math.sqrt(sum(x * x for x in vector))
     return [x / norm for x in vector] if norm > 0 else [float(x) for x in vector]
+
+
+def checked_max_tokens(value: int | None, settings: Settings, param: str) -> int | None:
+    """``value``, refused when above the server's ``max_tokens_limit``."""
+    if value is not None and value > settings.max_tokens_limit:
+        raise InvalidRequestError(
+            f"{param} is {value}; this server allows at most {settings.max_tokens_limit} tokens per request.",
+            param=param,
+        )
+    return value

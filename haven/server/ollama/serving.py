@@ -21,7 +21,7 @@ import jsonschema
 
 from haven.engine.protocol import Finished, ModelEngine, ModelInfo, ReasoningDelta, SamplingParams, TextDelta
 from haven.errors import EngineError, HavenError, InvalidRequestError
-from haven.server.generation import Generation, normalized, start_chat, start_text
+from haven.server.generation import Generation, checked_max_tokens, normalized, start_chat, start_text
 from haven.server.metrics import ServerMetrics
 from haven.server.ollama.protocol import (
     ChatRequest,
@@ -83,13 +83,7 @@ def sampling_from(options: Options, fmt: Format, settings: Settings) -> Sampling
     if options.stop:
         values["stop"] = tuple(options.stop)
     if options.num_predict is not None and options.num_predict >= 0:
-        if options.num_predict > settings.max_tokens_limit:
-            raise InvalidRequestError(
-                f"options.num_predict is {options.num_predict}; this server allows at most "
-                f"{settings.max_tokens_limit} tokens per request.",
-                param="options.num_predict",
-            )
-        values["max_tokens"] = options.num_predict
+        values["max_tokens"] = checked_max_tokens(options.num_predict, settings, "options.num_predict")
     schema = format_schema(fmt)
     if schema is not None:
         values["json_schema"] = schema

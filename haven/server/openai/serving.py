@@ -46,6 +46,7 @@ from haven.errors import EngineError, HavenError, InvalidRequestError
 from haven.server.generation import (
     Completion,
     Generation,
+    checked_max_tokens,
     collect,
     finish_reason_of,
     forced_call,
@@ -176,7 +177,7 @@ class _ChatPlan:
         # A schema-constrained answer cannot contain "</think>": when the template opened a think block
         # (DeepSeek-R1), splitting would file the whole JSON answer under reasoning, so it is not split.
         self.split_reasoning = self.json_schema is None
-        self.max_tokens = _checked_max_tokens(request.requested_max_tokens(), settings, "max_tokens")
+        self.max_tokens = checked_max_tokens(request.requested_max_tokens(), settings, "max_tokens")
         self.logprobs = (request.top_logprobs or 0) if request.logprobs else None
 
     def _json_schema(self) -> dict[str, Any] | None:
@@ -201,15 +202,6 @@ class _ChatPlan:
         return sampling_params(
             r, max_tokens=self.max_tokens, json_schema=self.json_schema, logprobs=self.logprobs, index=index
         )
-
-
-def _checked_max_tokens(value: int | None, settings: Settings, param: str) -> int | None:
-    if value is not None and value > settings.max_tokens_limit:
-        raise InvalidRequestError(
-            f"{param} is {value}; this server allows at most {settings.max_tokens_limit} tokens per request.",
-            param=param,
-        )
-    return value
 
 
 def sampling_params(
@@ -495,7 +487,7 @@ class OpenAIServing:
     async def completion(self, request: CompletionRequest) -> dict[str, Any] | AsyncIterator[bytes]:
         if request.suffix:
             raise InvalidRequestError("suffix (fill-in-the-middle) is not supported.", param="suffix")
-        max_tokens = _checked_max_tokens(request.max_tokens, self.settings, "max_tokens")
+        max_tokens = checked_max_tokens(request.max_tokens, self.settings, "max_tokens")
         if request.grammar is not None and max_tokens == 0:
             raise InvalidRequestError("max_tokens 0 cannot be combined with a grammar.", param="max_tokens")
         engine = await self.models.get(request.model)
