@@ -26,6 +26,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from haven.cli.models import human_size
 from haven.errors import HavenError, ModelNotFoundError
 from haven.models.names import normalize_name
 from haven.settings import Settings, get_settings
@@ -404,15 +405,6 @@ def run(
         interactive(session, client, settings)
 
 
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"  # pragma: no cover
-
-
 def _until(expires_at: str) -> str:
     if expires_at.startswith("2318"):
         return "Forever"
@@ -435,7 +427,7 @@ def ps() -> None:
             (
                 m["name"],
                 (m.get("digest") or "")[:12],
-                _human_size(int(m.get("size") or 0)),
+                human_size(int(m.get("size") or 0)),
                 str(m.get("context_length", "")),
                 _until(m.get("expires_at", "")),
             )
