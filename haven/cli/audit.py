@@ -304,6 +304,11 @@ def audit_report(
         from haven.audit.report_html import render_html
 
         text = render_html(report)
+    _emit(text, out)
+
+
+def _emit(text: str, out: Path | None) -> None:
+    """Print ``text``, or write it to ``out`` and say so on stderr."""
     if out is None:
         typer.echo(text)
     else:
@@ -322,11 +327,7 @@ def audit_compare(
     db = _db()
     result = compare_reports(build_report(db, run_a), build_report(db, run_b))
     text = json.dumps(result, ensure_ascii=False, indent=2)
-    if out is None:
-        typer.echo(text)
-    else:
-        out.write_text(text, encoding="utf-8")
-        err_console.print(f"Wrote {out}")
+    _emit(text, out)
 
 
 def audit_calibrate(
