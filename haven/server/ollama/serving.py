@@ -8,11 +8,12 @@ Durations in responses are nanoseconds, as in Ollama (``total_duration``, ``load
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -215,18 +216,37 @@ class OllamaService:
 
     async def chunks(self, run: _Run, model: str, *, kind: str) -> AsyncIterator[dict[str, Any]]:
         """Stream of Ollama chunks for a run (``kind`` "chat" or "generate"); cancels the run if dropped."""
+        async with contextlib.aclosing(self._pieces(run, stream=True)) as pieces:
+            async for content, thinking in pieces:
+                yield _chunk(model, kind, content=content, thinking=thinking)
+        if run.finished is not None:
+            yield self.final_chunk(run, model, kind, include_text=False)
+
+    async def complete(self, run: _Run, model: str, *, kind: str) -> dict[str, Any]:
+        """Run to the end and return one response (``stream: false``)."""
+        async with contextlib.aclosing(self._pieces(run, stream=False)) as pieces:
+            async for _ in pieces:
+                pass
+        return self.final_chunk(run, model, kind, include_text=True)
+
+    async def _pieces(self, run: _Run, *, stream: bool) -> AsyncGenerator[tuple[str, str | None], None]:
+        """Runs the generation, collecting its answer and thinking in ``run``. With ``stream``, yields the
+        (content, thinking) to send now; without, yields nothing (no per-token chunks or tool-call
+        filtering: the whole answer is parsed once at the end). Cancels the run if dropped."""
         try:
             async for event in run.generation.events():
                 if isinstance(event, TextDelta):
                     if event.text:
                         run.content.append(event.text)
-                        text = run.tool_stream.feed(event.text) if run.tool_stream else event.text
-                        if text:
-                            yield _chunk(model, kind, content=text)
+                        if stream:
+                            text = run.tool_stream.feed(event.text) if run.tool_stream else event.text
+                            if text:
+                                yield text, None
                 elif isinstance(event, ReasoningDelta):
                     if event.text and run.show_thinking:
                         run.thinking.append(event.text)
-                        yield _chunk(model, kind, thinking=event.text)
+                        if stream:
+                            yield "", event.text
                 elif isinstance(event, Finished):
                     run.finished = event
                     break
@@ -240,13 +260,6 @@ class OllamaService:
                 raise EngineError(run.finished.error or "generation failed")
             if run.finished.reason == "cancelled":  # e.g. the server is shutting down
                 raise EngineError("the generation was cancelled before it finished.")
-            yield self.final_chunk(run, model, kind, include_text=False)
-
-    async def complete(self, run: _Run, model: str, *, kind: str) -> dict[str, Any]:
-        """Run to the end and return one response (``stream: false``)."""
-        async for _ in self.chunks(run, model, kind=kind):
-            pass
-        return self.final_chunk(run, model, kind, include_text=True)
 
     def final_chunk(self, run: _Run, model: str, kind: str, *, include_text: bool) -> dict[str, Any]:
         """The ``done`` chunk: statistics, plus the whole answer when not streaming, plus any tool calls."""
