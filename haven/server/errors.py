@@ -34,12 +34,27 @@ def error_response(
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any]
-    if path.startswith("/api/"):
-        body = {"error": message}
-    else:
-        body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    body = error_body(message, ollama=path.startswith("/api/"), error_type=error_type, code=code, param=param)
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_body(
+    message: str,
+    *,
+    ollama: bool,
+    error_type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
+    """Ollama's ``{"error": message}``, or OpenAI's ``{"error": {message, type, param, code}}``."""
+    if ollama:
+        return {"error": message}
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def haven_error_body(exc: HavenError, *, ollama: bool) -> dict[str, Any]:
+    """The error body of ``exc`` (also sent in-band when a stream fails after its 200)."""
+    return error_body(exc.message, ollama=ollama, error_type=exc.error_type, code=exc.code, param=exc.param)
 
 
 def haven_error_response(path: str, exc: HavenError, headers: Mapping[str, str] | None = None) -> JSONResponse:

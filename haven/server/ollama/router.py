@@ -20,10 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 from haven import __version__
 from haven.errors import HavenError, InvalidRequestError
-from haven.server.errors import haven_error_response
+from haven.server.errors import haven_error_body, haven_error_response
 from haven.server.ollama import protocol as p
 from haven.server.ollama import serving
-from haven.server.ollama.serving import OLLAMA_COMPAT_VERSION, OllamaService, details_from, error_body, ndjson
+from haven.server.ollama.serving import OLLAMA_COMPAT_VERSION, OllamaService, details_from, ndjson
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 
@@ -86,7 +86,7 @@ def _stream(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
                     queue.put_nowait(ndjson(chunk))
             except HavenError as exc:
                 # Headers are gone already: Ollama reports mid-stream failures as a final {"error": …} line.
-                queue.put_nowait(ndjson(error_body(exc)))
+                queue.put_nowait(ndjson(haven_error_body(exc, ollama=True)))
             finally:
                 queue.put_nowait(None)
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import jsonschema
 
 from haven.engine.protocol import Finished, ModelEngine, ModelInfo, ReasoningDelta, SamplingParams, TextDelta
-from haven.errors import EngineError, HavenError, InvalidRequestError
+from haven.errors import EngineError, InvalidRequestError
 from haven.server.generation import Generation, checked_max_tokens, normalized, start_chat, start_text
 from haven.server.metrics import ServerMetrics
 from haven.server.ollama.protocol import (
@@ -390,10 +390,6 @@ def model_info_block(info: ModelInfo) -> dict[str, Any]:
         f"{arch}.embedding_length": info.embedding_length,
         "tokenizer.ggml.vocab_size": info.vocab_size,
     }
-
-
-def error_body(exc: HavenError) -> dict[str, str]:
-    return {"error": exc.message}
 
 
 def ndjson(chunk: Mapping[str, Any]) -> bytes:

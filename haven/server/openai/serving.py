@@ -43,6 +43,7 @@ from haven.engine.protocol import (
     Usage,
 )
 from haven.errors import EngineError, HavenError, InvalidRequestError
+from haven.server.errors import haven_error_body
 from haven.server.generation import (
     Completion,
     Generation,
@@ -357,7 +358,7 @@ async def _collect_all(generations: Sequence[Generation], **options: Any) -> lis
 
 
 def _error_frame(exc: HavenError) -> bytes:
-    return sse({"error": {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}})
+    return sse(haven_error_body(exc, ollama=False))
 
 
 class OpenAIServing:
