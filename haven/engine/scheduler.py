@@ -37,7 +37,7 @@ from haven.engine.protocol import (
 )
 from haven.engine.sampling import build_chain, grammar_text, logprobs_for, validate_sampling
 from haven.engine.slots import Handle, Slot, TextPipeline, Work, common_prefix
-from haven.errors import ContextLengthExceededError, EngineError, InvalidRequestError, QueueFullError
+from haven.errors import ContextLengthExceededError, EngineError, HavenError, InvalidRequestError, QueueFullError
 
 
 @dataclass(frozen=True)
@@ -121,19 +121,12 @@ class Scheduler:
         params = request.sampling
         validate_sampling(params, n_vocab=n_vocab, max_tokens_limit=self.config.max_tokens_limit)
         with self._cond:
-            if self._stopping:
-                raise EngineError("The engine is shut down.")
-            waiting = len(self._pending) + len(self._active) - self.config.parallel
-            if waiting >= self.config.max_queue:
-                raise QueueFullError(
-                    f"All {self.config.parallel} slots are busy and {max(0, waiting)} requests are waiting "
-                    f"(max_queue {self.config.max_queue}); retry shortly.",
-                    retry_after=1.0,
-                )
-            self._next_id += 1
-            request_id = request.request_id or f"req-{self._next_id}"
-            if request_id in self._by_id:
-                raise InvalidRequestError(f"A request with id {request_id!r} is already running.")
+            request_id = request.request_id or f"req-{self._next_id + 1}"
+            refusal = self._refusal(request_id)
+            if refusal is None:
+                self._next_id += 1
+        if refusal is not None:
+            raise refusal
         pipeline = TextPipeline(
             self.backend.token_to_piece,
             tuple(params.stop),
@@ -149,10 +142,32 @@ class Scheduler:
         max_tokens = min(params.max_tokens or room, room)
         work = Work(request, handle, chain, pipeline, prompt, max_tokens, time.perf_counter())
         with self._cond:
-            self._pending.append(work)
-            self._by_id[request_id] = work
-            self._cond.notify()
+            # Checked again: close() (or a request with the same id) may have come in while the chain
+            # was built outside the lock, and a request queued after the thread has stopped never finishes.
+            refusal = self._refusal(request_id)
+            if refusal is None:
+                self._pending.append(work)
+                self._by_id[request_id] = work
+                self._cond.notify()
+        if refusal is not None:
+            chain.free()
+            raise refusal
         return handle
+
+    def _refusal(self, request_id: str) -> HavenError | None:
+        """Why a request cannot be queued now (shut down, queue full, id in use); call under ``_cond``."""
+        if self._stopping:
+            return EngineError("The engine is shut down.")
+        waiting = len(self._pending) + len(self._active) - self.config.parallel
+        if waiting >= self.config.max_queue:
+            return QueueFullError(
+                f"All {self.config.parallel} slots are busy and {max(0, waiting)} requests are waiting "
+                f"(max_queue {self.config.max_queue}); retry shortly.",
+                retry_after=1.0,
+            )
+        if request_id in self._by_id:
+            return InvalidRequestError(f"A request with id {request_id!r} is already running.")
+        return None
 
     def cancel(self, request_id: str) -> None:
         with self._cond:

@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,6 +184,31 @@ async def test_close_finishes_requests_in_flight_as_cancelled(make_test_model: C
         await engine.submit(GenerationRequest(prompt, params))
     with pytest.raises(EngineError, match="shut down"):
         engine.tokenize("Hello")
+
+
+async def test_close_while_a_request_is_being_built_refuses_it(
+    make_test_model: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose sampler chain is built while close() runs must not be queued after the scheduler
+    thread has stopped (nothing would ever finish it, so its client would wait forever)."""
+    from haven.engine import scheduler as scheduler_module
+
+    engine = tiny_engine(make_test_model(), parallel=1, context_length=2048)
+    prompt = engine.tokenize("Hello")
+    real_build_chain = scheduler_module.build_chain
+
+    def build_chain_then_close(*args: Any, **kwargs: Any) -> Any:
+        chain = real_build_chain(*args, **kwargs)
+        engine.scheduler.close()
+        return chain
+
+    monkeypatch.setattr(scheduler_module, "build_chain", build_chain_then_close)
+    try:
+        with pytest.raises(EngineError, match="shut down"):
+            engine.scheduler.submit(GenerationRequest(prompt, _forced(engine, 5)), asyncio.get_running_loop())
+        assert engine.stats().queue_depth == 0
+    finally:
+        await engine.close()
 
 
 async def test_cached_conversation_survives_a_restart(make_test_model: Callable[..., Path], haven_env: Path) -> None:
