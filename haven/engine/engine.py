@@ -62,6 +62,16 @@ class LlamaEngine:
             verbose=settings.log_level == "debug",
             before_context=_memory_guard(settings, file.stat().st_size),
         )
+        try:
+            self._finish_init(name, sha256, settings)
+        except BaseException:
+            # Nothing else owns the backend yet: free its weights and context now, or every failed
+            # load (a retried request, a broken template) would keep them until the process exits.
+            self.backend.close()
+            raise
+        self._closed = False
+
+    def _finish_init(self, name: str, sha256: str, settings: Settings) -> None:
         backend = self.backend
         template_source = backend.chat_template()
         bos = backend.token_text(backend.bos) if backend.bos >= 0 else None
@@ -96,7 +106,6 @@ class LlamaEngine:
                 state_dir=settings.home / "kv-state" / sha256 if re.fullmatch(r"[0-9a-f]{8,128}", sha256) else None,
             ),
         )
-        self._closed = False
 
     @property
     def info(self) -> ModelInfo:

@@ -60,3 +60,29 @@ async def test_embeddings_are_unit_vectors_and_deterministic(engine: LlamaEngine
         await engine.embed(["word " * 400])
     with pytest.raises(InvalidRequestError, match="Cannot embed an empty text"):
         await engine.embed([""])
+
+
+def test_a_load_that_fails_after_the_model_is_in_memory_frees_it(
+    make_test_model: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose template does not parse fails to load; its weights and context must not stay
+    allocated (the manager retries failed loads on the next request)."""
+    from haven.engine import engine as engine_module
+    from haven.engine.chat_template import ChatTemplateError
+    from haven.engine.llama_backend import LlamaBackend
+
+    closed: list[LlamaBackend] = []
+    real_close = LlamaBackend.close
+
+    def recording_close(self: LlamaBackend) -> None:
+        closed.append(self)
+        real_close(self)
+
+    def broken_template(*args: object, **kwargs: object) -> None:
+        raise ChatTemplateError("the model's chat template does not parse: broken")
+
+    monkeypatch.setattr(LlamaBackend, "close", recording_close)
+    monkeypatch.setattr(engine_module, "ChatTemplate", broken_template)
+    with pytest.raises(ChatTemplateError):
+        tiny_engine(make_test_model())
+    assert len(closed) == 1 and closed[0].model is None and closed[0].ctx is None
