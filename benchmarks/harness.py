@@ -164,7 +164,7 @@ def machine_info(peers_bin: Path = PEERS_BIN) -> dict[str, str]:
     server = peers_bin / "llama-server"
     if server.exists():
         out = subprocess.run([str(server), "--version"], capture_output=True, text=True, timeout=30)
-        m = re.search(r"version: (\S+ \([0-9a-f]+\))", out.stdout + out.stderr)
+        m = re.search(r"version: (.+)", out.stdout + out.stderr)
         info["llama.cpp (peers)"] = m.group(1) if m else "unknown"
     try:
         load = os.getloadavg()
