@@ -10,7 +10,8 @@ KV layout: one context with ``n_ctx = context_length * parallel`` and ``kv_unifi
 so llama.cpp gives every sequence its own KV stream of ``context_length`` cells. Each slot
 then has a guaranteed context of its own (no slot can starve the others), and attention in
 a batched step only reads each sequence's own stream — the layout llama-server uses for
-``--parallel N`` without ``--kv-unified``.
+``--parallel N`` without ``--kv-unified``. The price: llama.cpp decodes only consecutive
+sequence ids in one pass, which :mod:`~haven.engine.packing` arranges.
 
 The wrapper owns raw pointers; :meth:`LlamaBackend.close` frees them. It is not thread-safe:
 the scheduler thread is the only caller of the generation context.
@@ -210,6 +211,11 @@ class LlamaBackend:
         n_head = int(ll.llama_model_n_head(self.model))
         head_dim = int(key_length) if key_length else self.n_embd // max(1, n_head)
         return head_dim * self.n_head_kv
+
+    @property
+    def is_recurrent(self) -> bool:
+        """Recurrent or hybrid (Mamba-style) models keep a state that cannot be trimmed to a position."""
+        return bool(ll.llama_model_is_recurrent(self.model) or ll.llama_model_is_hybrid(self.model))
 
     @property
     def n_params(self) -> int:

@@ -5,8 +5,9 @@ Each step (compare llama.cpp's ``server_context::update_slots``):
 1. apply cancellations (the slot is freed and its generated KV trimmed with ``llama_memory_seq_rm``);
 2. admit queued requests into free slots, choosing the slot whose cached tokens share the
    longest prefix with the prompt (prefix reuse) and trimming the rest of its KV;
-3. pack one ``llama_batch``: the next token of every decoding sequence first, then chunks of
-   pending prompts (at most ``prefill_chunk`` per request, ``n_batch`` in total);
+3. pack one ``llama_batch`` in ascending sequence id: the next token of every decoding sequence
+   and chunks of pending prompts (at most ``prefill_chunk`` per request, ``n_batch`` in total),
+   bridging short holes of idle slots so llama.cpp needs one pass (see :mod:`.packing`);
 4. one ``llama_decode``;
 5. sample each sequence that produced logits, run its text pipeline, and hand the events to
    the request's :class:`~haven.engine.slots.Handle` (one event-loop wakeup per batch of events).
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haven.engine.llama_backend import LlamaBackend
+from haven.engine.packing import bridge_gaps, holes_after
 from haven.engine.protocol import (
     EngineEvent,
     EngineStats,
@@ -88,6 +90,8 @@ class Scheduler:
         self._by_id: dict[str, Work] = {}
         self._stopping = False
         self._next_id = 0
+        # A throwaway token cannot be taken back from a recurrent state (no partial seq_rm).
+        self._bridging_off = backend.is_recurrent
         self.timings = StepTimings()
         self._timings_lock = threading.Lock()
         self._outbox: list[tuple[Handle, list[EngineEvent]]] = []
@@ -273,50 +277,76 @@ class Scheduler:
     def _pick_slot(self, free: list[Slot], prompt: list[int]) -> tuple[Slot, int]:
         """The free slot for ``prompt`` and the length of its reusable prefix (0 without prefix caching)."""
         if not self.config.prefix_cache:
-            return free[0], 0
-        # Longest common prefix wins; among equals, the slot holding the least (cheapest to lose).
-        candidates = ((slot, common_prefix(slot.tokens, prompt)) for slot in free)
-        return max(candidates, key=lambda c: (c[1], -len(c[0].tokens)))
+            busy = [slot.seq_id for slot in self.slots if slot.work is not None]
+            return min(free, key=lambda slot: (holes_after(busy, slot.seq_id) if busy else 0, slot.seq_id)), 0
+        # Longest common prefix wins; among equals, the slot that keeps the busy slots' ids
+        # contiguous (one llama.cpp pass per step, see packing), then the one holding the least
+        # (cheapest to lose), then the lowest id.
+        busy = [slot.seq_id for slot in self.slots if slot.work is not None]
+        best = max(
+            free,
+            key=lambda slot: (
+                common_prefix(slot.tokens, prompt),
+                -holes_after(busy, slot.seq_id) if busy else 0,
+                -len(slot.tokens),
+                -slot.seq_id,
+            ),
+        )
+        return best, common_prefix(best.tokens, prompt)
 
     def _step(self) -> None:
         t0 = time.perf_counter()
         backend = self.backend
         batch = backend.batch
         batch.clear()
-        outputs: list[tuple[Work, int]] = []
-        packed: list[Work] = []
-        for work in self._active:
-            if not work.prefilling:
-                packed.append(work)
-                slot = work.slot
-                assert slot is not None
-                outputs.append((work, batch.add(work.last_token, len(slot.tokens), slot.seq_id, True)))
-                slot.tokens.append(work.last_token)
-        budget = batch.capacity - batch.n
+        decoding = [work for work in self._active if not work.prefilling]
+        selected = {self._seq(work) for work in decoding}
+        used = len(decoding)
         # prefill_chunk bounds how much a prompt slows the streams that are decoding; with none
         # decoding, a prompt may fill the whole batch (prompt throughput like llama-bench's pp).
-        chunk = self.config.prefill_chunk if batch.n else budget
-        for work in self._active:
-            if budget <= 0:
-                break
+        chunk = self.config.prefill_chunk if decoding else batch.capacity
+        chunks: dict[int, tuple[Work, int]] = {}
+        for work in self._active:  # admission order: the oldest prompt goes first
             if not work.prefilling:
                 continue
-            slot = work.slot
-            assert slot is not None
-            start = work.n_past_prompt
-            n = min(chunk, len(work.prompt) - start, budget)
-            end = start + n
-            packed.append(work)
-            for pos in range(start, end):
-                idx = batch.add(work.prompt[pos], pos, slot.seq_id, pos == len(work.prompt) - 1)
-            slot.tokens.extend(work.prompt[start:end])
-            work.n_past_prompt = end
-            budget -= n
-            if end == len(work.prompt):
-                outputs.append((work, idx))
+            seq = self._seq(work)
+            room = batch.capacity - used - len(self._bridges(selected | {seq}))
+            n = min(chunk, len(work.prompt) - work.n_past_prompt, room)
+            if n <= 0:
+                break
+            chunks[seq] = (work, n)
+            selected.add(seq)
+            used += n
+        bridges = self._bridges(selected)
+        by_seq = {self._seq(work): work for work in decoding}
+        outputs: list[tuple[Work, int]] = []
+        packed: list[Work] = []
+        # Ascending sequence ids: llama.cpp decodes consecutive ids in one pass (see packing).
+        for seq in sorted(selected | set(bridges)):
+            slot = self.slots[seq]
+            if seq in by_seq:
+                work = by_seq[seq]
+                packed.append(work)
+                outputs.append((work, batch.add(work.last_token, len(slot.tokens), seq, True)))
+                slot.tokens.append(work.last_token)
+            elif seq in chunks:
+                work, n = chunks[seq]
+                packed.append(work)
+                start, end = work.n_past_prompt, work.n_past_prompt + n
+                last = len(work.prompt) - 1
+                for pos in range(start, end):
+                    idx = batch.add(work.prompt[pos], pos, seq, pos == last)
+                slot.tokens.extend(work.prompt[start:end])
+                work.n_past_prompt = end
+                if end == len(work.prompt):
+                    outputs.append((work, idx))
+            else:  # a bridge: any token, at the next free position, dropped after the decode
+                batch.add(slot.tokens[-1] if slot.tokens else 0, len(slot.tokens), seq, False)
         t1 = time.perf_counter()
         rc = backend.decode(batch)
         t2 = time.perf_counter()
+        for seq in bridges:
+            backend.seq_rm(seq, len(self.slots[seq].tokens), -1)
         if rc != 0:
             # Nothing in this batch is trustworthy: fail its requests and drop their KV.
             for work in packed:
@@ -339,6 +369,21 @@ class Scheduler:
                 events, work.events = work.events, []
                 self._outbox.append((work.handle, events))
         self._record(t0, t2 - t1, sample_s, batch.n, len(outputs))
+
+    @staticmethod
+    def _seq(work: Work) -> int:
+        assert work.slot is not None
+        return work.slot.seq_id
+
+    def _bridges(self, selected: set[int]) -> list[int]:
+        """Idle slots that get a throwaway token so ``selected`` decodes in one pass (see packing)."""
+        if self._bridging_off or len(selected) < 2:
+            return []
+        return bridge_gaps(selected, self._can_bridge)
+
+    def _can_bridge(self, seq: int) -> bool:
+        slot = self.slots[seq]
+        return slot.work is None and len(slot.tokens) < self.n_ctx_seq
 
     def _flush_outbox(self) -> None:
         """Hand events to their requests (``_run`` calls it after each step's counters are recorded, so a
