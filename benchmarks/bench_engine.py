@@ -1,6 +1,8 @@
 """Engine speed vs llama.cpp's own tools on the same GGUF file, same threads (issue 3's benchmarks).
 
-Measured, each Haven figure right after its peer's so both see the same machine load:
+Measured side by side: each figure is the median of ``rounds`` alternating rounds (peer, then
+Haven, with both loaded), so a burst of load on this shared machine hits both sides alike; the
+notes list every round's ratio. Measured:
 
 - single-stream decode (tg64) and prompt processing (pp512) vs ``llama-bench``, q8_0 and q4_k;
 - aggregate decode tokens/s at 1, 2, 4, 8 concurrent streams vs ``llama-server --parallel N``
@@ -21,11 +23,12 @@ import asyncio
 import json
 import os
 import random
+import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +42,31 @@ from benchmarks.harness import BenchContext, Result, free_port
 class Plan:
     streams: tuple[int, ...]
     gen_tokens: int  # tokens per stream in the concurrency runs
-    bench_reps: int  # llama-bench -r, and Haven's repetitions
+    bench_reps: int  # llama-bench -r, and Haven's repetitions, per round
+    rounds: int  # alternating peer/Haven rounds of the concurrency runs; figures are medians over rounds
+    single_rounds: int  # the same for the single-stream llama-bench comparison (short, and the noisiest)
     chat_turn_tokens: int  # tokens per user and per assistant message in the 10-turn chat
     quants: tuple[str, ...]
 
 
-FULL = Plan(streams=(1, 2, 4, 8), gen_tokens=128, bench_reps=3, chat_turn_tokens=100, quants=("q8_0", "q4_k"))
-QUICK = Plan(streams=(1, 2, 4, 8), gen_tokens=48, bench_reps=1, chat_turn_tokens=100, quants=("q8_0", "q4_k"))
+FULL = Plan(
+    streams=(1, 2, 4, 8),
+    gen_tokens=128,
+    bench_reps=1,
+    rounds=3,
+    single_rounds=5,
+    chat_turn_tokens=100,
+    quants=("q8_0", "q4_k"),
+)
+QUICK = Plan(
+    streams=(1, 2, 4, 8),
+    gen_tokens=48,
+    bench_reps=1,
+    rounds=1,
+    single_rounds=2,
+    chat_turn_tokens=100,
+    quants=("q8_0", "q4_k"),
+)
 PROMPT_TOKENS = 16  # short prompt for the decode runs: prefill is a negligible share
 PP_TOKENS = 512
 TG_TOKENS = 64
@@ -116,52 +137,37 @@ class HavenRunner:
         asyncio.run(self.engine.close())
 
 
-def haven_single(ctx: BenchContext, model: Path, reps: int) -> tuple[float, float]:
-    """(decode tok/s for tg64, prompt tok/s for pp512), best of ``reps``, like llama-bench's mean."""
-    runner = HavenRunner(model, threads=ctx.threads, parallel=1, context=PP_TOKENS + TG_TOKENS + 64)
-    rng = random.Random(1)
-    try:
+def haven_single(runner: HavenRunner, reps: int, rng: random.Random) -> tuple[float, float]:
+    """(decode tok/s for tg64, prompt tok/s for pp512), mean of ``reps``, like llama-bench's."""
 
-        async def measure() -> tuple[list[float], list[float]]:
-            await runner.generate(runner.random_prompt(8, rng), 4)  # warm-up
-            tg, pp = [], []
-            for _ in range(reps):
-                # tg: a 1-token prompt like llama-bench's tg test (which decodes from an empty context)
-                n, timings, _ = await runner.generate(runner.random_prompt(1, rng), TG_TOKENS + 1)
-                tg.append((n - 1) / timings["decode"])
-                _, timings, _ = await runner.generate(runner.random_prompt(PP_TOKENS, rng), 1)
-                pp.append(PP_TOKENS / timings["prefill"])
-            return tg, pp
+    async def measure() -> tuple[list[float], list[float]]:
+        await runner.generate(runner.random_prompt(8, rng), 4)  # warm-up
+        tg, pp = [], []
+        for _ in range(reps):
+            # tg: a 1-token prompt like llama-bench's tg test (which decodes from an empty context)
+            n, timings, _ = await runner.generate(runner.random_prompt(1, rng), TG_TOKENS + 1)
+            tg.append((n - 1) / timings["decode"])
+            _, timings, _ = await runner.generate(runner.random_prompt(PP_TOKENS, rng), 1)
+            pp.append(PP_TOKENS / timings["prefill"])
+        return tg, pp
 
-        tg, pp = asyncio.run(measure())
-    finally:
-        runner.close()
+    tg, pp = asyncio.run(measure())
     return sum(tg) / len(tg), sum(pp) / len(pp)
 
 
-def haven_concurrent(ctx: BenchContext, model: Path, streams: int, gen_tokens: int) -> tuple[float, float, float]:
-    """(aggregate decode tok/s, python share of step time %, mean step ms) with ``streams`` requests."""
-    runner = HavenRunner(model, threads=ctx.threads, parallel=streams, context=PROMPT_TOKENS + gen_tokens + 64)
-    rng = random.Random(streams)
-    try:
+def haven_concurrent(runner: HavenRunner, streams: int, gen_tokens: int, rng: random.Random) -> tuple[float, Any, Any]:
+    """(aggregate decode tok/s, step timings before, after) of ``streams`` concurrent requests."""
 
-        async def measure() -> tuple[float, Any, Any]:
-            await runner.generate(runner.random_prompt(PROMPT_TOKENS, rng), 4)  # warm-up
-            before = runner.engine.step_timings()
-            prompts = [runner.random_prompt(PROMPT_TOKENS, rng) for _ in range(streams)]
-            t0 = time.perf_counter()
-            done = await asyncio.gather(*(runner.generate(p, gen_tokens) for p in prompts))
-            wall = time.perf_counter() - t0
-            total = sum(n for n, _, _ in done)
-            return total / wall, before, runner.engine.step_timings()
+    async def measure() -> tuple[float, Any, Any]:
+        await runner.generate(runner.random_prompt(PROMPT_TOKENS, rng), 4)  # warm-up
+        before = runner.engine.step_timings()
+        prompts = [runner.random_prompt(PROMPT_TOKENS, rng) for _ in range(streams)]
+        t0 = time.perf_counter()
+        done = await asyncio.gather(*(runner.generate(p, gen_tokens) for p in prompts))
+        wall = time.perf_counter() - t0
+        return sum(n for n, _, _ in done) / wall, before, runner.engine.step_timings()
 
-        agg, before, after = asyncio.run(measure())
-    finally:
-        runner.close()
-    steps = after.steps - before.steps
-    step_s = after.step_seconds - before.step_seconds
-    python_s = after.python_seconds - before.python_seconds
-    return agg, 100.0 * python_s / step_s if step_s else float("nan"), 1000.0 * step_s / max(steps, 1)
+    return asyncio.run(measure())
 
 
 def wrapper_serial(ctx: BenchContext, model: Path, streams: int, gen_tokens: int) -> float:
@@ -287,9 +293,8 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Any) -> None:
         time.sleep(0.3)
 
 
-def server_concurrent(url: str, streams: int, gen_tokens: int, n_vocab: int) -> float:
+def server_concurrent(url: str, streams: int, gen_tokens: int, n_vocab: int, rng: random.Random, warm: bool) -> float:
     """Aggregate completion tok/s of ``streams`` concurrent /v1/completions requests."""
-    rng = random.Random(streams)
 
     async def one(client: httpx.AsyncClient) -> int:
         prompt = random_prompt(PROMPT_TOKENS, rng, n_vocab)
@@ -300,7 +305,8 @@ def server_concurrent(url: str, streams: int, gen_tokens: int, n_vocab: int) -> 
 
     async def measure() -> float:
         async with httpx.AsyncClient(timeout=600) as client:
-            await one(client)  # warm-up
+            if warm:
+                await one(client)  # warm-up, first round only
             t0 = time.perf_counter()
             total = sum(await asyncio.gather(*(one(client) for _ in range(streams))))
             return total / (time.perf_counter() - t0)
@@ -309,6 +315,17 @@ def server_concurrent(url: str, streams: int, gen_tokens: int, n_vocab: int) -> 
 
 
 # --- the module ------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def rounds_note(haven: Sequence[float], peer: Sequence[float]) -> str:
+    """Each round's Haven ÷ peer ratio, for the notes column."""
+    if not peer:
+        return ""
+    return "rounds " + ", ".join(f"{h / p:.2f}" for h, p in zip(haven, peer, strict=True))
 
 
 def run(ctx: BenchContext) -> list[Result]:
@@ -321,44 +338,78 @@ def run(ctx: BenchContext) -> list[Result]:
     for quant in plan.quants:
         model = ctx.model(quant)
         bound = ctx.bandwidth_bound_tok_s(os.path.getsize(model))
-        ctx.log(f"{quant}: llama-bench tg{TG_TOKENS}/pp{PP_TOKENS} …")
-        tg_peer, pp_peer = llama_bench(ctx, model, plan.bench_reps) if have_bench else (None, None)
-        ctx.log(f"{quant}: Haven single stream …")
-        tg, pp = haven_single(ctx, model, plan.bench_reps)
+        tg_peer: list[float] = []
+        pp_peer: list[float] = []
+        tg: list[float] = []
+        pp: list[float] = []
+        runner = HavenRunner(model, threads=ctx.threads, parallel=1, context=PP_TOKENS + TG_TOKENS + 64)
+        rng = random.Random(1)
+        try:
+            for r in range(plan.single_rounds):
+                if have_bench:
+                    ctx.log(f"{quant} round {r + 1}/{plan.single_rounds}: llama-bench tg{TG_TOKENS}/pp{PP_TOKENS} …")
+                    t, p = llama_bench(ctx, model, plan.bench_reps)
+                    tg_peer.append(t)
+                    pp_peer.append(p)
+                ctx.log(f"{quant} round {r + 1}/{plan.single_rounds}: Haven single stream …")
+                t, p = haven_single(runner, plan.bench_reps, rng)
+                tg.append(t)
+                pp.append(p)
+        finally:
+            runner.close()
         results.append(
-            Result(f"decode, 1 stream, {quant}", tg, tg_peer, f"llama-bench tg{TG_TOKENS}", "tok/s", 0.95,
-                   notes=f"memory-bandwidth bound {bound:.1f} tok/s" + ("" if have_bench else f"; {missing}"))
+            Result(f"decode, 1 stream, {quant}", median(tg), median(tg_peer) if tg_peer else None,
+                   f"llama-bench tg{TG_TOKENS}", "tok/s", 0.95,
+                   notes=f"memory-bandwidth bound {bound:.1f} tok/s; " + (rounds_note(tg, tg_peer) or missing))
         )  # fmt: skip
         results.append(
-            Result(f"prompt processing, {quant}", pp, pp_peer, f"llama-bench pp{PP_TOKENS}", "tok/s", 0.95,
-                   notes="" if have_bench else missing)
+            Result(f"prompt processing, {quant}", median(pp), median(pp_peer) if pp_peer else None,
+                   f"llama-bench pp{PP_TOKENS}", "tok/s", 0.95, notes=rounds_note(pp, pp_peer) or missing)
         )  # fmt: skip
 
     model = ctx.model("q8_0")
     bound = ctx.bandwidth_bound_tok_s(os.path.getsize(model))
     per_slot = PROMPT_TOKENS + plan.gen_tokens + 64
+    n_vocab = vocab_size(model)
     haven_agg: dict[int, float] = {}
     server_agg: dict[int, float] = {}
     for n in plan.streams:
-        if have_server:
-            ctx.log(f"llama-server --parallel {n}: {n} streams × {plan.gen_tokens} tokens …")
-            with llama_server(ctx, model, n, per_slot) as url:
-                server_agg[n] = server_concurrent(url, n, plan.gen_tokens, vocab_size(model))
-        ctx.log(f"Haven parallel={n}: {n} streams × {plan.gen_tokens} tokens …")
-        agg, python_pct, step_ms = haven_concurrent(ctx, model, n, plan.gen_tokens)
-        haven_agg[n] = agg
-        note = f"{plan.gen_tokens} tokens/stream; step {step_ms:.1f} ms"
+        runner = HavenRunner(model, threads=ctx.threads, parallel=n, context=per_slot)
+        server = llama_server(ctx, model, n, per_slot) if have_server else nullcontext(None)
+        ours: list[float] = []
+        theirs: list[float] = []
+        rng = random.Random(n)
+        try:
+            with server as url:
+                first = runner.engine.step_timings()
+                for r in range(plan.rounds):
+                    if url is not None:
+                        ctx.log(f"round {r + 1}/{plan.rounds}: llama-server -np {n}: {n} × {plan.gen_tokens} tokens …")
+                        theirs.append(server_concurrent(url, n, plan.gen_tokens, n_vocab, rng, warm=r == 0))
+                    ctx.log(f"round {r + 1}/{plan.rounds}: Haven parallel={n}: {n} × {plan.gen_tokens} tokens …")
+                    agg, _, _ = haven_concurrent(runner, n, plan.gen_tokens, rng)
+                    ours.append(agg)
+                last = runner.engine.step_timings()
+        finally:
+            runner.close()
+        haven_agg[n] = median(ours)
+        if theirs:
+            server_agg[n] = median(theirs)
+        step_s = last.step_seconds - first.step_seconds
+        python_pct = 100.0 * (last.python_seconds - first.python_seconds) / step_s if step_s else float("nan")
+        step_ms = 1000.0 * step_s / max(last.steps - first.steps, 1)
+        note = f"{plan.gen_tokens} tokens/stream; mean step {step_ms:.1f} ms"
         if n == 1:
             note += f"; bandwidth bound {bound:.1f} tok/s"
+        note += "; " + (rounds_note(ours, theirs) or missing)
         results.append(
-            Result(f"aggregate decode, {n} streams, q8_0", agg, server_agg.get(n), f"llama-server -np {n}",
-                   "tok/s", 0.95, notes=note if have_server else f"{note}; {missing}")
+            Result(f"aggregate decode, {n} streams, q8_0", haven_agg[n], server_agg.get(n), f"llama-server -np {n}",
+                   "tok/s", 0.95, notes=note)
         )  # fmt: skip
         results.append(
             Result(f"engine Python time per step, {n} streams", python_pct, None, "", "%", None,
                    notes="(step − llama_decode − sampling) / step, StepTimings", higher_is_better=False, limit=5.0)
         )  # fmt: skip
-
     lo, hi = min(plan.streams), max(plan.streams)
     ctx.log(f"one-request-at-a-time wrapper (llama_cpp.Llama): {lo} and {hi} requests …")
     wrap = {n: wrapper_serial(ctx, model, n, plan.gen_tokens) for n in (lo, hi)}
