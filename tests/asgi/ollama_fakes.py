@@ -1,46 +1,35 @@
-"""Fakes for the Ollama API tests: a scripted engine, a store and a model manager with the server's shapes.
+"""Fakes for the Ollama API tests: the shared scripted engine set up for them, a store and a model manager.
 
-The engine replays ``script`` (reasoning, text, Finished) for every submit and records what it was asked;
-``delay`` slows each event down so tests can disconnect mid-stream.
+The engine is :class:`tests.support.fake_engine.FakeEngine` with this module's model (``INFO``) and a
+default script (reasoning, text, Finished); ``delay`` slows each event down so tests can disconnect
+mid-stream.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from haven.engine.protocol import (
-    ChatPrompt,
-    EngineEvent,
-    EngineStats,
-    Finished,
-    GenerationRequest,
-    ModelInfo,
-    ReasoningDelta,
-    TextDelta,
-    Usage,
-)
+from haven.engine.protocol import Finished, ModelInfo, ReasoningDelta, TextDelta, Usage
 from haven.errors import ModelNotFoundError
+from tests.support.fake_engine import FakeEngine as ScriptedEngine
+from tests.support.fake_engine import Script, ScriptFn, fake_info
 
-INFO = ModelInfo(
-    name="tiny:latest",
-    architecture="qwen2",
-    context_length=64,
+INFO = fake_info(
+    "tiny:latest",
+    context_length=4096,
     training_context_length=2048,
     vocab_size=1000,
     embedding_length=2,
     parameter_count=494_032_768,
     quantization="Q8_0",
     chat_template="{{ messages }} <tool_call>",
-    bos_token=None,
-    eos_token="<|im_end|>",
     sha256="ab" * 32,
     supports_thinking=True,
 )
 
-DEFAULT_SCRIPT: tuple[EngineEvent, ...] = (
+DEFAULT_SCRIPT: tuple[TextDelta | ReasoningDelta | Finished, ...] = (
     ReasoningDelta("Let me think."),
     TextDelta("Hello"),
     TextDelta(" world"),
@@ -48,70 +37,14 @@ DEFAULT_SCRIPT: tuple[EngineEvent, ...] = (
 )
 
 
-class FakeHandle:
-    def __init__(self, script: Sequence[EngineEvent], delay: float) -> None:
-        self.script = script
-        self.delay = delay
-        self.cancelled = False
-
-    @property
-    def request_id(self) -> str:
-        return "req-1"
-
-    async def events(self) -> AsyncIterator[EngineEvent]:
-        for event in self.script:
-            if self.cancelled:
-                return
-            await asyncio.sleep(self.delay)
-            yield event
-
-    async def cancel(self) -> None:
-        self.cancelled = True
-
-
 @dataclass
-class FakeEngine:
+class FakeEngine(ScriptedEngine):
+    """The shared scripted engine with this module's model: thinking, one slot, a fixed 3-4 embedding."""
+
     info: ModelInfo = INFO
-    script: Sequence[EngineEvent] = DEFAULT_SCRIPT
-    delay: float = 0.0
-    submit_error: Exception | None = None
-    submitted: list[GenerationRequest] = field(default_factory=list)
-    rendered: list[dict[str, Any]] = field(default_factory=list)
-    handles: list[FakeHandle] = field(default_factory=list)
-
-    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        return [ord(c) for c in text]
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return "".join(chr(t) for t in tokens)
-
-    def render_chat(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        add_generation_prompt: bool = True,
-        enable_thinking: bool = True,
-    ) -> ChatPrompt:
-        self.rendered.append({"messages": list(messages), "tools": tools, "enable_thinking": enable_thinking})
-        return ChatPrompt("".join(f"{m['role']}:{m['content']}\n" for m in messages), reasoning_opened=enable_thinking)
-
-    async def submit(self, request: GenerationRequest) -> FakeHandle:
-        if self.submit_error is not None:
-            raise self.submit_error
-        self.submitted.append(request)
-        handle = FakeHandle(self.script, self.delay)
-        self.handles.append(handle)
-        return handle
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [[3.0, 4.0] for _ in texts]
-
-    def stats(self) -> EngineStats:
-        return EngineStats(slots_total=1, slots_in_use=0, queue_depth=0)
-
-    async def close(self) -> None:
-        pass
+    script: Script | ScriptFn = DEFAULT_SCRIPT
+    parallel: int = 1
+    embedding: Sequence[float] | None = (3.0, 4.0)
 
 
 @dataclass

@@ -299,7 +299,7 @@ async def test_legacy_embeddings_endpoint(client: httpx.AsyncClient) -> None:
         ({"model": "tiny:latest"}, "input"),
         ({"model": "tiny:latest", "input": 5}, "input"),
         ({"model": "tiny:latest", "input": ["x"] * 3000}, "at most 2048"),
-        ({"model": "tiny:latest", "input": "x" * 100, "truncate": False}, "100 tokens"),
+        ({"model": "tiny:latest", "input": "x" * 5000, "truncate": False}, "5000 tokens"),
         ({"model": "tiny:latest", "input": "x", "dimensions": 0}, "dimensions"),
     ],
 )
@@ -338,7 +338,7 @@ async def test_ps_lists_loaded_models(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/ps")).json() == {"models": []}
     await client.post("/api/generate", json={"model": "tiny:latest"})
     (model,) = (await client.get("/api/ps")).json()["models"]
-    assert (model["name"], model["size"], model["context_length"]) == ("tiny:latest", 123_456_789, 64)
+    assert (model["name"], model["size"], model["context_length"]) == ("tiny:latest", 123_456_789, 4096)
     assert model["expires_at"] == "2030-03-17T17:46:40Z" and model["digest"] == "ab" * 32
 
 

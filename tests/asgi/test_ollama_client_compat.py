@@ -98,7 +98,7 @@ async def test_embed_list_show_ps_delete(oclient: ollama.AsyncClient, manager: F
     shown = await oclient.show("tiny:latest")
     assert shown.details is not None and shown.details.family == "qwen2"
     running = await oclient.ps()
-    assert [m.model for m in running.models] == ["tiny:latest"] and running.models[0].context_length == 64
+    assert [m.model for m in running.models] == ["tiny:latest"] and running.models[0].context_length == 4096
     assert (await oclient.delete("tiny:latest")).status == "success"
     assert (await oclient.list()).models == []
 

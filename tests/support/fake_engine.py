@@ -3,8 +3,10 @@
 ``FakeEngine`` replays a script of events for every submitted request, honours ``parallel``/``max_queue``
 (raising ``QueueFullError`` like the real scheduler), can hold every generation behind a ``gate`` (so a
 test can fill the slots or disconnect mid-stream), and records what it was asked (``submitted``,
-``rendered``, ``cancelled``). ``FakeLoader`` is an ``EngineLoader`` that builds FakeEngines (or fails),
-``FakeStore`` a model store with the real store's read interface (``get``, ``list``, ``blob_path``).
+``handles``, ``rendered``, ``cancelled``, ``embedded``). A model whose info ``supports_thinking`` gets a
+generation prompt that opens ``<think>`` when thinking is enabled, like DeepSeek-R1's template.
+``FakeLoader`` is an ``EngineLoader`` that builds FakeEngines (or fails), ``FakeStore`` a model store
+with the real store's read interface (``get``, ``list``, ``blob_path``).
 No llama.cpp, no threads of its own: everything runs on the test's event loop.
 """
 
@@ -125,7 +127,10 @@ class FakeEngine:
     gate: asyncio.Event | None = None
     submit_error: Exception | None = None
     cached_tokens: int = 0
+    embedding: Sequence[float] | None = None
+    """Returned for every text by :meth:`embed` when set; otherwise a vector derived from the text's hash."""
     submitted: list[GenerationRequest] = field(default_factory=list)
+    handles: list[FakeHandle] = field(default_factory=list)
     rendered: list[dict[str, Any]] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     embedded: list[list[str]] = field(default_factory=list)
@@ -149,7 +154,8 @@ class FakeEngine:
     ) -> ChatPrompt:
         self.rendered.append({"messages": list(messages), "tools": tools, "enable_thinking": enable_thinking})
         text = "".join(f"<|{m['role']}|>{m.get('content') or ''}\n" for m in messages)
-        return ChatPrompt(text + ("<|assistant|>" if add_generation_prompt else ""))
+        opened = add_generation_prompt and enable_thinking and self.info.supports_thinking
+        return ChatPrompt(text + ("<|assistant|>" if add_generation_prompt else ""), reasoning_opened=opened)
 
     async def submit(self, request: GenerationRequest) -> FakeHandle:
         if self.submit_error is not None:
@@ -165,10 +171,13 @@ class FakeEngine:
         script = self.script(request) if callable(self.script) else self.script
         handle = FakeHandle(self, request, script)
         self.active.add(handle)
+        self.handles.append(handle)
         return handle
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         self.embedded.append(list(texts))
+        if self.embedding is not None:
+            return [list(self.embedding) for _ in texts]
         out = []
         for text in texts:
             digest = hashlib.sha256(text.encode()).digest()

@@ -109,7 +109,7 @@ def test_ps_and_stop(fake_server: FakeManager) -> None:
     assert result.stdout.splitlines() == ["NAME    ID    SIZE    CONTEXT    UNTIL"]
     haven("run", "tiny:latest", "hi", input="")
     lines = haven("ps").stdout.splitlines()
-    assert lines[1].split() == ["tiny:latest", "abababababab", "123.5", "MB", "64", "2030-03-17", "17:46:40", "UTC"]
+    assert lines[1].split() == ["tiny:latest", "abababababab", "123.5", "MB", "4096", "2030-03-17", "17:46:40", "UTC"]
     result = haven("stop", "Tiny")  # names are case-insensitive and the tag defaults to latest
     assert result.exit_code == 0 and result.stdout == "Stopped tiny:latest.\n"
     assert fake_server.unloaded == ["tiny:latest"]
