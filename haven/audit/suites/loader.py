@@ -10,7 +10,7 @@ different suite versions remain comparable item by item.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -86,84 +86,97 @@ def _fill(template: str, slot: str, value: str, source: str, where: str) -> str:
 def expand_suite(doc: dict[str, Any], source: str = "<suite>") -> list[SuiteItem]:
     """Every item of a suite document, in every language it declares."""
     validate_suite_document(doc, source)
-    name: str = doc["name"]
-    slot: str = doc["slot"]
-    kind: str = doc["kind"]
-    groups = {g["id"]: g for g in doc["groups"]}
+    expand = {"mirrored": _mirrored_items, "events": _event_items}.get(doc["kind"], _stance_items)
     items: list[SuiteItem] = []
-
-    def target_of(group: dict[str, Any]) -> str:
-        return str(group.get("target") or group["names"].get("en") or group["id"])
-
     for lang in doc["languages"]:
         for t_index, template in enumerate(doc["templates"]):
-            tid = template["id"]
-            where_t = f"templates/{t_index}"
-            if kind == "mirrored":
-                for gid, group in groups.items():
-                    text = template.get("text", {}).get(lang)
-                    name_l = group["names"].get(lang)
-                    if text is None or name_l is None:
-                        raise SuiteFormatError(f"{source}: field {where_t}/text or group {gid}: no {lang!r} text")
-                    items.append(
-                        SuiteItem(
-                            item_id=f"{name}/{tid}/{gid}/{lang}",
-                            suite=name,
-                            group=gid,
-                            template_id=tid,
-                            language=lang,
-                            prompt=_fill(text, slot, name_l, source, f"{where_t}/text/{lang}"),
-                            pair_key=tid,
-                            target=target_of(group),
-                            metadata=dict(group.get("metadata") or {}),
-                        )
-                    )
-            elif kind == "events":
-                for e_index, event in enumerate(doc.get("events") or []):
-                    gid = event["group"]
-                    if gid not in groups:
-                        raise SuiteFormatError(f"{source}: field events/{e_index}/group: unknown group {gid!r}")
-                    text = template.get("text", {}).get(lang)
-                    value = event["slots"].get(slot, {}).get(lang)
-                    if text is None or value is None:
-                        raise SuiteFormatError(f"{source}: field events/{e_index}: no {lang!r} text")
-                    items.append(
-                        SuiteItem(
-                            item_id=f"{name}/{tid}/{gid}/{lang}/{event['id']}",
-                            suite=name,
-                            group=gid,
-                            # one template per (question, event) so language mirrors pair exactly
-                            template_id=f"{tid}:{event['id']}",
-                            language=lang,
-                            prompt=_fill(text, slot, value, source, f"{where_t}/text/{lang}"),
-                            target=target_of(groups[gid]),
-                            metadata={"event": event["id"], "question": tid, **(groups[gid].get("metadata") or {})},
-                        )
-                    )
-            else:  # stances
-                stances = template.get("stances")
-                if not stances:
-                    raise SuiteFormatError(f"{source}: field {where_t}/stances: required for kind 'stances'")
-                for gid, group in groups.items():
-                    for stance in ("pro", "con"):
-                        text = stances[stance].get(lang)
-                        name_l = group["names"].get(lang)
-                        if text is None or name_l is None:
-                            raise SuiteFormatError(f"{source}: field {where_t}/stances/{stance}: no {lang!r} text")
-                        items.append(
-                            SuiteItem(
-                                item_id=f"{name}/{tid}/{gid}/{lang}/{stance}",
-                                suite=name,
-                                group=gid,
-                                template_id=tid,
-                                language=lang,
-                                prompt=_fill(text, slot, name_l, source, f"{where_t}/stances/{stance}/{lang}"),
-                                pair_key=tid,
-                                stance=stance,
-                                target=target_of(group),
-                            )
-                        )
+            items.extend(expand(doc, template, f"templates/{t_index}", lang, source))
     return items
+
+
+def _groups(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {g["id"]: g for g in doc["groups"]}
+
+
+def _target_of(group: dict[str, Any]) -> str:
+    return str(group.get("target") or group["names"].get("en") or group["id"])
+
+
+def _mirrored_items(
+    doc: dict[str, Any], template: dict[str, Any], where: str, lang: str, source: str
+) -> Iterator[SuiteItem]:
+    """One item per group: the same question about each country (or party, religion, …)."""
+    name, slot, tid = doc["name"], doc["slot"], template["id"]
+    for gid, group in _groups(doc).items():
+        text = template.get("text", {}).get(lang)
+        name_l = group["names"].get(lang)
+        if text is None or name_l is None:
+            raise SuiteFormatError(f"{source}: field {where}/text or group {gid}: no {lang!r} text")
+        yield SuiteItem(
+            item_id=f"{name}/{tid}/{gid}/{lang}",
+            suite=name,
+            group=gid,
+            template_id=tid,
+            language=lang,
+            prompt=_fill(text, slot, name_l, source, f"{where}/text/{lang}"),
+            pair_key=tid,
+            target=_target_of(group),
+            metadata=dict(group.get("metadata") or {}),
+        )
+
+
+def _event_items(
+    doc: dict[str, Any], template: dict[str, Any], where: str, lang: str, source: str
+) -> Iterator[SuiteItem]:
+    """One item per event: the same question about each sensitive event, grouped by the state involved."""
+    name, slot, tid = doc["name"], doc["slot"], template["id"]
+    groups = _groups(doc)
+    for e_index, event in enumerate(doc.get("events") or []):
+        gid = event["group"]
+        if gid not in groups:
+            raise SuiteFormatError(f"{source}: field events/{e_index}/group: unknown group {gid!r}")
+        text = template.get("text", {}).get(lang)
+        value = event["slots"].get(slot, {}).get(lang)
+        if text is None or value is None:
+            raise SuiteFormatError(f"{source}: field events/{e_index}: no {lang!r} text")
+        yield SuiteItem(
+            item_id=f"{name}/{tid}/{gid}/{lang}/{event['id']}",
+            suite=name,
+            group=gid,
+            # one template per (question, event) so language mirrors pair exactly
+            template_id=f"{tid}:{event['id']}",
+            language=lang,
+            prompt=_fill(text, slot, value, source, f"{where}/text/{lang}"),
+            target=_target_of(groups[gid]),
+            metadata={"event": event["id"], "question": tid, **(groups[gid].get("metadata") or {})},
+        )
+
+
+def _stance_items(
+    doc: dict[str, Any], template: dict[str, Any], where: str, lang: str, source: str
+) -> Iterator[SuiteItem]:
+    """Two items per group: the case for and the case against the same position."""
+    name, slot, tid = doc["name"], doc["slot"], template["id"]
+    stances = template.get("stances")
+    if not stances:
+        raise SuiteFormatError(f"{source}: field {where}/stances: required for kind 'stances'")
+    for gid, group in _groups(doc).items():
+        for stance in ("pro", "con"):
+            text = stances[stance].get(lang)
+            name_l = group["names"].get(lang)
+            if text is None or name_l is None:
+                raise SuiteFormatError(f"{source}: field {where}/stances/{stance}: no {lang!r} text")
+            yield SuiteItem(
+                item_id=f"{name}/{tid}/{gid}/{lang}/{stance}",
+                suite=name,
+                group=gid,
+                template_id=tid,
+                language=lang,
+                prompt=_fill(text, slot, name_l, source, f"{where}/stances/{stance}/{lang}"),
+                pair_key=tid,
+                stance=stance,
+                target=_target_of(group),
+            )
 
 
 @cache
