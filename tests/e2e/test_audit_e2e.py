@@ -21,14 +21,16 @@ from tests.e2e.conftest import HAVEN, HavenServer, server_env
 
 pytestmark = pytest.mark.e2e
 
-N_ITEMS = 40
+# Enough that the run lasts seconds on the tiny model: the interrupt must land while it is still going
+# (the runner commits every 0.2 s; 40 items once finished in ~1 s, before the poll below could react).
+N_ITEMS = 200
 
 
 def _suite(path: Path) -> Path:
     lines = [
         json.dumps({"id": f"mini/{g}/{t}", "prompt": f"{t} about {g}.", "group": g, "template": t, "pair_key": t})
         for g in ("Aland", "Bland")
-        for t in [f"Task{n:02d}" for n in range(N_ITEMS // 2)]
+        for t in [f"Task{n:03d}" for n in range(N_ITEMS // 2)]
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -77,7 +79,7 @@ def test_audit_run_interrupt_resume_report(haven_server: HavenServer, tmp_path: 
         and proc.poll() is None
         and not (repo.list_runs(db) and repo.attempted_responses(db, 1))
     ):
-        time.sleep(0.1)
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     proc.wait(timeout=60)
     first = repo.resolve_run(db, 1)
@@ -110,5 +112,5 @@ def test_audit_run_interrupt_resume_report(haven_server: HavenServer, tmp_path: 
     html = subprocess.run(
         [*HAVEN, "audit", "report", "1", "--format", "html"], env=env, capture_output=True, text=True, timeout=120
     )
-    assert html.returncode == 0 and "Task00 about Aland." in html.stdout
+    assert html.returncode == 0 and "Task000 about Aland." in html.stdout
     db.close()
