@@ -38,6 +38,9 @@ class SamplingParams:
     """Constrain output to JSON matching this schema ({} or {"type": "object"} = any JSON object)."""
     logprobs: int | None = None
     """If set, report the chosen token's logprob and this many top alternatives (0..20)."""
+    ignore_eos: bool = False
+    """Ban every end-of-generation token, so the request runs to ``max_tokens`` (or the context's end):
+    fixed-length output for benchmarks, as llama-server and vLLM offer. Stop strings still apply."""
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,12 @@ def validate_sampling(params: SamplingParams, *, n_vocab: int, max_tokens_limit:
         raise InvalidRequestError(
             f"max_tokens must be between 1 and {max_tokens_limit}, got {params.max_tokens!r}.", param="max_tokens"
         )
+    if params.ignore_eos and (params.grammar is not None or params.json_schema is not None):
+        # A grammar ends by allowing only the end-of-generation token; banning it leaves nothing to sample.
+        raise InvalidRequestError(
+            "ignore_eos cannot be combined with a grammar or JSON schema: constrained output must be able to end.",
+            param="ignore_eos",
+        )
     if params.logprobs is not None and (
         isinstance(params.logprobs, bool)
         or not isinstance(params.logprobs, int)

@@ -92,6 +92,7 @@ class Scheduler:
         self._next_id = 0
         # A throwaway token cannot be taken back from a recurrent state (no partial seq_rm).
         self._bridging_off = backend.is_recurrent
+        self._eog: tuple[int, ...] | None = None
         self.timings = StepTimings()
         self._timings_lock = threading.Lock()
         self._outbox: list[tuple[Handle, list[EngineEvent]]] = []
@@ -124,6 +125,9 @@ class Scheduler:
             )
         params = request.sampling
         validate_sampling(params, n_vocab=n_vocab, max_tokens_limit=self.config.max_tokens_limit)
+        if params.ignore_eos:
+            banned = dict.fromkeys(self._eog_tokens(), float("-inf"))
+            params = dataclasses.replace(params, logit_bias={**params.logit_bias, **banned})
         with self._cond:
             request_id = request.request_id or f"req-{self._next_id + 1}"
             refusal = self._refusal(request_id)
@@ -157,6 +161,12 @@ class Scheduler:
             chain.free()
             raise refusal
         return handle
+
+    def _eog_tokens(self) -> tuple[int, ...]:
+        """The vocabulary's end-of-generation tokens (found once: a scan of the whole vocabulary)."""
+        if self._eog is None:
+            self._eog = tuple(t for t in range(self.backend.n_vocab) if self.backend.is_eog(t))
+        return self._eog
 
     def _refusal(self, request_id: str) -> HavenError | None:
         """Why a request cannot be queued now (shut down, queue full, id in use); call under ``_cond``."""

@@ -76,13 +76,27 @@ async def test_sampling_fields_reach_the_engine(tmp_path: Path) -> None:
                 "stop": "END",
                 "max_completion_tokens": 12,
                 "logit_bias": {"15": -100},
+                "ignore_eos": True,
             },
         )
     assert r.status_code == 200, r.text
     s = engine.submitted[0].sampling
+    assert s.ignore_eos is True
     assert (s.temperature, s.top_p, s.top_k, s.min_p, s.repeat_penalty) == (0.2, 0.5, 7, 0.1, 1.3)
     assert (s.presence_penalty, s.frequency_penalty, s.seed, s.max_tokens) == (0.5, -0.5, 42, 12)
     assert s.stop == ("END",) and s.logit_bias == {15: -100} and s.json_schema is None
+
+
+async def test_ignore_eos_is_off_unless_asked_and_must_be_a_boolean(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    async with harness(tmp_path, engine=engine) as h:
+        plain = await h.client.post("/v1/chat/completions", json={"model": "tiny", "messages": USER})
+        bad = await h.client.post(
+            "/v1/chat/completions", json={"model": "tiny", "messages": USER, "ignore_eos": "sometimes"}
+        )
+    assert plain.status_code == 200 and engine.submitted[0].sampling.ignore_eos is False
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "ignore_eos"
+    assert len(engine.submitted) == 1
 
 
 async def test_n_choices_get_distinct_seeds(tmp_path: Path) -> None:

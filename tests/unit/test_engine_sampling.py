@@ -70,6 +70,29 @@ async def test_logit_bias_forces_a_token(engine: LlamaEngine) -> None:
     assert result.finished.reason == "length"
 
 
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+async def test_ignore_eos_runs_to_max_tokens_even_when_eos_is_favoured(engine: LlamaEngine, temperature: float) -> None:
+    eos = engine.backend.eos
+    prompt = engine.tokenize("Say something")
+    favoured = {eos: 100.0}  # without ignore_eos the first token is the end of generation
+    stopped = await generate(engine, prompt, temperature=temperature, seed=1, logit_bias=favoured, max_tokens=12)
+    assert (stopped.finished.reason, stopped.token_ids) == ("stop", [])
+    full = await generate(
+        engine, prompt, temperature=temperature, seed=1, logit_bias=favoured, max_tokens=12, ignore_eos=True
+    )
+    assert full.finished.reason == "length" and full.finished.usage.completion_tokens == 12
+    assert not any(engine.backend.is_eog(t) for t in full.token_ids)
+
+
+@pytest.mark.parametrize("constraint", [{"grammar": 'root ::= "a"'}, {"json_schema": {"type": "object"}}])
+async def test_ignore_eos_with_constrained_output_is_refused(engine: LlamaEngine, constraint: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequestError, match="ignore_eos cannot be combined") as info:
+        await generate(engine, engine.tokenize("Hi"), ignore_eos=True, max_tokens=4, **constraint)
+    assert info.value.param == "ignore_eos"
+    assert engine.stats().slots_in_use == 0
+    assert (await generate(engine, engine.tokenize("Hi"), max_tokens=2)).finished.reason in ("length", "stop")
+
+
 async def test_logprobs_report_top_alternatives(engine: LlamaEngine) -> None:
     result = await generate(engine, engine.tokenize("Hi"), temperature=0.9, seed=5, max_tokens=6, logprobs=3)
     lps = [lp for e in result.events if isinstance(e, TextDelta) for lp in e.logprobs]

@@ -230,6 +230,7 @@ def sampling_params(
         "repeat_last_n",
         "presence_penalty",
         "frequency_penalty",
+        "ignore_eos",
     ):
         value = getattr(r, name)
         if value is not None:
