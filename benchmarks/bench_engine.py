@@ -5,15 +5,16 @@ Haven, with both loaded), so a burst of load on this shared machine hits both si
 notes list every round's ratio. Measured:
 
 - single-stream decode (tg64) and prompt processing (pp512) vs ``llama-bench``, q8_0 and q4_k;
-- aggregate decode tokens/s at 1, 2, 4, 8 concurrent streams vs ``llama-server --parallel N``
-  (driven through its OpenAI API with httpx), and the 8/1 scaling of Haven, llama-server and a
+- aggregate decode tokens/s at 1, 2, 4, 8 concurrent streams: ``haven serve --parallel N`` vs
+  ``llama-server --parallel N``, each in its own process, both driven through their OpenAI
+  ``/v1/completions`` by the same httpx client; and the 8/1 scaling of Haven, llama-server and a
   one-request-at-a-time wrapper (llama-cpp-python's high-level ``Llama``, requests served one after
   another: what its own server does at best);
 - time to first token of turn 10 of a 10-turn chat (~2k tokens of history), prefix reuse on vs off;
 - the engine's Python time per decode step, from the scheduler's ``StepTimings``.
 
-Every generation has a fixed length: Haven biases the end-of-generation tokens to -inf,
-llama-server gets ``ignore_eos``, so all sides produce exactly the same number of tokens.
+Every generation has a fixed length (``ignore_eos`` for both servers; in process Haven biases the
+end-of-generation tokens to -inf), so all sides produce exactly the same number of tokens.
 Sampling is greedy (temperature 0) everywhere. Run alone: ``python -m benchmarks.run --only engine``.
 """
 
@@ -23,8 +24,10 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -67,6 +70,7 @@ QUICK = Plan(
     chat_turn_tokens=100,
     quants=("q8_0", "q4_k"),
 )
+HAVEN_CLI = Path(sys.executable).parent / "haven"
 PROMPT_TOKENS = 16  # short prompt for the decode runs: prefill is a negligible share
 PP_TOKENS = 512
 TG_TOKENS = 64
@@ -277,28 +281,64 @@ def llama_server(ctx: BenchContext, model: Path, parallel: int, per_slot: int) -
                 proc.wait()
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Any) -> None:
+@contextmanager
+def haven_home(model: Path) -> Iterator[Path]:
+    """A throwaway HAVEN_HOME holding ``model`` as ``bench`` (hard-linked: same filesystem as the model)."""
+    home = Path(tempfile.mkdtemp(prefix="haven-home-", dir=model.parent))
+    try:
+        cmd = [str(HAVEN_CLI), "models", "import", str(model), "--name", "bench", "--link"]
+        env = {**os.environ, "HAVEN_HOME": str(home)}
+        subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def haven_server(ctx: BenchContext, home: Path, parallel: int, per_slot: int) -> Iterator[str]:
+    """``haven serve`` in its own process, like a user runs it: the same HTTP client measures it and llama-server."""
+    port = free_port()
+    cmd = [str(HAVEN_CLI), "serve", "--port", str(port), "--threads", str(ctx.threads), "--parallel", str(parallel),
+           "--context-length", str(per_slot), "--batch-size", "512", "--default-model", "bench"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HAVEN_HOME": str(home)})
+        try:
+            _wait_healthy(proc, url, log, name="haven serve")
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Any, name: str = "llama-server") -> None:
     deadline = time.monotonic() + 180
     while True:
         if proc.poll() is not None:
             log.seek(0)
-            raise RuntimeError(f"llama-server exited: {log.read()[-2000:].decode(errors='replace')}")
+            raise RuntimeError(f"{name} exited: {log.read()[-2000:].decode(errors='replace')}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError("llama-server did not become healthy in 180 s")
+            raise RuntimeError(f"{name} did not become healthy in 180 s")
         time.sleep(0.3)
 
 
-def server_concurrent(url: str, streams: int, gen_tokens: int, n_vocab: int, rng: random.Random, warm: bool) -> float:
-    """Aggregate completion tok/s of ``streams`` concurrent /v1/completions requests."""
+def server_concurrent(
+    url: str, streams: int, gen_tokens: int, n_vocab: int, rng: random.Random, warm: bool, model: str = "bench"
+) -> float:
+    """Aggregate completion tok/s of ``streams`` concurrent /v1/completions requests (same client for both servers)."""
 
     async def one(client: httpx.AsyncClient) -> int:
         prompt = random_prompt(PROMPT_TOKENS, rng, n_vocab)
-        body = {"prompt": prompt, "max_tokens": gen_tokens, "temperature": 0.0, "ignore_eos": True}
+        body = {"model": model, "prompt": prompt, "max_tokens": gen_tokens, "temperature": 0.0, "ignore_eos": True}
         r = await client.post(f"{url}/v1/completions", json=body)
         r.raise_for_status()
         return int(r.json()["usage"]["completion_tokens"])
@@ -373,43 +413,48 @@ def run(ctx: BenchContext) -> list[Result]:
     n_vocab = vocab_size(model)
     haven_agg: dict[int, float] = {}
     server_agg: dict[int, float] = {}
-    for n in plan.streams:
-        runner = HavenRunner(model, threads=ctx.threads, parallel=n, context=per_slot)
-        server = llama_server(ctx, model, n, per_slot) if have_server else nullcontext(None)
-        ours: list[float] = []
-        theirs: list[float] = []
-        rng = random.Random(n)
-        try:
-            with server as url:
-                first = runner.engine.step_timings()
+    with haven_home(model) as home:
+        for n in plan.streams:
+            peer = llama_server(ctx, model, n, per_slot) if have_server else nullcontext(None)
+            ours: list[float] = []
+            theirs: list[float] = []
+            rng = random.Random(n)
+            with peer as url, haven_server(ctx, home, n, per_slot) as haven_url:
                 for r in range(plan.rounds):
                     if url is not None:
                         ctx.log(f"round {r + 1}/{plan.rounds}: llama-server -np {n}: {n} × {plan.gen_tokens} tokens …")
                         theirs.append(server_concurrent(url, n, plan.gen_tokens, n_vocab, rng, warm=r == 0))
-                    ctx.log(f"round {r + 1}/{plan.rounds}: Haven parallel={n}: {n} × {plan.gen_tokens} tokens …")
-                    agg, _, _ = haven_concurrent(runner, n, plan.gen_tokens, rng)
-                    ours.append(agg)
-                last = runner.engine.step_timings()
-        finally:
-            runner.close()
-        haven_agg[n] = median(ours)
-        if theirs:
-            server_agg[n] = median(theirs)
-        step_s = last.step_seconds - first.step_seconds
-        python_pct = 100.0 * (last.python_seconds - first.python_seconds) / step_s if step_s else float("nan")
-        step_ms = 1000.0 * step_s / max(last.steps - first.steps, 1)
-        note = f"{plan.gen_tokens} tokens/stream; mean step {step_ms:.1f} ms"
-        if n == 1:
-            note += f"; bandwidth bound {bound:.1f} tok/s"
-        note += "; " + (rounds_note(ours, theirs) or missing)
-        results.append(
-            Result(f"aggregate decode, {n} streams, q8_0", haven_agg[n], server_agg.get(n), f"llama-server -np {n}",
-                   "tok/s", 0.95, notes=note)
-        )  # fmt: skip
-        results.append(
-            Result(f"engine Python time per step, {n} streams", python_pct, None, "", "%", None,
-                   notes="(step − llama_decode − sampling) / step, StepTimings", higher_is_better=False, limit=5.0)
-        )  # fmt: skip
+                    ctx.log(
+                        f"round {r + 1}/{plan.rounds}: haven serve --parallel {n}: {n} × {plan.gen_tokens} tokens …"
+                    )
+                    ours.append(server_concurrent(haven_url, n, plan.gen_tokens, n_vocab, rng, warm=r == 0))
+            haven_agg[n] = median(ours)
+            if theirs:
+                server_agg[n] = median(theirs)
+            # The engine's own step counters, in process (the server does not export them).
+            ctx.log(f"Haven engine in process, parallel={n}: step timings …")
+            runner = HavenRunner(model, threads=ctx.threads, parallel=n, context=per_slot)
+            try:
+                in_process, before, after = haven_concurrent(runner, n, plan.gen_tokens, rng)
+            finally:
+                runner.close()
+            step_s = after.step_seconds - before.step_seconds
+            python_pct = 100.0 * (after.python_seconds - before.python_seconds) / step_s if step_s else float("nan")
+            step_ms = 1000.0 * step_s / max(after.steps - before.steps, 1)
+            note = f"{plan.gen_tokens} tokens/stream; both over HTTP, same client"
+            if n == 1:
+                note += f"; bandwidth bound {bound:.1f} tok/s"
+            note += "; " + (rounds_note(ours, theirs) or missing)
+            results.append(
+                Result(f"aggregate decode, {n} streams, q8_0", haven_agg[n], server_agg.get(n),
+                       f"llama-server -np {n}", "tok/s", 0.95, notes=note)
+            )  # fmt: skip
+            results.append(
+                Result(f"engine Python time per step, {n} streams", python_pct, None, "", "%", None,
+                       notes=f"(step − llama_decode − sampling) / step, StepTimings; engine in process: "
+                       f"{in_process:.1f} tok/s, mean step {step_ms:.1f} ms",
+                       higher_is_better=False, limit=5.0)
+            )  # fmt: skip
     lo, hi = min(plan.streams), max(plan.streams)
     ctx.log(f"one-request-at-a-time wrapper (llama_cpp.Llama): {lo} and {hi} requests …")
     wrap = {n: wrapper_serial(ctx, model, n, plan.gen_tokens) for n in (lo, hi)}
