@@ -57,7 +57,7 @@ FULL = Plan(
     gen_tokens=128,
     bench_reps=1,
     rounds=3,
-    single_rounds=5,
+    single_rounds=7,
     chat_turn_tokens=100,
     quants=("q8_0", "q4_k"),
 )
