@@ -13,8 +13,8 @@ notes list every round's ratio. Measured:
 - time to first token of turn 10 of a 10-turn chat (~2k tokens of history), prefix reuse on vs off;
 - the engine's Python time per decode step, from the scheduler's ``StepTimings``.
 
-Every generation has a fixed length (``ignore_eos`` for both servers; in process Haven biases the
-end-of-generation tokens to -inf), so all sides produce exactly the same number of tokens.
+Every generation has a fixed length (``ignore_eos``; the serial wrapper biases the end-of-generation
+tokens away), so all sides produce exactly the same number of tokens.
 Sampling is greedy (temperature 0) everywhere. Run alone: ``python -m benchmarks.run --only engine``.
 """
 
@@ -116,10 +116,7 @@ class HavenRunner:
             max_queue=64,
         )
         self.engine = load_engine(str(model), name="bench", sha256="", settings=settings)
-        backend = self.engine.backend
-        # Every end-of-generation token, so generations always run to max_tokens (= ignore_eos).
-        self.no_eog = {t: float("-inf") for t in range(backend.n_vocab) if backend.is_eog(t)}
-        self.n_vocab = backend.n_vocab
+        self.n_vocab = self.engine.backend.n_vocab
 
     def random_prompt(self, n: int, rng: random.Random) -> list[int]:
         return random_prompt(n, rng, self.n_vocab)
@@ -128,7 +125,7 @@ class HavenRunner:
         """(completion tokens, timings, cached tokens) of one generation."""
         from haven.engine.protocol import Finished, GenerationRequest, SamplingParams
 
-        sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, logit_bias=self.no_eog)
+        sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
         handle = await self.engine.submit(GenerationRequest(prompt_tokens=list(prompt), sampling=sampling))
         async for event in handle.events():
             if isinstance(event, Finished):

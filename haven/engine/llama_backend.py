@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,11 @@ class LlamaBackend:
 
     def is_eog(self, token: int) -> bool:
         return bool(ll.llama_vocab_is_eog(self.vocab, token))
+
+    @cached_property
+    def eog_tokens(self) -> tuple[int, ...]:
+        """Every end-of-generation token (a scan of the whole vocabulary, done once)."""
+        return tuple(t for t in range(self.n_vocab) if self.is_eog(t))
 
     def token_text(self, token: int) -> str | None:
         if token < 0 or token >= self.n_vocab:

@@ -92,7 +92,6 @@ class Scheduler:
         self._next_id = 0
         # A throwaway token cannot be taken back from a recurrent state (no partial seq_rm).
         self._bridging_off = backend.is_recurrent
-        self._eog: tuple[int, ...] | None = None
         self.timings = StepTimings()
         self._timings_lock = threading.Lock()
         self._outbox: list[tuple[Handle, list[EngineEvent]]] = []
@@ -126,7 +125,7 @@ class Scheduler:
         params = request.sampling
         validate_sampling(params, n_vocab=n_vocab, max_tokens_limit=self.config.max_tokens_limit)
         if params.ignore_eos:
-            banned = dict.fromkeys(self._eog_tokens(), float("-inf"))
+            banned = dict.fromkeys(self.backend.eog_tokens, float("-inf"))
             params = dataclasses.replace(params, logit_bias={**params.logit_bias, **banned})
         with self._cond:
             request_id = request.request_id or f"req-{self._next_id + 1}"
@@ -161,12 +160,6 @@ class Scheduler:
             chain.free()
             raise refusal
         return handle
-
-    def _eog_tokens(self) -> tuple[int, ...]:
-        """The vocabulary's end-of-generation tokens (found once: a scan of the whole vocabulary)."""
-        if self._eog is None:
-            self._eog = tuple(t for t in range(self.backend.n_vocab) if self.backend.is_eog(t))
-        return self._eog
 
     def _refusal(self, request_id: str) -> HavenError | None:
         """Why a request cannot be queued now (shut down, queue full, id in use); call under ``_cond``."""
@@ -286,23 +279,17 @@ class Scheduler:
 
     def _pick_slot(self, free: list[Slot], prompt: list[int]) -> tuple[Slot, int]:
         """The free slot for ``prompt`` and the length of its reusable prefix (0 without prefix caching)."""
+        busy = [slot.seq_id for slot in self.slots if slot.work is not None]
         if not self.config.prefix_cache:
-            busy = [slot.seq_id for slot in self.slots if slot.work is not None]
-            return min(free, key=lambda slot: (holes_after(busy, slot.seq_id) if busy else 0, slot.seq_id)), 0
+            return min(free, key=lambda slot: (holes_after(busy, slot.seq_id), slot.seq_id)), 0
         # Longest common prefix wins; among equals, the slot that keeps the busy slots' ids
         # contiguous (one llama.cpp pass per step, see packing), then the one holding the least
         # (cheapest to lose), then the lowest id.
-        busy = [slot.seq_id for slot in self.slots if slot.work is not None]
-        best = max(
-            free,
-            key=lambda slot: (
-                common_prefix(slot.tokens, prompt),
-                -holes_after(busy, slot.seq_id) if busy else 0,
-                -len(slot.tokens),
-                -slot.seq_id,
-            ),
+        prefix, _, _, _, best = max(
+            (common_prefix(slot.tokens, prompt), -holes_after(busy, slot.seq_id), -len(slot.tokens), -slot.seq_id, slot)
+            for slot in free
         )
-        return best, common_prefix(best.tokens, prompt)
+        return best, prefix
 
     def _step(self) -> None:
         t0 = time.perf_counter()
