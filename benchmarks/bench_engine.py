@@ -25,7 +25,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import httpx
@@ -263,19 +263,8 @@ def llama_server(ctx: BenchContext, model: Path, parallel: int, per_slot: int) -
     port = free_port()
     cmd = [str(exe), "-m", str(model), "-t", str(ctx.threads), "-np", str(parallel), "-c", str(per_slot * parallel),
            "-b", "512", "-ub", "512", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_healthy(proc, url, log)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with _running(cmd, port, "llama-server", grace_s=10) as url:
+        yield url
 
 
 @contextmanager
@@ -297,22 +286,31 @@ def haven_server(ctx: BenchContext, home: Path, parallel: int, per_slot: int) ->
     port = free_port()
     cmd = [str(HAVEN_CLI), "serve", "--port", str(port), "--threads", str(ctx.threads), "--parallel", str(parallel),
            "--context-length", str(per_slot), "--batch-size", "512", "--default-model", "bench"]  # fmt: skip
+    with _running(cmd, port, "haven serve", grace_s=30, env={**os.environ, "HAVEN_HOME": str(home)}) as url:
+        yield url
+
+
+@contextmanager
+def _running(
+    cmd: list[str], port: int, name: str, *, grace_s: float, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Start a server process, yield its loopback URL once /health answers, stop it (kill after ``grace_s``)."""
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HAVEN_HOME": str(home)})
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            _wait_healthy(proc, url, log, name="haven serve")
+            _wait_healthy(proc, url, log, name)
             yield url
         finally:
             proc.terminate()
             try:
-                proc.wait(30)
+                proc.wait(grace_s)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Any, name: str = "llama-server") -> None:
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Any, name: str) -> None:
     deadline = time.monotonic() + 180
     while True:
         if proc.poll() is not None:
@@ -352,10 +350,6 @@ def server_concurrent(
 
 
 # --- the module ------------------------------------------------------------------------------
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
 
 
 def rounds_note(haven: Sequence[float], peer: Sequence[float]) -> str:
