@@ -24,7 +24,7 @@ from haven.audit.records import Judgement, Response, SuiteItem
 from haven.audit.scoring import Scorer, ScorerSpec, build_scorer
 from haven.audit.suites import filter_languages, load_suite
 from haven.errors import AuditError, EndpointUnreachableError
-from haven.storage import audit_repository as repo
+from haven.audit import repository as repo
 from haven.storage.db import Database
 
 ProgressFn = Callable[["Progress"], None]

@@ -80,7 +80,7 @@ def suites_import(
     """Import external suite files (nothing is stored if any file is malformed)."""
     from haven.audit.importers import import_files
     from haven.audit.suites import BUILTIN_SUITES
-    from haven.storage import audit_repository as repo
+    from haven.audit import repository as repo
 
     if name in BUILTIN_SUITES:
         raise AuditError(f"{name!r} is a built-in suite; choose another --name.")
@@ -96,7 +96,7 @@ def suites_import(
 def suites_list() -> None:
     """Built-in and imported suites."""
     from haven.audit.suites import BUILTIN_SUITES, load_builtin
-    from haven.storage import audit_repository as repo
+    from haven.audit import repository as repo
 
     table = Table("NAME", "VERSION", "SOURCE", "ITEMS", "GROUPS", "LANGUAGES", box=None, pad_edge=False)
     for name in BUILTIN_SUITES:
@@ -180,7 +180,7 @@ def audit_run(
     db = _db()
     hint = ""
     if resume is not None and not (target or endpoint):
-        from haven.storage import audit_repository as repo
+        from haven.audit import repository as repo
 
         previous = repo.resolve_run(db, resume)
         endpoint, model, suite = previous.endpoint, previous.model, previous.suite
@@ -243,7 +243,7 @@ def audit_run(
 
 def audit_runs(limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 20) -> None:
     """List audit runs, newest first."""
-    from haven.storage import audit_repository as repo
+    from haven.audit import repository as repo
 
     table = Table(box=None, pad_edge=False)
     for name in ("ID", "STATUS", "TARGET", "SUITE", "LANGUAGES", "DONE", "JUDGE", "CREATED"):
@@ -266,7 +266,7 @@ def build_report(db: Any, ref: str, calibration: dict[str, Any] | None = None) -
     """The report dict of a stored run (items re-read from the suite; ids are stable across versions)."""
     from haven.audit.metrics import compute_report
     from haven.audit.suites import load_suite
-    from haven.storage import audit_repository as repo
+    from haven.audit import repository as repo
 
     run = repo.resolve_run(db, ref)
     suite = load_suite(run.suite, db)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from haven.storage import audit_repository as repo
+from haven.audit import repository as repo
 from haven.storage.db import open_database
 from tests.e2e.conftest import HAVEN, HavenServer, server_env
 

@@ -11,7 +11,7 @@ from haven.audit.importers import import_files
 from haven.cli.main import build_app
 from haven.errors import SuiteFormatError
 from haven.settings import get_settings
-from haven.storage import audit_repository as repo
+from haven.audit import repository as repo
 from haven.storage.db import open_database
 
 runner = CliRunner()

@@ -29,7 +29,7 @@ from haven.audit.runner import Progress, RunRequest, run_audit
 from haven.cli.main import build_app
 from haven.errors import EndpointUnreachableError
 from haven.settings import get_settings
-from haven.storage import audit_repository as repo
+from haven.audit import repository as repo
 from haven.storage.db import Database, open_database
 from tests.support.fake_openai import FakeOpenAI, Reply, free_port, refuse_if
 

@@ -205,7 +205,7 @@ def load_suite(name: str, db: Database | None = None) -> LoadedSuite:
         return load_builtin(name)
     imported: list[str] = []
     if db is not None:
-        from haven.storage import audit_repository
+        from haven.audit import repository as audit_repository
 
         found = audit_repository.load_suite(db, name)
         if found is not None:
