@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from haven.audit import repository as repo
 from haven.audit.client import EndpointClient, api_base
 from haven.audit.records import Judgement, Response, SuiteItem
 from haven.audit.scoring import Scorer, ScorerSpec, build_scorer
 from haven.audit.suites import filter_languages, load_suite
 from haven.errors import AuditError, EndpointUnreachableError
-from haven.audit import repository as repo
 from haven.storage.db import Database
 
 ProgressFn = Callable[["Progress"], None]

@@ -78,9 +78,9 @@ def suites_import(
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite an imported suite of that name.")] = False,
 ) -> None:
     """Import external suite files (nothing is stored if any file is malformed)."""
+    from haven.audit import repository as repo
     from haven.audit.importers import import_files
     from haven.audit.suites import BUILTIN_SUITES
-    from haven.audit import repository as repo
 
     if name in BUILTIN_SUITES:
         raise AuditError(f"{name!r} is a built-in suite; choose another --name.")
@@ -95,8 +95,8 @@ def suites_import(
 @suites_app.command("list")
 def suites_list() -> None:
     """Built-in and imported suites."""
-    from haven.audit.suites import BUILTIN_SUITES, load_builtin
     from haven.audit import repository as repo
+    from haven.audit.suites import BUILTIN_SUITES, load_builtin
 
     table = Table("NAME", "VERSION", "SOURCE", "ITEMS", "GROUPS", "LANGUAGES", box=None, pad_edge=False)
     for name in BUILTIN_SUITES:
@@ -264,9 +264,9 @@ def audit_runs(limit: Annotated[int, typer.Option("--limit", help="How many, new
 
 def build_report(db: Any, ref: str, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report dict of a stored run (items re-read from the suite; ids are stable across versions)."""
+    from haven.audit import repository as repo
     from haven.audit.metrics import compute_report
     from haven.audit.suites import load_suite
-    from haven.audit import repository as repo
 
     run = repo.resolve_run(db, ref)
     suite = load_suite(run.suite, db)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from haven.audit import repository as repo
 from haven.audit.importers import import_files
 from haven.cli.main import build_app
 from haven.errors import SuiteFormatError
 from haven.settings import get_settings
-from haven.audit import repository as repo
 from haven.storage.db import open_database
 
 runner = CliRunner()

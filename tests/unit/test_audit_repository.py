@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from haven.audit import repository as repo
 from haven.audit.records import Judgement, Label, Response, SuiteItem
 from haven.settings import get_settings
-from haven.audit import repository as repo
 from haven.storage.db import Database, downgrade_to, make_engine, normalise_url, open_database, upgrade_to_head
 from haven.storage.models import AuditResponse, Base
 

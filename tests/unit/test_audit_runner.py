@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from haven.audit import repository as repo
 from haven.audit.records import Label, SuiteItem
 from haven.audit.runner import Progress, RunRequest, run_audit
 from haven.cli.main import build_app
 from haven.errors import EndpointUnreachableError
 from haven.settings import get_settings
-from haven.audit import repository as repo
 from haven.storage.db import Database, open_database
 from tests.support.fake_openai import FakeOpenAI, Reply, free_port, refuse_if
 
