@@ -17,6 +17,7 @@ before anything is written. Names are never resolved loosely: an unknown name is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import tempfile
@@ -28,7 +29,7 @@ from haven.engine.chat_template import scan_template
 from haven.errors import InvalidModelFileError, ModelNotFoundError, StoreError, UnsafeTemplateError
 from haven.models.gguf_info import GGUFInfo, read_gguf_info
 from haven.models.hashing import fsync_dir, hash_stream, sha256_file
-from haven.models.manifest import Manifest
+from haven.models.manifest import Manifest, ModelDefaults
 from haven.models.names import ModelName, name_from_filename, parse_name
 from haven.settings import Settings
 
@@ -238,6 +239,14 @@ class ModelStore:
             raise
         with contextlib.suppress(OSError):  # the manifest is in place; durability of the rename is best effort
             fsync_dir(path.parent)
+
+    def set_defaults(self, name: str, defaults: ModelDefaults) -> Manifest:
+        """Replace a model's request defaults (atomically: the manifest is rewritten, the blob untouched)."""
+        parsed = parse_name(name)
+        with self._locked():
+            updated = dataclasses.replace(self.get(str(parsed)), defaults=defaults)
+            self._write_manifest(parsed, updated)
+        return updated
 
     def _collect_blob(self, sha256: str) -> None:
         """Remove a blob no manifest references any more (caller holds the lock)."""

@@ -231,3 +231,24 @@ def test_link_falls_back_to_copy_across_filesystems(
     blob = store.blob_path(manifest)
     assert not os.path.samefile(blob, tiny) and blob.read_bytes() == tiny.read_bytes()
     assert manifest.sha256 == sha256_file(tiny)
+
+
+def test_model_defaults_round_trip_through_the_manifest(store: ModelStore, tiny: Path) -> None:
+    from haven.models.manifest import Manifest, ModelDefaults
+
+    store.import_file(tiny, "tiny:latest")
+    assert store.get("tiny").defaults.empty
+    defaults = ModelDefaults(system="Be brief.", stop=("###",), parameters={"temperature": 0.6, "num_ctx": 2048})
+    store.set_defaults("tiny", defaults)
+    again = store.get("tiny")
+    assert again.defaults == defaults
+    assert Manifest.from_json(again.to_json()).defaults.parameters == {"temperature": 0.6, "num_ctx": 2048}
+
+
+def test_model_defaults_refuse_unknown_or_mistyped_parameters() -> None:
+    from haven.models.manifest import ModelDefaults
+
+    with pytest.raises(ValueError, match="unknown model parameter 'temprature'"):
+        ModelDefaults(parameters={"temprature": 0.6})
+    with pytest.raises(ValueError, match="must be a number"):
+        ModelDefaults(parameters={"top_k": "40"})
