@@ -189,3 +189,10 @@ class EndpointUnreachableError(AuditError):
     status_code = 502
     error_type = "server_error"
     code = "endpoint_unreachable"
+
+
+class DigestMismatchError(StoreError):
+    """Uploaded bytes do not hash to the digest they were sent under (issue 9, ``POST /api/blobs``)."""
+
+    status_code = 400
+    code = "digest_mismatch"
