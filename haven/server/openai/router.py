@@ -21,7 +21,10 @@ from haven.chat.backend import ChatBackend
 from haven.server.leniency import check_unknown, mark_ignored, unknown_fields
 from haven.server.ollama.protocol import parse_keep_alive
 from haven.server.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from haven.server.openai.responses import create_response
+from haven.server.openai.responses_protocol import ResponsesRequest
 from haven.server.openai.serving import OpenAIServing
+from haven.server.streaming import with_keepalive
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -106,6 +109,17 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
     ignored = _ignored(request, body)
     return await _run(request, ignored, _serving(request).embeddings(body))
+
+
+@router.post("/responses", summary="Create a response (OpenAI Responses API)")
+async def responses(body: ResponsesRequest, request: Request) -> Response:
+    ignored = _ignored(request, body)
+
+    async def work() -> Any:
+        result = await create_response(chat_backend(request), body)
+        return result if isinstance(result, dict) else with_keepalive(result)
+
+    return await _run(request, ignored, work())
 
 
 @router.get("/models", summary="List local models (OpenAI)")
