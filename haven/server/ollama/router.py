@@ -284,8 +284,12 @@ async def copy(request: Request) -> Response:
 @_guarded
 async def create(request: Request) -> Response:
     body = await _parse(request, p.CreateRequest)
-    events = models.create_model(_store(request), body, request.app.state.settings)
-    if body.stream:
+    return await _status(models.create_model(_store(request), body, request.app.state.settings), body.stream)
+
+
+async def _status(events: AsyncIterator[dict[str, Any]], stream: bool) -> Response:
+    """Progress lines (``{"status": …}``) streamed, or only the last one."""
+    if stream:
         return _stream(await _first_then_rest(events))
     last: dict[str, Any] = {}
     async for event in events:
@@ -340,10 +344,6 @@ async def pull(request: Request) -> Response:
     body = await _parse(request, p.PullRequest)
     if not body.ref:
         raise InvalidRequestError("model is required.", param="model")
-    events = models.pull_events(pull_model, _store(request), body.ref, request.app.state.settings)
-    if body.stream:
-        return _stream(await _first_then_rest(events))
-    last: dict[str, Any] = {}
-    async for event in events:
-        last = event
-    return JSONResponse(last)
+    return await _status(
+        models.pull_events(pull_model, _store(request), body.ref, request.app.state.settings), body.stream
+    )

@@ -112,17 +112,24 @@ def chat_request(r: ChatRequest) -> api.ChatRequest:
             raise InvalidRequestError("every tool needs a function with a name.", param="tools")
         tools.append(api.Tool(function["name"], function.get("description"), function.get("parameters")))
     return api.ChatRequest(
-        model=r.model,
         messages=tuple(messages),
         tools=tuple(tools),
-        output=output_of(r.format),
         reasoning=reasoning_of(r.think),
-        sampling=sampling_of(r.options),
-        limits=limits_of(r.options),
-        seed=r.options.seed,
         context_length=r.options.num_ctx,
-        keep_alive=keep_alive_seconds(r.keep_alive),
+        **_generation_fields(r),
     )
+
+
+def _generation_fields(r: ChatRequest | GenerateRequest) -> dict[str, Any]:
+    """What every generating request maps the same way (model, format, options, keep_alive)."""
+    return {
+        "model": r.model,
+        "output": output_of(r.format),
+        "sampling": sampling_of(r.options),
+        "limits": limits_of(r.options),
+        "seed": r.options.seed,
+        "keep_alive": keep_alive_seconds(r.keep_alive),
+    }
 
 
 def generate_request(r: GenerateRequest) -> api.ChatRequest | api.TextRequest:
@@ -132,29 +139,15 @@ def generate_request(r: GenerateRequest) -> api.ChatRequest | api.TextRequest:
         raise InvalidRequestError("fill-in-the-middle (suffix) is not supported.", param="suffix")
     if r.images:
         raise InvalidRequestError("this server's models do not accept images.", param="images")
-    keep_alive = keep_alive_seconds(r.keep_alive)
     if r.raw:
-        return api.TextRequest(
-            model=r.model,
-            prompt=r.prompt,
-            output=output_of(r.format),
-            sampling=sampling_of(r.options),
-            limits=limits_of(r.options),
-            seed=r.options.seed,
-            keep_alive=keep_alive,
-        )
+        return api.TextRequest(prompt=r.prompt, **_generation_fields(r))
     messages = [api.Message("system", r.system)] if r.system else []
     messages.append(api.Message("user", r.prompt))
     return api.ChatRequest(
-        model=r.model,
         messages=tuple(messages),
-        output=output_of(r.format),
         reasoning=reasoning_of(r.think),
-        sampling=sampling_of(r.options),
-        limits=limits_of(r.options),
-        seed=r.options.seed,
         context_length=r.options.num_ctx,
-        keep_alive=keep_alive,
+        **_generation_fields(r),
     )
 
 
