@@ -227,7 +227,7 @@ async def _direct(engine: ModelEngine, max_tokens: int) -> tuple[float, int]:
     """The work /api/chat does minus HTTP: render, tokenize, submit, drain (the chat layer's prompt step)."""
     start = time.perf_counter()
     request = ChatRequest(MODEL, tuple(Message("user", m["content"]) for m in PROMPT))
-    rendered = chat_prompt.render(engine, request, "qwen", tools=None)
+    rendered = await chat_prompt.render(engine, request, "qwen", tools=None)
     sampling = SamplingParams(max_tokens=max_tokens, **SAMPLING)  # type: ignore[arg-type]
     handle = await engine.submit(
         GenerationRequest(rendered.tokens, sampling, reasoning_opened=rendered.reasoning_opened)

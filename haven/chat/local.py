@@ -223,7 +223,7 @@ class LocalChatBackend:
         request = prompt.with_defaults(request, defaults)
         family = family_for(engine.info)
         template = defaults.template if request.apply_defaults else None
-        rendered = prompt.render(engine, request, family, tools=plan.template_tools, template=template)
+        rendered = await prompt.render(engine, request, family, tools=plan.template_tools, template=template)
         limits = self._fit_context(request.limits, len(rendered.tokens), request.context_length, engine)
         sampling = options.sampling_params(
             request.sampling,

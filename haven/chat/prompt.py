@@ -161,7 +161,7 @@ def thinking_enabled(request: ChatRequest) -> bool:
     return flag if isinstance(flag, bool) else True
 
 
-def render(
+async def render(
     engine: ModelEngine,
     request: ChatRequest,
     family: str,
@@ -169,7 +169,11 @@ def render(
     tools: Sequence[Mapping[str, Any]] | None,
     template: str | None = None,
 ) -> Prompt:
-    """Render ``request``'s conversation for ``engine`` and tokenize it (the template writes BOS itself)."""
+    """Render ``request``'s conversation for ``engine`` and tokenize it (the template writes BOS itself).
+
+    The one place messages become prompt tokens: when the engine offers ``tokenize_chat`` (rendering and
+    tokenizing off the event loop, request text never parsed into control tokens - issue 11), this is
+    the function that switches to it."""
     thinking = thinking_enabled(request)
     messages = template_messages(request.messages, family)
     extra = dict(request.template_kwargs)
