@@ -85,6 +85,8 @@ def create_app(
     app.state.model_manager = manager
     app.state.metrics = metrics
     app.state.chat_backend = chat_backend
+    # Where /v1/responses keeps responses (a haven.server.openai.responses.ResponseStore); None: not kept.
+    app.state.response_store = None
 
     install_error_handlers(app)
     app.include_router(openai_router)

@@ -93,3 +93,33 @@ async def test_text_format_reasoning_effort_and_errors(client: openai.AsyncOpenA
     assert "previous_response_id" in str(info.value)
     with pytest.raises(openai.NotFoundError):
         await client.responses.create(model="nope", input="Hi")
+
+
+class MemoryStore:
+    """A ResponseStore in a dict (the accounts/conversations storage provides the real one)."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, list[dict[str, object]]] = {}
+
+    async def load(self, response_id: str) -> list[dict[str, object]] | None:
+        return self.saved.get(response_id)
+
+    async def save(self, response_id: str, items: list[dict[str, object]]) -> None:
+        self.saved[response_id] = items
+
+
+async def test_previous_response_id_continues_a_stored_response(
+    h: Harness, client: openai.AsyncOpenAI, engine: FakeEngine
+) -> None:
+    h.app.state.response_store = store = MemoryStore()
+    first = await client.responses.create(model="tiny", input="Hi")
+    assert first.store is True and first.id in store.saved
+    second = await client.responses.create(model="tiny", input="And then?", previous_response_id=first.id)
+    assert second.output_text == "Hello world"
+    rendered = engine.rendered[-1]["messages"]
+    assert [m["role"] for m in rendered] == ["user", "assistant", "user"]
+    assert rendered[1]["content"] == "Hello world" and rendered[1]["reasoning_content"] == "Mull."
+    unsaved = await client.responses.create(model="tiny", input="Hi", store=False)
+    assert unsaved.store is False and unsaved.id not in store.saved
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model="tiny", input="Hi", previous_response_id="resp_missing")

@@ -9,8 +9,10 @@ a ``reasoning`` item (the thinking as ``reasoning_text``), a ``message`` with ``
 ``response.function_call_arguments.delta``, … ``response.completed``); without ``stream`` the same event
 sequence is built and only the final response is returned, so both answers always agree.
 
-Responses are not stored (``store`` is accepted; nothing is kept), so ``previous_response_id`` is a 400
-until the accounts/conversations storage can hold them.
+Storage is a seam: with a :class:`ResponseStore` (``app.state.response_store``; the accounts and
+conversations storage provides one) completed responses are saved unless ``store`` is false, and
+``previous_response_id`` continues one. Without a store nothing is kept and ``previous_response_id`` is a
+clear 400.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from haven.chat import backend as api
-from haven.errors import HavenError, InvalidRequestError
+from haven.errors import HavenError, InvalidRequestError, NotFoundError
 from haven.server.openai.convert import usage_json
 from haven.server.openai.protocol import ReasoningConfig
 from haven.server.openai.responses_protocol import InputItem, NamedFunctionChoice, ResponsesRequest
@@ -83,13 +85,38 @@ def _reasoning(config: ReasoningConfig | None) -> api.Reasoning:
     return api.Reasoning(enabled=True if effort or config.enabled else None, effort=effort)
 
 
-def chat_request(request: ResponsesRequest) -> api.ChatRequest:
-    if request.previous_response_id is not None:
+class ResponseStore(Protocol):
+    """Where responses are kept, as the input items that replay them (the conversation so far)."""
+
+    async def load(self, response_id: str) -> list[dict[str, Any]] | None:
+        """The items of a stored response (its input, then its output), or None if there is none."""
+
+    async def save(self, response_id: str, items: list[dict[str, Any]]) -> None: ...
+
+
+def _input_items(request: ResponsesRequest) -> list[dict[str, Any]]:
+    if isinstance(request.input, str):
+        return [{"role": "user", "content": request.input}]
+    return [item.model_dump(exclude_none=True) for item in request.input]
+
+
+async def _with_history(request: ResponsesRequest, store: ResponseStore | None) -> ResponsesRequest:
+    if request.previous_response_id is None:
+        return request
+    if store is None:
         raise InvalidRequestError(
-            "previous_response_id is not supported yet: this server does not store responses; "
+            "previous_response_id is not supported: this server does not store responses; "
             "send the whole conversation in input instead.",
             param="previous_response_id",
         )
+    history = await store.load(request.previous_response_id)
+    if history is None:
+        raise NotFoundError(f"no stored response {request.previous_response_id[:100]!r}.")
+    items = [InputItem.model_validate(item) for item in history + _input_items(request)]
+    return request.model_copy(update={"input": items, "previous_response_id": None})
+
+
+def chat_request(request: ResponsesRequest) -> api.ChatRequest:
     choice = request.tool_choice
     tool_choice = choice.name if isinstance(choice, NamedFunctionChoice) else choice or "auto"
     tools = tuple(api.Tool(t.name, t.description, t.parameters, t.strict) for t in request.tools or ())
@@ -130,6 +157,8 @@ class _Builder:
         self.open: dict[str, Any] | None = None
         self.calls: dict[int, dict[str, Any]] = {}
         self.sequence = 0
+        self.stored = False
+        """Whether this response will be kept (a store is configured and the request allows it)."""
 
     def frame(self, kind: str, **payload: Any) -> bytes:
         body = {"type": kind, "sequence_number": self.sequence, **payload}
@@ -160,7 +189,7 @@ class _Builder:
             "previous_response_id": None,
             "reasoning": {"effort": r.reasoning.effort if r.reasoning else None, "summary": None},
             "text": {"format": fmt},
-            "store": False,
+            "store": self.stored,
             "metadata": r.metadata or {},
             "error": None,
             "incomplete_details": None,
@@ -320,7 +349,9 @@ class _Builder:
         return [*frames, self.frame("response.completed", response=response)], response
 
 
-async def _frames(builder: _Builder, stream: api.ChatStream, result: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _frames(
+    builder: _Builder, stream: api.ChatStream, result: list[dict[str, Any]], store: ResponseStore | None
+) -> AsyncIterator[bytes]:
     created = builder.response("in_progress")
     yield builder.frame("response.created", response=created)
     yield builder.frame("response.in_progress", response=created)
@@ -335,6 +366,8 @@ async def _frames(builder: _Builder, stream: api.ChatStream, result: list[dict[s
             else:
                 frames, response = builder.finish(event)
                 result.append(response)
+                if store is not None and builder.stored and response["status"] != "failed":
+                    await store.save(response["id"], _input_items(builder.request) + response["output"])
             for frame in frames:
                 yield frame
             if result:
@@ -345,13 +378,17 @@ async def _frames(builder: _Builder, stream: api.ChatStream, result: list[dict[s
         await stream.aclose()
 
 
-async def create_response(backend: api.ChatBackend, request: ResponsesRequest) -> dict[str, Any] | AsyncIterator[bytes]:
-    stream = await backend.chat(chat_request(request))
-    builder = _Builder(request, _id("resp"))
+async def create_response(
+    backend: api.ChatBackend, request: ResponsesRequest, store: ResponseStore | None = None
+) -> dict[str, Any] | AsyncIterator[bytes]:
+    full = await _with_history(request, store)
+    stream = await backend.chat(chat_request(full))
+    builder = _Builder(full, _id("resp"))
+    builder.stored = store is not None and request.store is not False
     result: list[dict[str, Any]] = []
     if request.stream:
-        return _frames(builder, stream, result)
-    async for _ in _frames(builder, stream, result):
+        return _frames(builder, stream, result, store)
+    async for _ in _frames(builder, stream, result, store):
         pass
     if not result:
         raise InvalidRequestError("the generation ended without a result.")

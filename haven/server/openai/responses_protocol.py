@@ -20,7 +20,9 @@ class _Lenient(BaseModel):
 
 
 class ContentPart(_Lenient):
-    type: Literal["input_text", "output_text", "text", "refusal", "input_image", "input_file", "summary_text"]
+    type: Literal[
+        "input_text", "output_text", "text", "refusal", "input_image", "input_file", "summary_text", "reasoning_text"
+    ]
     text: str | None = None
     refusal: str | None = None
 
@@ -36,6 +38,7 @@ class InputItem(_Lenient):
     arguments: str | None = Field(default=None, max_length=1_000_000)
     output: str | list[ContentPart] | None = None
     summary: list[ContentPart] | None = None
+    annotations: list[Any] | None = None
     id: str | None = None
     status: str | None = None
 

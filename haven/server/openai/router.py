@@ -116,7 +116,7 @@ async def responses(body: ResponsesRequest, request: Request) -> Response:
     ignored = _ignored(request, body)
 
     async def work() -> Any:
-        result = await create_response(chat_backend(request), body)
+        result = await create_response(chat_backend(request), body, request.app.state.response_store)
         return result if isinstance(result, dict) else with_keepalive(result)
 
     return await _run(request, ignored, work())
