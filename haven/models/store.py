@@ -131,8 +131,12 @@ class ModelStore:
         allow_unsafe_template: bool = False,
         link: bool = False,
         progress: Progress | None = None,
+        source: str | None = None,
     ) -> Manifest:
-        """Validate, hash and store ``path`` under ``name`` (default: derived from the file name)."""
+        """Validate, hash and store ``path`` under ``name`` (default: derived from the file name).
+
+        ``source`` is what the manifest records as the model's origin (default: the file's absolute path).
+        """
         path = Path(path).expanduser()
         parsed = parse_name(name) if name is not None else None  # bad names fail before any IO
         if not path.exists():
@@ -144,7 +148,7 @@ class ModelStore:
         try:
             if sha is None:  # hard-linked: same inode, hash it in place
                 sha = sha256_file(temp, progress)
-            return self._commit(temp, sha, info, target, safe, warning, str(path.resolve()))
+            return self._commit(temp, sha, info, target, safe, warning, source or str(path.resolve()))
         finally:
             temp.unlink(missing_ok=True)
 
