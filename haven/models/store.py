@@ -183,12 +183,15 @@ class ModelStore:
         safe: bool,
         warning: str | None,
         source: str,
+        defaults: ModelDefaults | None = None,
     ) -> Manifest:
         """Under the lock: move the staged bytes to their blob (unless already there) and write the manifest."""
         size = staged.stat().st_size
         if size != info.size:
             raise InvalidModelFileError(f"{source} changed while it was being imported")
         manifest = _manifest_from(info, name, sha, safe, warning, source)
+        if defaults is not None:  # a registry's params/system layers, written with the manifest (one rename)
+            manifest = dataclasses.replace(manifest, defaults=defaults)
         with self._locked():
             blob = self.blobs_dir / f"sha256-{sha}"
             new_blob = not blob.exists()
@@ -207,7 +210,14 @@ class ModelStore:
         return manifest
 
     def adopt_download(
-        self, path: Path, name: str, sha256: str, source: str, *, allow_unsafe_template: bool = False
+        self,
+        path: Path,
+        name: str,
+        sha256: str,
+        source: str,
+        *,
+        allow_unsafe_template: bool = False,
+        defaults: ModelDefaults | None = None,
     ) -> Manifest:
         """Store a downloaded file already hash-checked against ``sha256`` by moving it (no copy).
 
@@ -215,7 +225,7 @@ class ModelStore:
         """
         parsed = parse_name(name)
         info, safe, warning = self._inspect(path, allow_unsafe_template)
-        return self._commit(path, sha256, info, parsed, safe, warning, source)
+        return self._commit(path, sha256, info, parsed, safe, warning, source, defaults)
 
     # --- manifests and removal --------------------------------------------------------------------
 
