@@ -10,7 +10,8 @@ Failure modes, set on the instance: ``cut_after`` (list: the next GETs of file b
 many bytes and then drop the connection), ``corrupt`` (serve different bytes than the published hash),
 ``ignore_range`` (always 200), ``cdn_etag`` (the byte server's ETag), ``token`` (require
 ``Authorization: Bearer <token>``), ``stall_after`` (send that many bytes, then hang until
-``release``); both leave shorter bodies alone. Every request is recorded in ``requests`` as ``(method, path, headers)`` so tests can prove a pull resumed with Range.
+``release``); both leave shorter bodies alone. Every request is recorded in ``requests`` as
+``(method, path, headers)`` so tests can prove a pull resumed with Range.
 """
 
 from __future__ import annotations
