@@ -476,10 +476,14 @@ async def show_model(store: Any, manager: Any, name: str, info: ModelInfo | None
     }
 
 
-async def pull_events(pull: Any, store: Any, ref: str, settings: Settings) -> AsyncIterator[dict[str, Any]]:
+async def pull_events(
+    pull: Any, store: Any, ref: str, settings: Settings, *, cancel: Any = None
+) -> AsyncIterator[dict[str, Any]]:
     """Runs ``pull(store, ref, settings, progress)`` in a worker thread and yields its progress as Ollama's
     lines (``{"status"}``, plus ``total``/``completed`` while bytes move); the pull's own exception is
-    raised after the lines that preceded it."""
+    raised after the lines that preceded it. With ``cancel`` (a :class:`haven.models.transfer.CancelToken`,
+    passed on to ``pull``), closing or cancelling this iterator (the client went away) cancels the pull, so
+    its worker thread is freed at once (issue 11 item 5)."""
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -493,21 +497,28 @@ async def pull_events(pull: Any, store: Any, ref: str, settings: Settings) -> As
 
     def work() -> None:
         try:
-            pull(store, ref, settings, progress)
+            if cancel is None:
+                pull(store, ref, settings, progress)
+            else:
+                pull(store, ref, settings, progress, cancel=cancel)
             loop.call_soon_threadsafe(queue.put_nowait, None)
         except BaseException as exc:  # handed to the event loop and re-raised there
             loop.call_soon_threadsafe(queue.put_nowait, exc)
 
     task = loop.run_in_executor(None, work)
-    while True:
-        item = await queue.get()
-        if item is None:
-            break
-        if isinstance(item, BaseException):
-            await task
-            raise item
-        yield item
-    await task
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                await task
+                raise item
+            yield item
+        await task
+    finally:
+        if cancel is not None and not task.done():
+            cancel.cancel()
 
 
 async def delete_model(store: Any, manager: Any, name: str) -> None:
