@@ -244,14 +244,16 @@ def _download_once(
                 etag_file.write_text(etag, encoding="ascii")
             else:
                 etag_file.unlink(missing_ok=True)
-        with open(partial, mode) as out:
+        # Unbuffered: the bytes reported as received are the bytes on disk (what a resume continues from).
+        with open(partial, mode, buffering=0) as out:
             for chunk in response.iter_bytes():  # no chunk_size: a dropped connection loses no buffered bytes
                 if have + len(chunk) > blob.size:
                     raise DownloadError(f"the server sent more than the {blob.size:,} bytes of {blob.label}")
-                out.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[out.write(view) or 0 :]
                 have += len(chunk)
                 progress(status, have, blob.size)
-            out.flush()
             os.fsync(out.fileno())
     if have < blob.size:
         raise httpx.RemoteProtocolError(f"connection closed after {have} of {blob.size} bytes", request=None)
