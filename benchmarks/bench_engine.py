@@ -358,6 +358,32 @@ def server_concurrent(
 # --- the module ------------------------------------------------------------------------------
 
 
+def single_stream_rounds(
+    ctx: BenchContext, plan: Plan, model: Path, label: str, rng: random.Random
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(Haven tg, Haven pp, llama-bench tg, llama-bench pp) per round, alternating peer and Haven."""
+    have_bench = ctx.peer("llama-bench") is not None
+    tg: list[float] = []
+    pp: list[float] = []
+    tg_peer: list[float] = []
+    pp_peer: list[float] = []
+    runner = HavenRunner(model, threads=ctx.threads, parallel=1, context=PP_TOKENS + TG_TOKENS + 64)
+    try:
+        for r in range(plan.single_rounds):
+            if have_bench:
+                ctx.log(f"{label} round {r + 1}/{plan.single_rounds}: llama-bench tg{TG_TOKENS}/pp{PP_TOKENS} …")
+                t, p = llama_bench(ctx, model, plan.bench_reps)
+                tg_peer.append(t)
+                pp_peer.append(p)
+            ctx.log(f"{label} round {r + 1}/{plan.single_rounds}: Haven single stream …")
+            t, p = haven_single(runner, plan.bench_reps, rng)
+            tg.append(t)
+            pp.append(p)
+    finally:
+        runner.close()
+    return tg, pp, tg_peer, pp_peer
+
+
 def rounds_note(haven: Sequence[float], peer: Sequence[float]) -> str:
     """Each round's Haven ÷ peer ratio, for the notes column."""
     if not peer:
@@ -368,32 +394,13 @@ def rounds_note(haven: Sequence[float], peer: Sequence[float]) -> str:
 def run(ctx: BenchContext) -> list[Result]:
     plan = QUICK if ctx.quick else FULL
     results: list[Result] = []
-    have_bench = ctx.peer("llama-bench") is not None
     have_server = ctx.peer("llama-server") is not None
     missing = "peer not built (make peers)"
 
     for quant in plan.quants:
         model = ctx.model(quant)
         bound = ctx.bandwidth_bound_tok_s(os.path.getsize(model))
-        tg_peer: list[float] = []
-        pp_peer: list[float] = []
-        tg: list[float] = []
-        pp: list[float] = []
-        runner = HavenRunner(model, threads=ctx.threads, parallel=1, context=PP_TOKENS + TG_TOKENS + 64)
-        rng = random.Random(1)
-        try:
-            for r in range(plan.single_rounds):
-                if have_bench:
-                    ctx.log(f"{quant} round {r + 1}/{plan.single_rounds}: llama-bench tg{TG_TOKENS}/pp{PP_TOKENS} …")
-                    t, p = llama_bench(ctx, model, plan.bench_reps)
-                    tg_peer.append(t)
-                    pp_peer.append(p)
-                ctx.log(f"{quant} round {r + 1}/{plan.single_rounds}: Haven single stream …")
-                t, p = haven_single(runner, plan.bench_reps, rng)
-                tg.append(t)
-                pp.append(p)
-        finally:
-            runner.close()
+        tg, pp, tg_peer, pp_peer = single_stream_rounds(ctx, plan, model, quant, random.Random(1))
         results.append(
             Result(f"decode, 1 stream, {quant}", median(tg), median(tg_peer) if tg_peer else None,
                    f"llama-bench tg{TG_TOKENS}", "tok/s", 0.95,
@@ -508,28 +515,10 @@ def real_model_rows(ctx: BenchContext, plan: Plan) -> list[Result]:
         return [Result(f"decode, 1 stream, {label}", None, None, "llama-bench", "tok/s",
                        notes="not measured: the package index was unreachable")]  # fmt: skip
     missing = "peer not built (make peers)"
-    have_bench = ctx.peer("llama-bench") is not None
     have_server = ctx.peer("llama-server") is not None
     bound = ctx.bandwidth_bound_tok_s(os.path.getsize(model))
-    tg: list[float] = []
-    pp: list[float] = []
-    tg_peer: list[float] = []
-    pp_peer: list[float] = []
     rng = random.Random(135)
-    runner = HavenRunner(model, threads=ctx.threads, parallel=1, context=PP_TOKENS + TG_TOKENS + 64)
-    try:
-        for r in range(plan.single_rounds):
-            if have_bench:
-                ctx.log(f"{label} round {r + 1}/{plan.single_rounds}: llama-bench …")
-                t, p = llama_bench(ctx, model, plan.bench_reps)
-                tg_peer.append(t)
-                pp_peer.append(p)
-            ctx.log(f"{label} round {r + 1}/{plan.single_rounds}: Haven single stream …")
-            t, p = haven_single(runner, plan.bench_reps, rng)
-            tg.append(t)
-            pp.append(p)
-    finally:
-        runner.close()
+    tg, pp, tg_peer, pp_peer = single_stream_rounds(ctx, plan, model, label, rng)
     results = [
         Result(f"decode, 1 stream, {label}", median(tg), median(tg_peer) if tg_peer else None,
                f"llama-bench tg{TG_TOKENS}", "tok/s", 0.95,

