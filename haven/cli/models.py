@@ -76,8 +76,26 @@ def _bar(description: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
+def _print_defaults(defaults: Any) -> None:
+    """The model's request defaults, as ``haven models show`` and ``haven models set`` print them."""
+    console.print("\n[bold]defaults[/] (applied to requests that do not set them)")
+    if defaults.empty:
+        console.print("  (none)")
+        return
+    if defaults.system is not None:
+        console.print(f"  system = {json.dumps(defaults.system, ensure_ascii=False)}", soft_wrap=True, markup=False)
+    for stop in defaults.stop:
+        console.print(f"  stop = {json.dumps(stop, ensure_ascii=False)}", soft_wrap=True, markup=False)
+    for key, value in sorted(defaults.parameters.items()):
+        console.print(f"  {key} = {value}", soft_wrap=True, markup=False)
+    if defaults.template is not None:
+        console.print(f"  template = ({len(defaults.template):,} characters)", soft_wrap=True, markup=False)
+
+
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Manage the local model store (import, pull, list, show, rm, verify).", no_args_is_help=True)
+    sub = typer.Typer(
+        help="Manage the local model store (import, pull, list, show, set, rm, verify).", no_args_is_help=True
+    )
     app.add_typer(sub, name="models")
 
     @sub.command("import")
@@ -158,6 +176,7 @@ def register(app: typer.Typer) -> None:
         ]
         for key, value in rows:
             console.print(f"[bold]{key:>17}[/]  {escape(value)}", soft_wrap=True)
+        _print_defaults(manifest.defaults)
         console.print("\n[bold]special tokens[/]")
         for token, token_id in sorted(manifest.special_tokens.items(), key=lambda kv: kv[1]):
             console.print(f"  {token_id:>8}  {token}", soft_wrap=True, markup=False)
@@ -170,6 +189,29 @@ def register(app: typer.Typer) -> None:
         console.print("\n[bold]chat template[/]")
         console.print(manifest.chat_template or "(none: Haven uses its ChatML fallback)", soft_wrap=True, markup=False)
 
+    @sub.command("set")
+    def set_(
+        name: str = typer.Argument(..., help="Model name[:tag]."),
+        system: str = typer.Option(None, "--system", help="Default system prompt (used when a request has none)."),
+        params: list[str] = typer.Option(
+            [], "--param", help="NAME=VALUE sampling default, e.g. temperature=0.6 (repeatable; Ollama option names)."
+        ),
+        stops: list[str] = typer.Option([], "--stop", help="Stop string added to every request (repeatable)."),
+        unset: list[str] = typer.Option(
+            [], "--unset", help="Remove a default: system, stop, template or a parameter name (repeatable)."
+        ),
+        reset: bool = typer.Option(False, "--reset", help="Remove every default before applying the others."),
+    ) -> None:
+        """Set a model's request defaults (system prompt, stop strings, sampling parameters)."""
+        from haven.models.defaults_edit import edit_defaults
+
+        store = _store()
+        current = store.get(name)
+        updated = edit_defaults(current.defaults, system=system, params=params, stops=stops, unset=unset, reset=reset)
+        manifest = store.set_defaults(name, updated)
+        console.print(f"updated the defaults of {manifest.name}", soft_wrap=True)
+        _print_defaults(manifest.defaults)
+
     @sub.command("rm")
     def rm(name: str = typer.Argument(..., help="Model name[:tag].")) -> None:
         """Remove a model (its blob too, unless another model shares it)."""
@@ -180,7 +222,11 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("pull")
     def pull_cmd(
-        ref: str = typer.Argument(..., help="hf://OWNER/REPO/FILE.gguf[@REV] or hf.co/OWNER/REPO[:QUANT]"),
+        ref: str = typer.Argument(
+            ...,
+            help="An Ollama name (qwen2.5:0.5b, user/model:tag), hf://OWNER/REPO/FILE.gguf[@REV] "
+            "or hf.co/OWNER/REPO[:QUANT]",
+        ),
         name: str = typer.Option(None, "--name", "-n", help="Model name[:tag] (default: from the reference)."),
         allow_unsafe_template: bool = typer.Option(
             False,
@@ -188,18 +234,34 @@ def register(app: typer.Typer) -> None:
             help="Accept a chat template that fails the safety scan (still sandboxed).",
         ),
     ) -> None:
-        """Download a GGUF from the Hugging Face hub (resumable, sha256-checked)."""
+        """Download a model by Ollama name or from the Hugging Face hub (resumable, sha256-checked).
+
+        Ctrl-C stops the pull and keeps what was downloaded: the same command resumes it.
+        """
         from haven.models.pull import pull
 
         settings = get_settings()
-        with _bar("pulling") as update:
+        received = [0, 0]
+        try:
+            with _bar("pulling") as update:
 
-            def progress(status: str, completed: int | None = None, total: int | None = None, **_: Any) -> None:
-                if total:
-                    update(completed or 0, total)
+                def progress(status: str, completed: int | None = None, total: int | None = None, **_: Any) -> None:
+                    if total:
+                        received[:] = [completed or 0, total]
+                        update(completed or 0, total)
+                    elif status.startswith("ignoring"):
+                        console.print(status, soft_wrap=True, markup=False)
 
-            allow = allow_unsafe_template or settings.allow_unsafe_templates
-            manifest = pull(_store(), ref, settings, progress, name=name, allow_unsafe_template=allow)
+                allow = allow_unsafe_template or settings.allow_unsafe_templates
+                manifest = pull(_store(), ref, settings, progress, name=name, allow_unsafe_template=allow)
+        except KeyboardInterrupt:
+            done, total = received
+            at = f" at {done:,} of {total:,} bytes" if total else ""
+            Console(stderr=True, highlight=False).print(
+                f"pull interrupted{at}; what was downloaded is kept: run the same command again to resume",
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
         console.print(
             f"pulled {manifest.name} ({human_size(manifest.size)}, {manifest.architecture}, "
             f"{manifest.quantization}) sha256:{manifest.sha256[:12]}",

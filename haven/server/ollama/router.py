@@ -339,11 +339,28 @@ async def ps(request: Request) -> Response:
 @router.post("/pull", summary="Pull a model (Ollama)", openapi_extra=_body(p.PullRequest))
 @_guarded
 async def pull(request: Request) -> Response:
+    from haven.models.pull import CancelToken
     from haven.models.pull import pull as pull_model
 
     body = await _parse(request, p.PullRequest)
     if not body.ref:
         raise InvalidRequestError("model is required.", param="model")
-    return await _status(
-        models.pull_events(pull_model, _store(request), body.ref, request.app.state.settings), body.stream
-    )
+    cancel = CancelToken()  # set when the client goes away: the pull stops and frees its worker (issue 11 item 5)
+    events = models.pull_events(pull_model, _store(request), body.ref, request.app.state.settings, cancel=cancel)
+    if body.stream:
+        return _stream(await _first_then_rest(events))
+    watcher = asyncio.create_task(_cancel_on_disconnect(request, cancel))
+    try:
+        last: dict[str, Any] = {}
+        async for event in events:
+            last = event
+    finally:
+        watcher.cancel()
+    return JSONResponse(last)
+
+
+async def _cancel_on_disconnect(request: Request, cancel: Any) -> None:
+    """A non-streaming pull has no writes to fail: poll for the client's disconnect instead."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.25)
+    cancel.cancel()
