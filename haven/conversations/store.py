@@ -513,3 +513,22 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError("cursor is not a cursor this server gave out.", param="cursor") from exc
     return when, cid
+
+
+def usage_by_user(db: Database) -> dict[str, dict[str, int]]:
+    """Counts per user for the admin view: conversations, messages, replies and tokens (never content)."""
+    out: dict[str, dict[str, int]] = {}
+    with db.session() as s:
+        for user_id, count in s.execute(select(Conversation.user_id, func.count()).group_by(Conversation.user_id)):
+            out.setdefault(user_id, {})["conversation_count"] = int(count)
+        for user_id, role, meta in s.execute(select(Message.user_id, Message.role, Message.meta)):
+            entry = out.setdefault(user_id, {})
+            entry["message_count"] = entry.get("message_count", 0) + 1
+            if role == "assistant":
+                usage = (meta or {}).get("usage") or {}
+                entry["requests"] = entry.get("requests", 0) + 1
+                entry["prompt_tokens"] = entry.get("prompt_tokens", 0) + int(usage.get("prompt_tokens") or 0)
+                entry["completion_tokens"] = entry.get("completion_tokens", 0) + int(
+                    usage.get("completion_tokens") or 0
+                )
+    return out
