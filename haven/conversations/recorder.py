@@ -50,16 +50,19 @@ class TurnRecorder:
         self,
         turns: list[dict[str, Any]],
         *,
-        parent_message_id: str | None = None,
+        parent_message_id: Any = UNSET,
         model: str | None = None,
         sampling: dict[str, Any] | None = None,
     ) -> str:
-        """Commits ``turns`` (the request's new messages) and the reply placeholder; returns the reply id."""
+        """Commits ``turns`` (the request's new messages) and the reply placeholder; returns the reply id.
+
+        ``parent_message_id``: UNSET — under the current leaf; None — a new root (edit the first message);
+        an id — under that message (edit-and-resend or regenerate).
+        """
         self.model, self.sampling = model, dict(sampling or {})
-        parent: Any = UNSET
-        if parent_message_id is not None:
+        parent: Any = parent_message_id
+        if isinstance(parent_message_id, str):
             role, _, content = self.store.message_parent(self.unlocked, self.conversation_id, parent_message_id)
-            parent = parent_message_id
             # Regenerate: the request ends with the very user message we attach under; do not store it twice.
             if turns and role == turns[0].get("role") == "user" and content == turns[0].get("content"):
                 turns = turns[1:]

@@ -200,16 +200,26 @@ def test_ciphertext_bound_to_its_row(accounts: Accounts, store: ConversationStor
         store.get(alice, cid)
 
 
-def test_canary_never_in_clear_in_the_database_files(accounts: Accounts, store: ConversationStore, db: Database,
-                                                     home: Path) -> None:
+def test_canary_never_in_clear_in_the_database_files(
+    accounts: Accounts, store: ConversationStore, db: Database, home: Path
+) -> None:
     if db.engine.dialect.name != "sqlite":
         pytest.skip("the PostgreSQL dump is checked in tests/e2e")
     accounts.create_user("alice", PASSWORD)
     alice = accounts.authenticate_password("alice", PASSWORD)
     cid = store.create(alice, title=f"title {CANARY}", system=f"system {CANARY}").id
-    store.append(alice, cid, [{"role": "user", "content": f"say {CANARY}", "reasoning": CANARY,
-                               "tool_calls": [{"id": "1", "type": "function",
-                                               "function": {"name": "f", "arguments": CANARY}}]}])
+    store.append(
+        alice,
+        cid,
+        [
+            {
+                "role": "user",
+                "content": f"say {CANARY}",
+                "reasoning": CANARY,
+                "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": CANARY}}],
+            }
+        ],
+    )
     blobs = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
     assert CANARY.encode() not in blobs and b"haven.db" not in blobs[:0]
     assert any(p.name.endswith("-wal") for p in home.iterdir())  # the WAL was part of the search
@@ -259,8 +269,9 @@ def test_retention_and_user_deletion(accounts: Accounts, store: ConversationStor
     bobs = store.create(bob, title="bob's")
     store.append(bob, bobs.id, [{"role": "user", "content": "hi"}])
     with db.session() as s:
-        s.execute(update(Conversation).where(Conversation.id == old)
-                  .values(updated_at=datetime.now(UTC) - timedelta(days=40)))
+        s.execute(
+            update(Conversation).where(Conversation.id == old).values(updated_at=datetime.now(UTC) - timedelta(days=40))
+        )
     assert store.delete_expired(None) == 0
     assert store.delete_expired(30) == 1
     assert [c.title for c in store.page(alice)[0]] == ["new"]
@@ -302,7 +313,9 @@ def test_security_log_verify_detects_tampering(db: Database, home: Path, tamper:
             a, b = (s.get(SecurityLogEntry, 2), s.get(SecurityLogEntry, 3))
             assert a is not None and b is not None
             (a.user_name, a.details, a.mac), (b.user_name, b.details, b.mac) = (
-                (b.user_name, b.details, b.mac), (a.user_name, a.details, a.mac))
+                (b.user_name, b.details, b.mac),
+                (a.user_name, a.details, a.mac),
+            )
         else:
             s.execute(SecurityLogEntry.__table__.delete().where(SecurityLogEntry.seq == 5))
     count, problems = log.verify()
