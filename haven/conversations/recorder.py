@@ -44,6 +44,7 @@ class TurnRecorder:
         self._first_token: float | None = None
         self._last_flush = self._started
         self._dirty = False
+        self._flushes = 0
         self.finished = False
 
     def begin(
@@ -101,7 +102,11 @@ class TurnRecorder:
         self._token()
 
     def due(self) -> bool:
-        return self._dirty and self._clock() - self._last_flush >= self.flush_seconds
+        """A flush is due at the first token (so a crash right away still keeps something), then every
+        ``flush_seconds`` while tokens keep coming."""
+        if not self._dirty:
+            return False
+        return self._flushes == 0 or self._clock() - self._last_flush >= self.flush_seconds
 
     def _write(self, *, finish_reason: str | None, incomplete: bool, usage: dict[str, Any] | None) -> None:
         if self.reply_id is None:
@@ -126,6 +131,7 @@ class TurnRecorder:
             incomplete=incomplete,
         )
         self._last_flush, self._dirty = now, False
+        self._flushes += 1
 
     def flush(self) -> None:
         """Stores the reply so far (still marked incomplete)."""
