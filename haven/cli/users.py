@@ -151,6 +151,7 @@ def register(app: typer.Typer) -> None:
     def rotate_key(
         name: str = typer.Argument(...),
         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the user's password from stdin."),
+        batch_size: int = typer.Option(200, "--batch-size", min=1, max=100_000, help="Rows per committed batch."),
     ) -> None:
         """Give a user a new data key and re-encrypt everything (resumable: rerun after an interruption).
 
@@ -167,7 +168,7 @@ def register(app: typer.Typer) -> None:
             done += rows
             err_console.print(f"re-encrypted {done} rows", end="\r")
 
-        code = rotate_data_key(s.accounts, s.conversations, name, password, progress=progress)
+        code = rotate_data_key(s.accounts, s.conversations, name, password, progress=progress, batch=batch_size)
         s.event("key_rotated", user=name, rows=done)
         console.print(f"data key of {name} rotated ({done} rows re-encrypted); sessions and API keys were revoked")
         show_recovery_code(code)
