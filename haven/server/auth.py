@@ -167,7 +167,8 @@ class AuthMiddleware:
         if cookie is not None:
             unlocked = await anyio.to_thread.run_sync(context.accounts.session_from_cookie, cookie)
             if unlocked is not None:
-                if scope["method"] in UNSAFE_METHODS and not (
+                # Signing in again needs no token (the UI may hold a stale session); SameSite=Strict covers it.
+                if scope["method"] in UNSAFE_METHODS and path not in SIGN_IN_PATHS and not (
                     csrf and unlocked.csrf_token and hmac.compare_digest(csrf.encode(), unlocked.csrf_token.encode())
                 ):
                     raise CsrfError("missing or wrong X-CSRF-Token header for a cookie-authenticated request.")
