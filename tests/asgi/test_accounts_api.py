@@ -326,3 +326,22 @@ async def test_admin_reset_warns_then_loses_data(request: pytest.FixtureRequest,
         assert (await alice.delete(f"/api/v1/admin/users/{bob_id}")).status_code == 204
         await alice.aclose()
         await bob.aclose()
+
+
+def test_public_bind_allowed_once_a_user_exists(tmp_path: Path) -> None:
+    from haven.accounts.service import Accounts
+    from haven.errors import ConfigurationError
+    from haven.server.auth import check_bind_allowed
+    from haven.storage.db import open_database
+    from tests.support.accounts import FAST as FAST_PARAMS
+
+    settings = Settings(home=tmp_path / "haven-home", host="0.0.0.0", **FAST)
+    with pytest.raises(ConfigurationError, match="without an API key or a user account"):
+        check_bind_allowed(settings)
+    db = open_database(settings.effective_database_url)
+    Accounts(db, home=settings.home, params=FAST_PARAMS).create_user("alice", PASSWORD)
+    db.close()
+    check_bind_allowed(settings)
+    app = create_app(settings, engine_loader=FakeLoader(), store=FakeStore(tmp_path / "store"))
+    assert app.state.accounts.has_users()
+    app.state.accounts.close()
