@@ -175,7 +175,10 @@ class ConversationStore:
             s.add(row)
         return ConversationView(cid, title, model, now, now, 0, system, None, [])
 
-    def _view(self, row: Conversation, cipher: FieldCipher) -> ConversationView:
+    @staticmethod
+    def _view(row: Any, cipher: FieldCipher) -> ConversationView:
+        """From a Conversation row, or the listing's column tuple (no system prompt, no leaf)."""
+        system_enc = getattr(row, "system_enc", None)
         return ConversationView(
             id=row.id,
             title=cipher.open(row.title_enc, row.id, "", "title", row.key_version),
@@ -183,8 +186,8 @@ class ConversationStore:
             created_at=aware(row.created_at),
             updated_at=aware(row.updated_at),
             message_count=row.message_count,
-            system=cipher.open(row.system_enc, row.id, "", "system", row.key_version) if row.system_enc else None,
-            current_leaf_id=row.current_leaf_id,
+            system=cipher.open(system_enc, row.id, "", "system", row.key_version) if system_enc else None,
+            current_leaf_id=getattr(row, "current_leaf_id", None),
         )
 
     def page(
@@ -227,14 +230,7 @@ class ConversationStore:
                     columns.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(batch)
                 ).all()
                 for row in rows:
-                    view = ConversationView(
-                        id=row.id,
-                        title=cipher.open(row.title_enc, row.id, "", "title", row.key_version),
-                        model=row.model,
-                        created_at=aware(row.created_at),
-                        updated_at=aware(row.updated_at),
-                        message_count=row.message_count,
-                    )
+                    view = self._view(row, cipher)
                     if needle is None or needle in view.title.casefold():
                         found.append(view)
                         if len(found) > limit:
