@@ -345,3 +345,13 @@ def test_public_bind_allowed_once_a_user_exists(tmp_path: Path) -> None:
     app = create_app(settings, engine_loader=FakeLoader(), store=FakeStore(tmp_path / "store"))
     assert app.state.accounts.has_users()
     app.state.accounts.close()
+
+
+async def test_local_mode_ignores_placeholder_keys_but_not_once_users_exist(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async with api(request, tmp_path, "sqlite") as a, a.client(Authorization="Bearer unused") as sdk:
+        assert (await sdk.get("/v1/models")).status_code == 200  # SDKs always send some key
+        await a.anon.post("/api/v1/auth/setup", json={"name": "alice", "password": PASSWORD})
+        r = await sdk.get("/v1/models")
+        assert r.status_code == 401 and r.json()["error"]["message"] == "invalid API key."
