@@ -18,6 +18,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         prefix_cache=settings.prefix_cache,
         max_tokens_limit=settings.max_tokens_limit,
         memory_budget_bytes=settings.memory_budget_bytes,
-        state_dir=settings.home / "kv-state",
+        # Issue 10: these files hold prompt tokens (conversation text) in clear, so only when opted in.
+        state_dir=settings.home / "kv-state" if settings.kv_state_files else None,
         verbose=settings.log_level == "debug",
     )
