@@ -57,7 +57,8 @@ def test_a_damaged_file_is_a_clear_error(haven_env: Path) -> None:
 def test_check_reports_each_upstream_in_one_line(haven_env: Path, fakes: list[FakeUpstream]) -> None:
     assert haven("upstreams", "add", "live", "--url", fakes[0].url, "--kind", "vllm")[0] == 0
     assert haven("upstreams", "add", "gone", "--url", "http://127.0.0.1:9/v1", "--connect-timeout", "1")[0] == 0
-    assert haven("upstreams", "add", "keyless", "--url", fakes[1].url, "--api-key-env", "HAVEN_TEST_NO_SUCH_KEY")[0] == 0
+    missing_key = ["--api-key-env", "HAVEN_TEST_NO_SUCH_KEY"]
+    assert haven("upstreams", "add", "keyless", "--url", fakes[1].url, *missing_key)[0] == 0
     code, out = haven("upstreams", "check")
     lines = out.strip().splitlines()
     assert code == 1
