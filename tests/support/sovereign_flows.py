@@ -48,8 +48,8 @@ def main() -> None:
                    capture_output=True)
     probe_file = home / "probe.txt"
     log = open(home / "serve.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
-    server = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=connect,accept,accept4", "-o", str(traces / "serve.strace"),
-                               sys.executable, "-c", SERVER_WITH_PROBE, str(probe_file)],
+    trace = ["strace", "-f", "-qq", "-e", "trace=connect,accept,accept4", "-o", str(traces / "serve.strace")]
+    server = subprocess.Popen([*trace, sys.executable, "-c", SERVER_WITH_PROBE, str(probe_file)],
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = "http://127.0.0.1:8711"
     results: dict[str, object] = {}
