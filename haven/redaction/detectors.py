@@ -14,9 +14,11 @@ an IBAN-looking run counts once.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -195,11 +197,22 @@ DETECTORS: tuple[Detector, ...] = (
 )
 
 
+# Every Unicode decimal digit (Arabic-Indic ٤, Devanagari ४, full-width ４…) → its ASCII digit. One character
+# for one, so spans found in the normalised text are the spans of the original.
+@functools.cache
+def _ascii_digits() -> dict[int, str]:
+    return {ord(c): str(unicodedata.digit(c)) for c in map(chr, range(0x110000))
+            if unicodedata.category(c) == "Nd" and not c.isascii()}
+
+
 def find_spans(text: str, detectors: Sequence[Detector] = DETECTORS) -> list[Span]:
-    """Every detected value in ``text``, non-overlapping, in text order (earlier detectors win overlaps)."""
+    """Every detected value in ``text``, non-overlapping, in text order (earlier detectors win overlaps).
+
+    Digits of any script count: a card number typed in Arabic-Indic digits is still a card number."""
+    normalised = text.translate(_ascii_digits())
     taken: list[Span] = []
     for detector in detectors:
-        for start, end in detector.finder(text):
+        for start, end in detector.finder(normalised):
             if any(start < s.end and s.start < end for s in taken):
                 continue
             taken.append(Span(detector.kind, start, end, text[start:end]))

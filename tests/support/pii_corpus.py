@@ -49,6 +49,8 @@ FRAMES: dict[str, dict[str, str]] = {
            "US_SSN": "Le SSN au dossier est {v}.", "IP_ADDRESS": "Le serveur {v} ne répond plus.",
            "API_KEY": "Utilisez la clé {v} pour le compte de test.", "SECRET": "Le jeton de session était {v} hier."},
 }
+# Some numbers are typed in the language's own digits (Arabic-Indic, Devanagari).
+NATIVE_DIGITS = {"ar": str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"), "hi": str.maketrans("0123456789", "०१२३४५६७८९")}
 DISTRACTOR_FRAMES = {
     "en": "Order {v} shipped.", "zh": "订单{v}已发货。", "ar": "تم شحن الطلب {v}.", "hi": "ऑर्डर {v} भेज दिया गया।",
     "fr": "La commande {v} est partie.",
@@ -73,7 +75,7 @@ def _card(rng: random.Random) -> str:
     body = prefix + _digits(rng, length - len(prefix) - 1)
     number = body + luhn.calc_check_digit(body)
     if length == 16 and rng.random() < 0.5:
-        return " ".join(number[i : i + 4] for i in range(0, 16, 4))
+        return rng.choice([" ", "-"]).join(number[i : i + 4] for i in range(0, 16, 4))
     return number
 
 
@@ -120,12 +122,14 @@ def _phone(rng: random.Random) -> str:
         candidate = national[:3] + _digits(rng, len(national) - 3)
         number = phonenumbers.parse(f"+{example.country_code}{candidate}")
         if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+            style = rng.choice([phonenumbers.PhoneNumberFormat.INTERNATIONAL, phonenumbers.PhoneNumberFormat.E164])
+            return phonenumbers.format_number(number, style)
 
 
 def _email(rng: random.Random) -> str:
     user = rng.choice(["anna", "li.wei", "omar_h", "priya", "jean-luc", "k.mwangi"]) + str(rng.randint(1, 999))
-    return f"{user}@{rng.choice(['example.org', 'mail.gov.example', 'school.example.ke', 'uni-example.fr'])}"
+    address = f"{user}@{rng.choice(['example.org', 'mail.gov.example', 'school.example.ke', 'uni-example.fr'])}"
+    return address.upper() if rng.random() < 0.15 else address
 
 
 def _ip(rng: random.Random) -> str:
@@ -184,6 +188,8 @@ def generate(per_kind_and_language: int = 45, distractors_per_language: int = 60
         for kind, make in GENERATORS.items():
             for _ in range(per_kind_and_language):
                 value = make(rng)
+                if language in NATIVE_DIGITS and kind in ("PHONE", "CARD") and rng.random() < 0.3:
+                    value = value.translate(NATIVE_DIGITS[language])  # as typed on a phone keyboard there
                 before, after = FRAMES[language][kind].split("{v}")
                 texts.append(LabelledText(language, before + value + after,
                                           ((kind, len(before), len(before) + len(value)),)))

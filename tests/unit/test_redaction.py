@@ -119,3 +119,10 @@ def test_a_streamed_reply_is_restored_whatever_the_chunking(size: int) -> None:
     out = "".join(restorer.feed(reply[i : i + size]) for i in range(0, len(reply), size)) + restorer.flush()
     assert out == redactor.restore(reply)
     assert "anna@example.org" in out and "+44 20 7946 0958" in out and out.endswith("at the end [")
+
+
+def test_the_accuracy_table_in_the_docs_is_current() -> None:
+    from scripts.redaction_accuracy import DOC, render
+
+    text = DOC.read_text(encoding="utf-8")
+    assert render(text) == text, "run `python scripts/redaction_accuracy.py --write`"
