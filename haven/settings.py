@@ -134,8 +134,8 @@ class Settings(BaseSettings):
     # --- sovereignty (issue 17) ------------------------------------------------------------
     egress: Literal["deny", "allowlist"] = Field(
         default="deny",
-        description="Outbound connections of the server process: `deny` allows loopback only (plus the model hub "
-        "while a pull you asked for runs); `allowlist` also allows the destinations in egress_allow.",
+        description="Outbound connections of the server process: `deny` allows loopback, the configured "
+        "upstreams and the model hub while a pull you asked for runs; `allowlist` also allows egress_allow.",
     )
     egress_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

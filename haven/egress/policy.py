@@ -83,12 +83,16 @@ class EgressPolicy:
     mode: Literal["deny", "allowlist"] = "deny"
     allowed: tuple[Destination, ...] = ()
     """Used in ``allowlist`` mode only."""
+    configured: tuple[Destination, ...] = ()
+    """What Haven itself is configured to reach (its remote upstreams): allowed in every mode."""
     _temporary: list[Destination] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_strings(cls, mode: Literal["deny", "allowlist"], destinations: Iterable[str]) -> EgressPolicy:
-        return cls(mode=mode, allowed=tuple(parse_destination(d) for d in destinations))
+    def from_strings(cls, mode: Literal["deny", "allowlist"], destinations: Iterable[str],
+                     configured: Iterable[str] = ()) -> EgressPolicy:
+        return cls(mode=mode, allowed=tuple(parse_destination(d) for d in destinations),
+                   configured=tuple(parse_destination(d) for d in configured))
 
     @contextmanager
     def temporarily_allow(self, destinations: Iterable[str]) -> Iterator[None]:
@@ -106,7 +110,8 @@ class EgressPolicy:
     def _open(self) -> list[Destination]:
         with self._lock:
             temporary = list(self._temporary)
-        return [*self.allowed, *temporary] if self.mode == "allowlist" else temporary
+        always = [*self.configured, *temporary]
+        return [*self.allowed, *always] if self.mode == "allowlist" else always
 
     def allows_name(self, name: str, port: int | None = None) -> bool:
         """May the process resolve (and so contact) ``name``?"""

@@ -39,6 +39,12 @@ def test_allowlist_mode_opens_exactly_the_named_destinations() -> None:
     assert not policy.allows_address(ipaddress.ip_address("2001:db8::5"), 80)
 
 
+def test_configured_upstreams_are_reachable_in_every_mode() -> None:
+    policy = EgressPolicy.from_strings("deny", [], configured=["10.0.0.5:8000"])
+    assert policy.allows_address(ipaddress.ip_address("10.0.0.5"), 8000)
+    assert not policy.allows_address(ipaddress.ip_address("10.0.0.5"), 22)
+
+
 def test_a_pull_opens_its_hub_only_while_it_runs() -> None:
     policy = EgressPolicy.from_strings("deny", [])
     with policy.temporarily_allow(["hub.example"]):
