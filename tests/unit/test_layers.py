@@ -26,12 +26,13 @@ ALLOWED: dict[str, set[str]] = {
     "securitylog": {"storage", "settings"},
     "redaction": set(),
     "egress": {"settings"},
+    "doctor": {"egress", "models", "storage", "settings"},
     "audit": {"chat", "storage", "models", "engine", "settings"},
     "web": set(),
     "server": {"engine", "models", "chat", "storage", "accounts", "conversations", "securitylog", "redaction",
-               "egress", "audit", "web", "settings", "settings_doc"},
+               "egress", "doctor", "audit", "web", "settings", "settings_doc"},
     "cli": {"engine", "models", "chat", "storage", "accounts", "conversations", "securitylog", "redaction", "egress",
-            "audit", "server", "web", "settings", "settings_doc"},
+            "doctor", "audit", "server", "web", "settings", "settings_doc"},
 }
 SHARED = {"errors", "__init__"}
 # Third-party modules a layer must never import.
