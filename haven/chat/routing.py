@@ -43,6 +43,7 @@ from haven.chat.backend import (
     ModelDetails,
     TextRequest,
 )
+from haven.chat.redacting import CountsReporter, RedactingBackend
 from haven.chat.remote import RemoteChatBackend
 from haven.chat.upstreams import Upstream
 from haven.errors import ModelNotFoundError, UpstreamUnavailableError
@@ -90,6 +91,8 @@ class Breaker:
 class Member:
     backend: RemoteChatBackend
     breaker: Breaker
+    front: ChatBackend | None = None
+    """What chats go through: the backend itself, or a RedactingBackend over it (HAVEN_REDACT=outbound)."""
     reported_load: float = 0.0
     """Requests the upstream says it is running or queueing (from its /metrics), 0 when unknown."""
     requests: int = 0
@@ -124,7 +127,8 @@ class UpstreamPool:
     @classmethod
     def build(cls, upstreams: Sequence[Upstream], *, failures: int = 3, cooldown: float = 10.0,
               health_interval: float = 10.0, transport: httpx.AsyncBaseTransport | None = None,
-              environ: dict[str, str] | None = None) -> UpstreamPool:
+              environ: dict[str, str] | None = None, redact: bool = False,
+              on_redacted: CountsReporter | None = None) -> UpstreamPool:
         # No redirects: an upstream that redirects is misconfigured, and following one could leave the allowlist.
         client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
                                    limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
@@ -132,7 +136,8 @@ class UpstreamPool:
         for upstream in upstreams:
             breaker = Breaker(failures=failures, cooldown=cooldown)
             backend = RemoteChatBackend(upstream, client, outcome=breaker.record, environ=environ)
-            pool.members.append(Member(backend, breaker))
+            front = RedactingBackend(backend, on_counts=on_redacted) if redact else backend
+            pool.members.append(Member(backend, breaker, front))
         return pool
 
     def serving(self, model: str) -> list[Member]:
@@ -229,7 +234,7 @@ class RoutingChatBackend:
     async def _send(self, member: Member, request: ChatRequest) -> ChatStream:
         member.requests += 1
         try:
-            return await member.backend.chat(request)
+            return await (member.front or member.backend).chat(request)
         except Exception:
             member.errors += 1
             raise

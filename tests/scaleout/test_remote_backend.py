@@ -5,6 +5,7 @@ Every upstream here is a real process on loopback speaking vLLM's dialect (tests
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 
@@ -212,3 +213,22 @@ async def test_a_sigkilled_upstream_fails_in_flight_requests_and_the_survivor_ta
         for fake in (doomed, survivor):
             fake.process.kill()
             fake.process.wait()
+
+
+async def test_with_redaction_on_the_upstream_never_sees_personal_data(fakes: list[FakeUpstream]) -> None:
+    reported: list[tuple[str, dict]] = []
+    pool = UpstreamPool.build([Upstream(fakes[0].name, fakes[0].url, kind="vllm")], redact=True,
+                              on_redacted=lambda model, counts: reported.append((model, dict(counts))))
+    await pool.check_all()
+    backend = RoutingChatBackend(None, pool)
+    try:
+        before = len(fakes[0].received())
+        text = "mail anna.li@example.org or call +44 20 7946 0958 about card 4111 1111 1111 1111"
+        result = await collect(await backend.chat(ask(text)))
+        sent = json.dumps(fakes[0].received()[before:])
+        assert "anna.li@example.org" not in sent and "7946 0958" not in sent and "4111" not in sent
+        assert "[EMAIL_1]" in sent and "[PHONE_1]" in sent and "[CARD_1]" in sent
+        assert result.content == f"gpu1: {text} "  # the echo, restored for the user
+        assert reported == [("remote-model", {"EMAIL": 1, "PHONE": 1, "CARD": 1})]
+    finally:
+        await pool.close()

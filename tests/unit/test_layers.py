@@ -19,7 +19,7 @@ HAVEN = Path(__file__).resolve().parents[2] / "haven"
 ALLOWED: dict[str, set[str]] = {
     "engine": {"settings"},  # TODO(issue 9): the engine gets its own narrow config; drop "settings" here.
     "models": {"engine", "settings"},
-    "chat": {"engine", "models", "settings"},
+    "chat": {"engine", "models", "redaction", "settings"},
     "storage": {"settings"},
     "accounts": {"storage", "settings"},
     "conversations": {"storage", "accounts", "settings"},
