@@ -104,6 +104,7 @@ class HavenRunner:
 
     def __init__(self, model: Path, *, threads: int, parallel: int, context: int, prefix_cache: bool = True) -> None:
         from haven.engine.engine import load_engine
+        from haven.server.engine_config import engine_config
         from haven.settings import Settings
 
         settings = Settings(
@@ -115,7 +116,7 @@ class HavenRunner:
             prefix_cache=prefix_cache,
             max_queue=64,
         )
-        self.engine = load_engine(str(model), name="bench", sha256="", settings=settings)
+        self.engine = load_engine(str(model), name="bench", sha256="", config=engine_config(settings))
         self.n_vocab = self.engine.backend.n_vocab
 
     def random_prompt(self, n: int, rng: random.Random) -> list[int]:

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from benchmarks.harness import BenchContext, Result
+from haven.chat import prompt as chat_prompt
+from haven.chat.backend import ChatRequest, Message
 from haven.engine.protocol import (
     ChatPrompt,
     EngineEvent,
@@ -51,7 +54,10 @@ from haven.engine.protocol import (
     TextDelta,
     Usage,
 )
-from haven.server.generation import start_chat
+from haven.models.manifest import Manifest
+from haven.models.names import parse_name
+from haven.models.store import ModelStore
+from haven.server.engine_config import engine_config
 from haven.settings import Settings
 
 MODEL = "bench:tiny"
@@ -128,6 +134,7 @@ class PacedEngine:
         tools: Sequence[Mapping[str, Any]] | None = None,
         add_generation_prompt: bool = True,
         enable_thinking: bool = True,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> ChatPrompt:
         return ChatPrompt("".join(f"{m['role']}: {m['content']}\n" for m in messages))
 
@@ -144,30 +151,30 @@ class PacedEngine:
         pass
 
 
-@dataclass(frozen=True)
-class _Manifest:
-    name: str
-    sha256: str = "0" * 64
-    size_bytes: int = 1_000_000
-    architecture: str = "qwen2"
-    parameter_count: int = 1_000_000
-    quantization: str = "F32"
-
-
-class _Store:
-    """One model whose "blob" is the engine given to :func:`build_app` (the loader ignores the path)."""
-
-    def __init__(self, blob: Path) -> None:
-        self.blob = blob
-
-    def list(self) -> list[_Manifest]:
-        return [_Manifest(MODEL)]
-
-    def get(self, name: str) -> _Manifest:
-        return _Manifest(MODEL)
-
-    def blob_path(self, manifest: _Manifest) -> Path:
-        return self.blob
+def _store(blob: Path) -> ModelStore:
+    """A real store (in a temp dir) with one model, MODEL, whose "blob" is ``blob`` (the loader ignores it)."""
+    store = ModelStore(Path(tempfile.mkdtemp(prefix="haven-bench-store-")))
+    manifest = Manifest(
+        name=MODEL,
+        sha256="0" * 64,
+        size=blob.stat().st_size,
+        architecture="qwen2",
+        parameter_count=1_000_000,
+        quantization="F32",
+        context_length=None,
+        embedding_length=None,
+        chat_template=None,
+        template_safe=True,
+        template_warning=None,
+        bos_token=None,
+        eos_token=None,
+        special_tokens={},
+        modified=datetime.now(UTC),
+        source="bench",
+    )
+    with store._locked():
+        store._write_manifest(parse_name(MODEL), manifest)
+    return store
 
 
 def build_app(engine: ModelEngine, blob: Path | None = None) -> FastAPI:
@@ -175,7 +182,7 @@ def build_app(engine: ModelEngine, blob: Path | None = None) -> FastAPI:
     from haven.server.app import create_app
 
     settings = Settings(keep_alive_seconds=3600, log_level="warning")
-    store = _Store(blob or Path(__file__))
+    store = _store(blob or Path(__file__))
     return create_app(settings, engine_loader=lambda path, *, name, sha256: engine, store=store)
 
 
@@ -192,7 +199,7 @@ def load_engine(kind: str, token_ms: float, model: Path | None) -> ModelEngine:
         if not model.exists():
             make_model(model, arch="qwen2", size="tiny", quant="f32", template="qwen2.5", seed=0)
     settings = Settings(threads=1, parallel=2, context_length=1024)
-    return load_llama(str(model), name=MODEL, sha256="", settings=settings)
+    return load_llama(str(model), name=MODEL, sha256="", config=engine_config(settings))
 
 
 def free_port() -> int:
@@ -217,11 +224,16 @@ PROMPT = [{"role": "user", "content": "hello there"}]
 
 
 async def _direct(engine: ModelEngine, max_tokens: int) -> tuple[float, int]:
-    """The work /api/chat does minus HTTP: render, tokenize, submit, drain (the shared generation service)."""
+    """The work /api/chat does minus HTTP: render, tokenize, submit, drain (the chat layer's prompt step)."""
     start = time.perf_counter()
-    generation = await start_chat(engine, PROMPT, SamplingParams(max_tokens=max_tokens, **SAMPLING))  # type: ignore[arg-type]
+    request = ChatRequest(MODEL, tuple(Message("user", m["content"]) for m in PROMPT))
+    rendered = chat_prompt.render(engine, request, "qwen", tools=None)
+    sampling = SamplingParams(max_tokens=max_tokens, **SAMPLING)  # type: ignore[arg-type]
+    handle = await engine.submit(
+        GenerationRequest(rendered.tokens, sampling, reasoning_opened=rendered.reasoning_opened)
+    )
     tokens = 0
-    async for event in generation.events():
+    async for event in handle.events():
         if isinstance(event, Finished):
             tokens = event.usage.completion_tokens
     return time.perf_counter() - start, tokens

@@ -191,6 +191,13 @@ class EndpointUnreachableError(AuditError):
     code = "endpoint_unreachable"
 
 
+class DigestMismatchError(StoreError):
+    """Uploaded bytes do not hash to the digest they were sent under (issue 9, ``POST /api/blobs``)."""
+
+    status_code = 400
+    code = "digest_mismatch"
+
+
 # --- remote upstreams (scale-out) --------------------------------------------------------
 
 

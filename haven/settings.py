@@ -121,6 +121,18 @@ class Settings(BaseSettings):
         default=32768, ge=1, le=1_048_576, description="Largest max_tokens a request may ask for."
     )
 
+    # --- API compatibility (issue 9) -----------------------------------------------------------
+    strict_requests: bool = Field(
+        default=False,
+        description="Refuse request fields no API defines with a 400 (default: ignore them and name them in the "
+        "X-Haven-Ignored-Fields response header and the log).",
+    )
+    reasoning_field: Literal["reasoning_content", "reasoning", "both"] = Field(
+        default="both",
+        description="Field that carries a reply's thinking in OpenAI responses: DeepSeek's reasoning_content, "
+        "vLLM's reasoning, or both.",
+    )
+
     # --- model store / pulling ---------------------------------------------------------------
     hf_endpoint: str = Field(
         default="https://huggingface.co", description="Hugging Face hub (or mirror) used by `haven models pull`."

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from haven.engine.protocol import TokenLogprob as TokenLogprob  # re-exported: a token, its logprob, top alternatives
+from haven.errors import EngineError
 from haven.models.manifest import ModelDefaults
 
 # --- the conversation ------------------------------------------------------------------------------
@@ -209,18 +211,12 @@ class TextRequest:
     logprobs: int | None = None
     keep_alive: float | None = None
     apply_defaults: bool = True
+    echo: bool = False
+    """Send the prompt (as text) back as the first TextDelta."""
     request_id: str = ""
 
 
 # --- what comes back -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    token: str
-    logprob: float
-    bytes: tuple[int, ...] = ()
-    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -412,3 +408,11 @@ async def collect(stream: ChatStream) -> ChatResult:
         final = Final("error", Usage(), ChatError("cancelled", "the generation ended without a final event."))
     tool_calls = [ToolCall(heads[i][0], heads[i][1], "".join(calls[i])) for i in sorted(calls)]
     return ChatResult("".join(content), "".join(reasoning), tool_calls, final, logprobs)
+
+
+def failure(final: Final) -> EngineError | None:
+    """The error a failed generation is reported as, in every API (None when it did not fail)."""
+    if final.finish_reason != "error":
+        return None
+    message = final.error.message if final.error is not None else "the generation failed."
+    return EngineError(message)

@@ -4,7 +4,7 @@ It ties the pieces together: :mod:`~haven.engine.memory` checks the budget befor
 cache is allocated, :mod:`~haven.engine.llama_backend` holds the model and context,
 :mod:`~haven.engine.scheduler` runs continuous batching on its own thread, and
 :mod:`~haven.engine.chat_template` renders prompts. :func:`load_engine` is the server's
-``EngineLoader`` (plus the settings it needs).
+``EngineLoader`` (plus the :class:`~haven.engine.config.EngineConfig` it needs).
 """
 
 from __future__ import annotations
@@ -16,54 +16,54 @@ from pathlib import Path
 from typing import Any
 
 from haven.engine.chat_template import ChatTemplate, prompt_opens_reasoning
+from haven.engine.config import EngineConfig
 from haven.engine.llama_backend import LlamaBackend
 from haven.engine.memory import check_budget, default_budget, estimate
 from haven.engine.protocol import ChatPrompt, EngineStats, GenerationHandle, GenerationRequest, ModelInfo
 from haven.engine.scheduler import Scheduler, SchedulerConfig, StepTimings
 from haven.errors import EngineError, InvalidRequestError, ModelLoadError
-from haven.settings import Settings
 
 
-def _memory_guard(settings: Settings, weights_bytes: int) -> Any:
+def _memory_guard(config: EngineConfig, weights_bytes: int) -> Any:
     def check(backend: LlamaBackend) -> None:
         est = estimate(
             weights_bytes=weights_bytes,
             n_layer=backend.n_layer,
             n_embd_kv=backend.n_embd_kv,
-            context_length=settings.context_length,
-            parallel=settings.parallel,
-            batch_size=settings.batch_size,
+            context_length=config.context_length,
+            parallel=config.parallel,
+            batch_size=config.batch_size,
             n_vocab=backend.n_vocab,
             n_embd=backend.n_embd,
         )
-        budget = settings.memory_budget_bytes or default_budget()
-        check_budget(est, budget=budget, context_length=settings.context_length, parallel=settings.parallel)
+        budget = config.memory_budget_bytes or default_budget()
+        check_budget(est, budget=budget, context_length=config.context_length, parallel=config.parallel)
 
     return check
 
 
 class LlamaEngine:
-    """A model served with continuous batching over ``settings.parallel`` KV slots."""
+    """A model served with continuous batching over ``config.parallel`` KV slots."""
 
-    def __init__(self, path: str, *, name: str, sha256: str, settings: Settings) -> None:
+    def __init__(self, path: str, *, name: str, sha256: str, config: EngineConfig) -> None:
         file = Path(path)
         if not file.is_file():
             raise ModelLoadError(f"The model file {path} does not exist.")
-        if settings.batch_size < settings.parallel:
+        if config.batch_size < config.parallel:
             # Every decoding slot puts one token into each step's batch.
-            raise ModelLoadError(f"batch_size ({settings.batch_size}) must be at least parallel ({settings.parallel}).")
+            raise ModelLoadError(f"batch_size ({config.batch_size}) must be at least parallel ({config.parallel}).")
         self.backend = LlamaBackend(
             file,
-            context_length=settings.context_length,
-            parallel=settings.parallel,
-            batch_size=settings.batch_size,
-            threads=settings.threads,
-            gpu_layers=settings.gpu_layers,
-            verbose=settings.log_level == "debug",
-            before_context=_memory_guard(settings, file.stat().st_size),
+            context_length=config.context_length,
+            parallel=config.parallel,
+            batch_size=config.batch_size,
+            threads=config.threads,
+            gpu_layers=config.gpu_layers,
+            verbose=config.verbose,
+            before_context=_memory_guard(config, file.stat().st_size),
         )
         try:
-            self._finish_init(name, sha256, settings)
+            self._finish_init(name, sha256, config)
         except BaseException:
             # Nothing else owns the backend yet: free its weights and context now, or every failed
             # load (a retried request, a broken template) would keep them until the process exits.
@@ -71,7 +71,7 @@ class LlamaEngine:
             raise
         self._closed = False
 
-    def _finish_init(self, name: str, sha256: str, settings: Settings) -> None:
+    def _finish_init(self, name: str, sha256: str, config: EngineConfig) -> None:
         backend = self.backend
         template_source = backend.chat_template()
         bos = backend.token_text(backend.bos) if backend.bos >= 0 else None
@@ -97,13 +97,15 @@ class LlamaEngine:
         self.scheduler = Scheduler(
             backend,
             SchedulerConfig(
-                parallel=settings.parallel,
-                prefill_chunk=settings.prefill_chunk,
-                max_queue=settings.max_queue,
-                prefix_cache=settings.prefix_cache,
-                max_tokens_limit=settings.max_tokens_limit,
+                parallel=config.parallel,
+                prefill_chunk=config.prefill_chunk,
+                max_queue=config.max_queue,
+                prefix_cache=config.prefix_cache,
+                max_tokens_limit=config.max_tokens_limit,
                 # Keyed by the file's hash: a state file is only ever loaded into the same model.
-                state_dir=settings.home / "kv-state" / sha256 if re.fullmatch(r"[0-9a-f]{8,128}", sha256) else None,
+                state_dir=config.state_dir / sha256
+                if config.state_dir is not None and re.fullmatch(r"[0-9a-f]{8,128}", sha256)
+                else None,
             ),
         )
 
@@ -135,9 +137,14 @@ class LlamaEngine:
         tools: Sequence[Mapping[str, Any]] | None = None,
         add_generation_prompt: bool = True,
         enable_thinking: bool = True,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> ChatPrompt:
         text = self._template.render(
-            messages, tools=tools, add_generation_prompt=add_generation_prompt, enable_thinking=enable_thinking
+            messages,
+            tools=tools,
+            add_generation_prompt=add_generation_prompt,
+            enable_thinking=enable_thinking,
+            **dict(template_kwargs or {}),
         )
         opened = add_generation_prompt and prompt_opens_reasoning(text)
         return ChatPrompt(text=text, reasoning_opened=opened)
@@ -176,6 +183,6 @@ class LlamaEngine:
         self.backend.close()
 
 
-def load_engine(path: str, *, name: str, sha256: str, settings: Settings) -> LlamaEngine:
-    """Load ``path`` with ``settings`` (context_length, parallel, batch_size, threads, …)."""
-    return LlamaEngine(path, name=name, sha256=sha256, settings=settings)
+def load_engine(path: str, *, name: str, sha256: str, config: EngineConfig) -> LlamaEngine:
+    """Load ``path`` with ``config`` (an :class:`EngineConfig`: context_length, parallel, batch_size, …)."""
+    return LlamaEngine(path, name=name, sha256=sha256, config=config)

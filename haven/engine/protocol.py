@@ -170,7 +170,10 @@ class ModelEngine(Protocol):
         tools: Sequence[Mapping[str, Any]] | None = None,
         add_generation_prompt: bool = True,
         enable_thinking: bool = True,
-    ) -> ChatPrompt: ...
+        template_kwargs: Mapping[str, Any] | None = None,
+    ) -> ChatPrompt:
+        """``template_kwargs``: extra template variables (``chat_template_kwargs``); they cannot override
+        the standard ones (messages, tools, add_generation_prompt, enable_thinking, bos/eos tokens)."""
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         """Queue a request. Raises QueueFullError, ContextLengthExceededError, GrammarError."""

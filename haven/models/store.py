@@ -19,14 +19,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from haven.engine.chat_template import scan_template
-from haven.errors import InvalidModelFileError, ModelNotFoundError, StoreError, UnsafeTemplateError
+from haven.errors import (
+    DigestMismatchError,
+    InvalidModelFileError,
+    ModelNotFoundError,
+    StoreError,
+    UnsafeTemplateError,
+)
 from haven.models.gguf_info import GGUFInfo, read_gguf_info
 from haven.models.hashing import fsync_dir, hash_stream, sha256_file
 from haven.models.manifest import Manifest, ModelDefaults
@@ -248,6 +256,63 @@ class ModelStore:
             self._write_manifest(parsed, updated)
         return updated
 
+    def copy(self, source: str, destination: str) -> Manifest:
+        """A second name for ``source``'s model (same blob, same defaults); replaces ``destination``."""
+        target = parse_name(destination)
+        with self._locked():
+            original = self.get(source)
+            previous = self._read_manifest(target)
+            copied = dataclasses.replace(original, name=str(target), modified=datetime.now(UTC))
+            self._write_manifest(target, copied)
+            if previous is not None and previous.sha256 != original.sha256:
+                self._collect_blob(previous.sha256)
+        return copied
+
+    # --- uploaded blobs (Ollama's /api/blobs) ------------------------------------------------------
+
+    def has_blob(self, sha256: str) -> bool:
+        return (self.blobs_dir / f"sha256-{sha256}").is_file()
+
+    @contextlib.contextmanager
+    def blob_upload(self, sha256: str) -> Iterator[BlobUpload]:
+        """Write an uploaded blob: bytes go to a temp file in ``blobs/`` while being hashed; on a clean
+        exit the hash must equal ``sha256`` (else HashMismatchError, nothing kept), then the blob
+        appears atomically. A blob nobody's manifest uses is kept for a later ``/api/create``."""
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".upload-", dir=self.blobs_dir)
+        temp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                upload = BlobUpload(fh)
+                yield upload
+                fh.flush()
+                os.fsync(fh.fileno())
+            if upload.hexdigest() != sha256:
+                raise DigestMismatchError(
+                    f"the uploaded bytes hash to sha256:{upload.hexdigest()}, not sha256:{sha256}; nothing was stored"
+                )
+            os.chmod(temp, 0o644)
+            with self._locked():
+                os.replace(temp, self.blobs_dir / f"sha256-{sha256}")
+                fsync_dir(self.blobs_dir)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def import_blob(self, sha256: str, name: str, *, allow_unsafe_template: bool = False) -> Manifest:
+        """Store the uploaded blob ``sha256`` under ``name`` (validated and scanned like any import)."""
+        blob = self.blobs_dir / f"sha256-{sha256}"
+        if not blob.is_file():
+            raise ModelNotFoundError(f"no blob sha256:{sha256} in the store; upload it with POST /api/blobs first")
+        parsed = parse_name(name)
+        info, safe, warning = self._inspect(blob, allow_unsafe_template)
+        with self._locked():
+            previous = self._read_manifest(parsed)
+            manifest = _manifest_from(info, parsed, sha256, safe, warning, f"blob:sha256:{sha256}")
+            self._write_manifest(parsed, manifest)
+            if previous is not None and previous.sha256 != sha256:
+                self._collect_blob(previous.sha256)
+        return manifest
+
     def _collect_blob(self, sha256: str) -> None:
         """Remove a blob no manifest references any more (caller holds the lock)."""
         if any(m.sha256 == sha256 for m in self.list()):
@@ -262,6 +327,23 @@ class ModelStore:
             with contextlib.suppress(OSError):
                 self._manifest_path(parsed).parent.rmdir()
             self._collect_blob(manifest.sha256)
+
+
+class BlobUpload:
+    """The writable end of :meth:`ModelStore.blob_upload`: ``write`` hashes as it stores."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._digest.update(data)
+        self._fh.write(data)
+        self.size += len(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 def _manifest_from(info: GGUFInfo, name: ModelName, sha: str, safe: bool, warning: str | None, source: str) -> Manifest:

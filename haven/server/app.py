@@ -17,17 +17,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from haven import __version__
+from haven.chat.local import LocalChatBackend
 from haven.engine.protocol import EngineLoader, ModelEngine
 from haven.errors import HavenError
+from haven.models.store import ModelStore
 from haven.server.auth import ApiKeyMiddleware, check_bind_allowed
+from haven.server.engine_config import engine_config
 from haven.server.errors import install_error_handlers
 from haven.server.limits import BodyLimitMiddleware
 from haven.server.logging import RequestLogMiddleware
 from haven.server.metrics import CONTENT_TYPE, ServerMetrics
-from haven.server.model_manager import ModelManager, ModelStore
+from haven.server.model_manager import ModelManager
 from haven.server.openai.router import router as openai_router
 from haven.settings import Settings, get_settings
 
@@ -38,18 +41,13 @@ def default_loader(settings: Settings) -> EngineLoader:
     """The real llama.cpp engine, imported only when the server builds its app."""
     from haven.engine.engine import load_engine
 
+    config = engine_config(settings)
+
     def load(path: str, *, name: str, sha256: str) -> ModelEngine:
-        engine: ModelEngine = load_engine(path, name=name, sha256=sha256, settings=settings)
+        engine: ModelEngine = load_engine(path, name=name, sha256=sha256, config=config)
         return engine
 
     return load
-
-
-def default_store(settings: Settings) -> ModelStore:
-    from haven.models.store import ModelStore as Store
-
-    store: ModelStore = Store.from_settings(settings)
-    return store
 
 
 def create_app(
@@ -60,10 +58,12 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     check_bind_allowed(settings)
-    store = store if store is not None else default_store(settings)
+    store = store if store is not None else ModelStore.from_settings(settings)
     loader = engine_loader if engine_loader is not None else default_loader(settings)
     manager = ModelManager(settings, store, loader)
     metrics = ServerMetrics(manager.stats)
+    # The one chat pipeline every API uses (and the seam for accounts, conversations or a remote upstream).
+    chat_backend = LocalChatBackend(manager, max_tokens_limit=settings.max_tokens_limit, observer=metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,6 +84,7 @@ def create_app(
     app.state.settings = settings
     app.state.model_manager = manager
     app.state.metrics = metrics
+    app.state.chat_backend = chat_backend
 
     install_error_handlers(app)
     app.include_router(openai_router)
@@ -117,6 +118,15 @@ def _ollama_router() -> Any:
 
 
 def _add_probe_routes(app: FastAPI) -> None:
+    # Many tools check for an Ollama server by this exact text (GET or HEAD /) before anything else.
+    @app.get("/", tags=["server"], summary="Liveness, as Ollama answers it")
+    async def root() -> Response:
+        return PlainTextResponse("Ollama is running")
+
+    @app.head("/", tags=["server"], summary="Liveness, as Ollama answers it (headers only)")
+    async def root_head() -> Response:
+        return PlainTextResponse("Ollama is running")
+
     @app.get("/health", tags=["server"], summary="Liveness: the process is serving")
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
@@ -134,7 +144,7 @@ def _add_probe_routes(app: FastAPI) -> None:
         loaded = {m.name for m in manager.loaded()}
         try:
             manifest = manager.store.get(settings.default_model)
-            name = str(getattr(manifest, "name", settings.default_model))
+            name = manifest.name
             checks["default_model"] = "loaded" if name in loaded else "present"
         except (OSError, HavenError) as exc:
             checks["default_model"] = f"missing: {getattr(exc, 'message', exc)}"

@@ -2,7 +2,7 @@
 
 Each app gets its own ``CollectorRegistry`` (no process-global state, so tests can build many apps).
 Request counters and latency are recorded by the request-log middleware, token counts, time to first
-token and decode speed by :mod:`haven.server.generation`; queue depth, slots in use and cache-hit
+token and decode speed by the chat layer (through the observer hooks below); queue depth, slots in use and cache-hit
 tokens are read from the loaded engines at scrape time.
 """
 
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from haven.chat.backend import Usage
 from haven.engine.protocol import EngineStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -90,6 +91,19 @@ class ServerMetrics:
         )
         if engine_stats is not None:
             self.registry.register(_EngineCollector(engine_stats))
+
+    # --- the chat layer's GenerationObserver hooks ---------------------------------------------------
+
+    def first_token(self, model: str, seconds: float) -> None:
+        self.ttft.labels(model).observe(seconds)
+
+    def finished(self, model: str, reason: str, usage: Usage, decode_seconds: float | None) -> None:
+        self.generations.labels(model, reason).inc()
+        self.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+        self.completion_tokens.labels(model).inc(usage.completion_tokens)
+        self.cached_tokens.labels(model).inc(usage.cached_tokens)
+        if decode_seconds and usage.completion_tokens > 1:
+            self.tokens_per_second.labels(model).observe(usage.completion_tokens / decode_seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,8 +8,8 @@ A loaded model stays for its keep-alive (``settings.keep_alive_seconds``, overri
 recently used idle model is unloaded. Unknown names raise ``ModelNotFoundError`` - never a fallback to
 another model - and a load failure is a ``ModelLoadError`` (HTTP 503).
 
-It knows the engine only through :mod:`haven.engine.protocol` and the store through ``get`` /
-``blob_path``; it knows nothing about HTTP.
+It knows the engine only through :mod:`haven.engine.protocol` and the store through its typed interface
+(:class:`haven.models.store.ModelStore`: ``get``, ``list``, ``blob_path``); it knows nothing about HTTP.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
 
 from haven.engine.protocol import EngineLoader, EngineStats, ModelEngine, ModelInfo
 from haven.errors import HavenError, ModelLoadError
+from haven.models.manifest import Manifest
+from haven.models.store import ModelStore
 from haven.settings import Settings
 
 log = logging.getLogger("haven.server.models")
@@ -36,16 +37,6 @@ _MIN_IDLE_CHECK = 0.05
 _SUBMIT_GRACE = 1.0
 """A model handed out by ``get`` is kept at least this long, so keep_alive 0 cannot unload it between
 ``get`` and the caller's ``submit`` (the engine only looks busy once the request is queued)."""
-
-
-class ModelStore(Protocol):
-    """The part of :class:`haven.models.store.ModelStore` the manager uses."""
-
-    def get(self, name: str) -> Any: ...
-
-    def blob_path(self, manifest: Any) -> Any: ...
-
-    def list(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +70,7 @@ class ModelManager:
         self._reaper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = False
-        self._catalog: list[Any] = []
+        self._catalog: list[Manifest] = []
         self._catalog_signature: tuple[tuple[str, int, int], ...] | None = None
 
     # --- public interface ---------------------------------------------------------------------
@@ -89,7 +80,7 @@ class ModelManager:
         if self._closed:
             raise ModelLoadError("the server is shutting down.")
         manifest = self.store.get(name)  # ModelNotFoundError for unknown names, before anything loads
-        key = str(getattr(manifest, "name", name))
+        key = manifest.name
         keep = self.settings.keep_alive_seconds if keep_alive is None else keep_alive
         entry = self._models.get(key)
         if entry is None:
@@ -114,7 +105,12 @@ class ModelManager:
             out.append(LoadedModel(name, entry.engine.info, entry.size_bytes, expires, entry.loaded_at))
         return out
 
-    def catalog(self) -> list[Any]:
+    def loaded_info(self, name: str) -> ModelInfo | None:
+        """The engine info of ``name`` (canonical) when it is loaded."""
+        entry = self._models.get(name)
+        return entry.engine.info if entry is not None else None
+
+    def catalog(self) -> list[Manifest]:
         """``store.list()``, re-read only when a manifest file changed (listing is a hot, cheap GET:
         parsing every manifest each time capped ``GET /v1/models`` well below 1,000 requests/s)."""
         signature = _manifest_signature(self.store)
@@ -132,7 +128,7 @@ class ModelManager:
         entry = self._models.pop(name, None)
         if entry is None:
             try:
-                key = str(getattr(self.store.get(name), "name", name))
+                key = self.store.get(name).name
             except HavenError:
                 return False
             entry = self._models.pop(key, None)
@@ -158,9 +154,9 @@ class ModelManager:
 
     # --- internals ----------------------------------------------------------------------------
 
-    async def _load(self, key: str, manifest: Any, keep: float) -> ModelEngine:
+    async def _load(self, key: str, manifest: Manifest, keep: float) -> ModelEngine:
         path = str(self.store.blob_path(manifest))
-        sha256 = str(getattr(manifest, "sha256", ""))
+        sha256 = manifest.sha256
         started = time.perf_counter()
         try:
             engine = await asyncio.to_thread(self.loader, path, name=key, sha256=sha256)
@@ -173,7 +169,7 @@ class ModelManager:
         try:
             size = os.path.getsize(path)
         except OSError:
-            size = int(getattr(manifest, "size_bytes", 0) or 0)
+            size = manifest.size
         self._models[key] = _Entry(engine, size, datetime.now(UTC), keep, None)
         self._touch(key, self._models[key], keep)
         log.info("loaded model %s in %.2f s", key, time.perf_counter() - started)
@@ -244,10 +240,8 @@ def _idle(engine: ModelEngine) -> bool:
 
 
 def _manifest_signature(store: ModelStore) -> tuple[tuple[str, int, int], ...] | None:
-    """(path, mtime, size) of every manifest of a store with a ``manifests_dir``; None when unknown."""
-    root = getattr(store, "manifests_dir", None)
-    if root is None:
-        return None
+    """(path, mtime, size) of every manifest file of the store; None when unknown."""
+    root = store.manifests_dir
     entries = []
     try:
         for tag_dir in os.scandir(root):

@@ -1,18 +1,22 @@
-"""Fakes for the Ollama API tests: the shared scripted engine set up for them, a store and a model manager.
+"""The Ollama API tests' setup: the shared scripted engine with this module's model, on the shared harness.
 
 The engine is :class:`tests.support.fake_engine.FakeEngine` with this module's model (``INFO``) and a
 default script (reasoning, text, Finished); ``delay`` slows each event down so tests can disconnect
-mid-stream.
+mid-stream. The app is the real one (:func:`tests.asgi.openai_support.harness`): real model manager,
+real store, real chat backend, so the Ollama tests run on the same harness as the OpenAI tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from haven.engine.protocol import Finished, ModelInfo, ReasoningDelta, TextDelta, Usage
-from haven.errors import ModelNotFoundError
+from tests.asgi.openai_support import Harness, harness
 from tests.support.fake_engine import FakeEngine as ScriptedEngine
 from tests.support.fake_engine import Script, ScriptFn, fake_info
 
@@ -47,70 +51,29 @@ class FakeEngine(ScriptedEngine):
     embedding: Sequence[float] | None = (3.0, 4.0)
 
 
-@dataclass
-class Loaded:
-    name: str
-    info: ModelInfo
-    size_bytes: int
-    expires_at: float | None
-    loaded_at: float
+MANIFEST: dict[str, Any] = {
+    "size": 2_000_000,
+    "sha256": "ab" * 32,
+    "modified": datetime.fromtimestamp(1_700_000_000, UTC),
+    "architecture": "qwen2",
+    "parameter_count": 494_032_768,
+    "quantization": "Q8_0",
+    "chat_template": "{{ messages }}",
+    "metadata": {"general.architecture": "qwen2", "qwen2.context_length": 2048},
+}
+"""The store's record of ``tiny:latest`` (its template gains tools and thinking once the model is loaded)."""
 
 
-@dataclass
-class FakeStore:
-    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    removed: list[str] = field(default_factory=list)
-
-    def list(self) -> list[dict[str, Any]]:
-        return list(self.entries.values())
-
-    def get(self, name: str) -> dict[str, Any]:
-        canonical = name if ":" in name else f"{name}:latest"  # as the real store resolves names
-        if canonical not in self.entries:
-            raise ModelNotFoundError(f"model '{name}' not found; `haven models list` shows the local models.")
-        return self.entries[canonical]
-
-    def remove(self, name: str) -> None:
-        canonical = self.get(name)["name"]
-        del self.entries[canonical]
-        self.removed.append(canonical)
+@asynccontextmanager
+async def ollama_harness(tmp_path: Path, engine: FakeEngine | None = None, **settings: Any) -> AsyncIterator[Harness]:
+    """The shared harness with one model, ``tiny:latest``, served by ``engine``."""
+    settings.setdefault("max_tokens_limit", 1000)
+    async with harness(
+        tmp_path, engine=engine or FakeEngine(), names=("tiny:latest",), manifest=MANIFEST, **settings
+    ) as h:
+        yield h
 
 
-@dataclass
-class FakeManager:
-    engine: FakeEngine
-    store: FakeStore
-    keep_alives: list[float | None] = field(default_factory=list)
-    unloaded: list[str] = field(default_factory=list)
-    is_loaded: bool = False
-
-    async def get(self, name: str, *, keep_alive: float | None = None) -> FakeEngine:
-        self.store.get(name)
-        self.keep_alives.append(keep_alive)
-        self.is_loaded = True
-        return self.engine
-
-    def loaded(self) -> list[Loaded]:
-        return [Loaded("tiny:latest", INFO, 123_456_789, 1_900_000_000.0, 0.0)] if self.is_loaded else []
-
-    async def unload(self, name: str) -> None:
-        self.unloaded.append(name)
-        self.is_loaded = False
-
-
-def make_manager(engine: FakeEngine | None = None) -> FakeManager:
-    """A manager whose store holds one model, ``tiny:latest``, served by ``engine``."""
-    store = FakeStore(
-        {
-            "tiny:latest": {
-                "name": "tiny:latest",
-                "size_bytes": 2_000_000,
-                "sha256": "ab" * 32,
-                "modified_at": 1_700_000_000,
-                "architecture": "qwen2",
-                "parameter_count": 494_032_768,
-                "quantization": "Q8_0",
-            }
-        }
-    )
-    return FakeManager(engine or FakeEngine(), store)
+def keep_alive_of(h: Harness, name: str = "tiny:latest") -> float:
+    """The keep-alive the manager holds for a loaded model."""
+    return h.app.state.model_manager._models[name].keep_alive

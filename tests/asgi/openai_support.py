@@ -1,8 +1,9 @@
-"""Helpers for the OpenAI/app ASGI tests: an app over FakeEngine/FakeLoader/FakeStore and an httpx client."""
+"""The ASGI harness of the OpenAI, Ollama and app tests: the real app over FakeEngine/FakeLoader and the real
+store (FakeStore), and an httpx client."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +30,21 @@ class Harness:
 
 @asynccontextmanager
 async def harness(
-    tmp_path: Path, *, loader: FakeLoader | None = None, engine: FakeEngine | None = None, **settings: Any
+    tmp_path: Path,
+    *,
+    loader: FakeLoader | None = None,
+    engine: FakeEngine | None = None,
+    names: Sequence[str] = ("tiny:latest", "other:latest"),
+    manifest: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Harness]:
+    """The real app over a fake loader and the real store (``names``, each with ``manifest`` overrides)."""
     if engine is not None:
         loader = FakeLoader(make=lambda name: engine)
     loader = loader or FakeLoader()
-    store = FakeStore(tmp_path / "store", names=("tiny:latest", "other:latest"))
+    store = FakeStore(tmp_path / "store", names=())
+    for name in names:
+        store.add(name, **(manifest or {}))
     settings.setdefault("home", tmp_path / "home")
     settings.setdefault("default_model", "tiny:latest")
     app = create_app(Settings(**settings), engine_loader=loader, store=store)

@@ -31,7 +31,7 @@ async def test_health_and_ready(tmp_path: Path) -> None:
         assert r.status_code == 503 and r.json()["checks"]["store"] == "unreadable: store unreadable"
     async with harness(tmp_path / "b", default_model="absent") as h:
         r = await h.client.get("/ready")
-        assert r.status_code == 503 and r.json()["checks"]["default_model"].startswith("missing: model 'absent'")
+        assert r.status_code == 503 and r.json()["checks"]["default_model"].startswith("missing: model absent:latest")
 
 
 async def test_openapi_schema_is_served_and_valid(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,11 +13,12 @@ from fastapi import FastAPI
 
 from haven.engine.protocol import Finished, TextDelta, Usage
 from haven.errors import ModelNotFoundError, QueueFullError
-from haven.server.ollama import serving
+from haven.server.ollama import models, serving
 from haven.server.ollama.protocol import ChatRequest
 from haven.server.ollama.router import router
 from haven.settings import Settings
-from tests.asgi.ollama_fakes import INFO, FakeEngine, FakeManager, make_manager
+from tests.asgi.ollama_fakes import INFO, FakeEngine, keep_alive_of, ollama_harness
+from tests.asgi.openai_support import Harness
 
 
 @pytest.fixture
@@ -25,18 +27,14 @@ def engine() -> FakeEngine:
 
 
 @pytest.fixture
-def manager(engine: FakeEngine) -> FakeManager:
-    return make_manager(engine)
+async def h(tmp_path: Path, engine: FakeEngine) -> AsyncIterator[Harness]:
+    async with ollama_harness(tmp_path, engine) as harness:
+        yield harness
 
 
 @pytest.fixture
-async def client(manager: FakeManager) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.state.settings = Settings(max_tokens_limit=1000)
-    app.state.model_manager = manager
-    app.include_router(router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-        yield c
+def client(h: Harness) -> httpx.AsyncClient:
+    return h.client
 
 
 def lines(response: httpx.Response) -> list[dict[str, Any]]:
@@ -115,12 +113,10 @@ async def test_options_and_format_reach_the_sampler(client: httpx.AsyncClient, e
     ("keep_alive", "seconds"),
     [("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25), (60, 60.0), ("120", 120.0), (-1, -1.0), ("-1m", -1.0)],
 )
-async def test_keep_alive_durations(
-    client: httpx.AsyncClient, manager: FakeManager, keep_alive: Any, seconds: float
-) -> None:
-    response = await client.post("/api/chat", json={**CHAT, "stream": False, "keep_alive": keep_alive})
+async def test_keep_alive_durations(h: Harness, keep_alive: Any, seconds: float) -> None:
+    response = await h.client.post("/api/chat", json={**CHAT, "stream": False, "keep_alive": keep_alive})
     assert response.status_code == 200
-    assert manager.keep_alives == [seconds]
+    assert keep_alive_of(h) == seconds
 
 
 async def test_tool_call_is_parsed_into_message_tool_calls(client: httpx.AsyncClient, engine: FakeEngine) -> None:
@@ -192,7 +188,8 @@ async def test_bad_chat_requests_are_400_with_ollama_error(
     assert (await client.post("/api/chat", json={**CHAT, "stream": False})).status_code == 200
 
 
-async def test_unknown_model_is_404_on_every_endpoint(client: httpx.AsyncClient, manager: FakeManager) -> None:
+async def test_unknown_model_is_404_on_every_endpoint(h: Harness) -> None:
+    client = h.client
     for path, body in [
         ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
         ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}], "stream": False}),
@@ -203,10 +200,11 @@ async def test_unknown_model_is_404_on_every_endpoint(client: httpx.AsyncClient,
     ]:
         response = await client.post(path, json=body)
         assert response.status_code == 404, path
-        assert response.json() == {"error": "model 'nope' not found; `haven models list` shows the local models."}
+        assert list(response.json()) == ["error"]
+        assert response.json()["error"].startswith("model nope:latest is not in the store")
     response = await client.request("DELETE", "/api/delete", json={"model": "nope"})
     assert response.status_code == 404
-    assert list(manager.store.entries) == ["tiny:latest"]
+    assert [m.name for m in h.store.list()] == ["tiny:latest"]
 
 
 async def test_queue_full_is_429_with_retry_after(client: httpx.AsyncClient, engine: FakeEngine) -> None:
@@ -226,10 +224,9 @@ async def test_engine_error_mid_stream_ends_with_error_line(client: httpx.AsyncC
     assert response.status_code == 500 and response.json() == {"error": "llama_decode failed"}
 
 
-async def test_dropping_the_stream_cancels_the_generation(engine: FakeEngine, manager: FakeManager) -> None:
-    service = serving.OllamaService(manager, Settings())
-    run = await service.start_chat(ChatRequest.model_validate(CHAT))
-    chunks = service.chunks(run, "tiny:latest", kind="chat")
+async def test_dropping_the_stream_cancels_the_generation(h: Harness, engine: FakeEngine) -> None:
+    stream = await h.app.state.chat_backend.chat(serving.chat_request(ChatRequest.model_validate(CHAT)))
+    chunks = serving.chunks(serving.Run(stream, "tiny:latest", "chat"))
     first = await chunks.__anext__()
     assert first["message"]["thinking"] == "Let me think."
     await chunks.aclose()  # what Starlette does when the client disconnects
@@ -267,12 +264,13 @@ async def test_generate_unsupported_features_are_400(
     assert engine.submitted == []
 
 
-async def test_empty_prompt_loads_and_keep_alive_zero_unloads(client: httpx.AsyncClient, manager: FakeManager) -> None:
+async def test_empty_prompt_loads_and_keep_alive_zero_unloads(h: Harness, engine: FakeEngine) -> None:
+    client, manager = h.client, h.app.state.model_manager
     body = (await client.post("/api/generate", json={"model": "tiny:latest"})).json()
     assert (body["done"], body["done_reason"], body["response"]) == (True, "load", "")
-    assert manager.is_loaded
+    assert [m.name for m in manager.loaded()] == ["tiny:latest"]
     body = (await client.post("/api/generate", json={"model": "tiny:latest", "keep_alive": 0})).json()
-    assert body["done_reason"] == "unload" and manager.unloaded == ["tiny:latest"]
+    assert body["done_reason"] == "unload" and manager.loaded() == [] and engine.closed
     body = (await client.post("/api/chat", json={"model": "tiny:latest", "messages": []})).json()
     assert body["done_reason"] == "load" and body["message"] == {"role": "assistant", "content": ""}
 
@@ -338,8 +336,8 @@ async def test_ps_lists_loaded_models(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/ps")).json() == {"models": []}
     await client.post("/api/generate", json={"model": "tiny:latest"})
     (model,) = (await client.get("/api/ps")).json()["models"]
-    assert (model["name"], model["size"], model["context_length"]) == ("tiny:latest", 123_456_789, 4096)
-    assert model["expires_at"] == "2030-03-17T17:46:40Z" and model["digest"] == "ab" * 32
+    assert (model["name"], model["size"], model["context_length"]) == ("tiny:latest", 1024, 4096)  # the blob's size
+    assert model["expires_at"].endswith("Z") and model["digest"] == "ab" * 32
 
 
 async def test_show_uses_loaded_info(client: httpx.AsyncClient) -> None:
@@ -354,11 +352,12 @@ async def test_show_uses_loaded_info(client: httpx.AsyncClient) -> None:
     assert response.status_code == 400 and response.json() == {"error": "model is required."}
 
 
-async def test_delete_unloads_then_removes(client: httpx.AsyncClient, manager: FakeManager) -> None:
+async def test_delete_unloads_then_removes(h: Harness, engine: FakeEngine) -> None:
+    client = h.client
     await client.post("/api/generate", json={"model": "tiny:latest"})
     response = await client.request("DELETE", "/api/delete", json={"model": "tiny"})  # short name
     assert response.status_code == 200
-    assert manager.unloaded == ["tiny:latest"] and manager.store.removed == ["tiny:latest"]
+    assert engine.closed and h.app.state.model_manager.loaded() == [] and not h.store.exists("tiny:latest")
     assert (await client.get("/api/tags")).json() == {"models": []}
 
 
@@ -375,7 +374,7 @@ async def test_pull_events_report_progress_then_success() -> None:
         progress("pulling 3f2a", completed=50, total=100)
         progress("pulling 3f2a", completed=100, total=100)
 
-    events = [e async for e in serving.pull_events(fake_pull, object(), "hf.co/x/y:Q4_K_M", Settings())]
+    events = [e async for e in models.pull_events(fake_pull, object(), "hf.co/x/y:Q4_K_M", Settings())]
     assert calls == ["hf.co/x/y:Q4_K_M"]
     assert events == [
         {"status": "pulling 3f2a", "total": 100, "completed": 50},
@@ -388,7 +387,7 @@ async def test_pull_errors_propagate() -> None:
         raise ModelNotFoundError("no such repository")
 
     with pytest.raises(ModelNotFoundError):
-        async for _ in serving.pull_events(failing_pull, object(), "x", Settings()):
+        async for _ in models.pull_events(failing_pull, object(), "x", Settings()):
             pass
 
 

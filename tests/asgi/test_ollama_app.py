@@ -38,7 +38,7 @@ async def test_keep_alive_forever_has_no_expiry(tmp_path: Path) -> None:
 async def test_tags_list_the_store(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         models = (await h.client.get("/api/tags")).json()["models"]
-        assert [m["name"] for m in models] == ["tiny:latest", "other:latest"]
+        assert [m["name"] for m in models] == ["other:latest", "tiny:latest"]
         assert models[0]["modified_at"] == "2026-01-02T00:00:00Z" and models[0]["size"] == 1_000_000
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import ollama
 import pytest
-from fastapi import FastAPI
 
-from haven.server.ollama.router import router
-from haven.settings import Settings
-from tests.asgi.ollama_fakes import FakeEngine, FakeManager, make_manager
+from tests.asgi.ollama_fakes import FakeEngine, ollama_harness
 
 
 @pytest.fixture
@@ -20,19 +18,11 @@ def engine() -> FakeEngine:
 
 
 @pytest.fixture
-def manager(engine: FakeEngine) -> FakeManager:
-    return make_manager(engine)
-
-
-@pytest.fixture
-async def oclient(manager: FakeManager) -> AsyncIterator[ollama.AsyncClient]:
-    app = FastAPI()
-    app.state.settings = Settings()
-    app.state.model_manager = manager
-    app.include_router(router)
-    client = ollama.AsyncClient(host="http://haven.test", transport=httpx.ASGITransport(app=app))
-    yield client
-    await client._client.aclose()
+async def oclient(tmp_path: Path, engine: FakeEngine) -> AsyncIterator[ollama.AsyncClient]:
+    async with ollama_harness(tmp_path, engine) as h:
+        client = ollama.AsyncClient(host="http://haven.test", transport=httpx.ASGITransport(app=h.app))
+        yield client
+        await client._client.aclose()
 
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -48,14 +38,14 @@ async def test_chat_non_stream_and_stream(oclient: ollama.AsyncClient) -> None:
     assert parts[-1].done is True
 
 
-async def test_generate_and_options(oclient: ollama.AsyncClient, manager: FakeManager) -> None:
+async def test_generate_and_options(oclient: ollama.AsyncClient, engine: FakeEngine) -> None:
     reply = await oclient.generate(model="tiny:latest", prompt="hi", options={"temperature": 0, "num_predict": 5})
     assert reply.response == "Hello world" and reply.thinking == "Let me think."
-    sampling = manager.engine.submitted[-1].sampling
+    sampling = engine.submitted[-1].sampling
     assert (sampling.temperature, sampling.max_tokens) == (0, 5)
 
 
-async def test_format_schema_from_pydantic(oclient: ollama.AsyncClient, manager: FakeManager) -> None:
+async def test_format_schema_from_pydantic(oclient: ollama.AsyncClient, engine: FakeEngine) -> None:
     from pydantic import BaseModel
 
     class Person(BaseModel):
@@ -63,13 +53,13 @@ async def test_format_schema_from_pydantic(oclient: ollama.AsyncClient, manager:
         age: int
 
     await oclient.chat(model="tiny:latest", messages=MESSAGES, format=Person.model_json_schema())
-    assert manager.engine.submitted[-1].sampling.json_schema == Person.model_json_schema()
+    assert engine.submitted[-1].sampling.json_schema == Person.model_json_schema()
 
 
-async def test_tool_calls_parse_into_ollama_types(oclient: ollama.AsyncClient, manager: FakeManager) -> None:
+async def test_tool_calls_parse_into_ollama_types(oclient: ollama.AsyncClient, engine: FakeEngine) -> None:
     from haven.engine.protocol import Finished, TextDelta, Usage
 
-    manager.engine.script = (
+    engine.script = (
         TextDelta('<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>'),
         Finished("stop", Usage(3, 9)),
     )
@@ -86,10 +76,10 @@ async def test_tool_calls_parse_into_ollama_types(oclient: ollama.AsyncClient, m
     reply = await oclient.chat(model="tiny:latest", messages=MESSAGES, tools=[add])
     (call,) = reply.message.tool_calls or []
     assert (call.function.name, dict(call.function.arguments)) == ("add", {"a": 1, "b": 2})
-    assert manager.engine.rendered[-1]["tools"][0]["function"]["name"] == "add"
+    assert engine.rendered[-1]["tools"][0]["function"]["name"] == "add"
 
 
-async def test_embed_list_show_ps_delete(oclient: ollama.AsyncClient, manager: FakeManager) -> None:
+async def test_embed_list_show_ps_delete(oclient: ollama.AsyncClient, engine: FakeEngine) -> None:
     embedded = await oclient.embed(model="tiny:latest", input=["a", "b"])
     assert [list(v) for v in embedded.embeddings] == [[0.6, 0.8], [0.6, 0.8]]
     listed = await oclient.list()
@@ -107,4 +97,4 @@ async def test_unknown_model_raises_response_error_404(oclient: ollama.AsyncClie
     with pytest.raises(ollama.ResponseError) as info:
         await oclient.chat(model="nope", messages=MESSAGES)
     assert info.value.status_code == 404
-    assert info.value.error == "model 'nope' not found; `haven models list` shows the local models."
+    assert info.value.error.startswith("model nope:latest is not in the store")

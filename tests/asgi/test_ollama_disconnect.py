@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 
 from haven.engine.protocol import Finished, TextDelta, Usage
-from haven.server.ollama.router import router
+from haven.server.app import create_app
 from haven.settings import Settings
-from tests.asgi.ollama_fakes import FakeEngine, FakeManager, FakeStore
+from tests.asgi.ollama_fakes import FakeEngine
+from tests.support.fake_engine import FakeLoader, FakeStore
 from tests.support.loopback import serve_on_loopback
 
 
-def test_disconnect_mid_stream_cancels_generation() -> None:
-    from fastapi import FastAPI
-
+def test_disconnect_mid_stream_cancels_generation(tmp_path: Path) -> None:
     script = [TextDelta(f"t{i} ") for i in range(200)] + [Finished("stop", Usage(1, 200))]
     engine = FakeEngine(script=script, delay=0.02)
-    app = FastAPI()
-    app.state.settings = Settings()
-    app.state.model_manager = FakeManager(engine, FakeStore({"m:latest": {"name": "m:latest"}}))
-    app.include_router(router)
+    store = FakeStore(tmp_path / "store", names=("m:latest",))
+    app = create_app(Settings(home=tmp_path / "home"), engine_loader=FakeLoader(make=lambda name: engine), store=store)
     with serve_on_loopback(app) as url:
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         with (

@@ -22,7 +22,12 @@ async def test_non_stream_answer_with_reasoning_and_usage(tmp_path: Path) -> Non
     assert body["choices"] == [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": "Hello world", "reasoning_content": "Think."},
+            "message": {
+                "role": "assistant",
+                "content": "Hello world",
+                "reasoning_content": "Think.",
+                "reasoning": "Think.",
+            },
             "logprobs": None,
             "finish_reason": "stop",
         }
@@ -47,7 +52,7 @@ async def test_stream_has_role_reasoning_content_finish_usage_and_done(tmp_path:
     deltas = [e["choices"][0]["delta"] for e in events[:-2]]
     assert deltas == [
         {"role": "assistant", "content": ""},
-        {"reasoning_content": "Think."},
+        {"reasoning_content": "Think.", "reasoning": "Think."},
         {"content": "Hel"},
         {"content": "lo"},
         {},

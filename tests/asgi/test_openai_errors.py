@@ -22,19 +22,12 @@ def chat(**fields: Any) -> dict[str, Any]:
 
 BAD_CHAT: list[tuple[str, Any, str, str | None]] = [
     # (case, body, message fragment, param)
-    ("unknown field", chat(frobnicate=1), "Unrecognized request argument supplied: frobnicate", "frobnicate"),
     ("wrong type", chat(temperature="hot"), "temperature: Input should be a valid number", "temperature"),
     ("temperature range", chat(temperature=3), "temperature: Input should be less than or equal to 2", "temperature"),
     ("missing model", {"messages": USER}, "'model' is a required property", "model"),
     ("empty messages", chat(messages=[]), "messages: List should have at least 1 item", "messages"),
     ("no content", chat(messages=[{"role": "user"}]), "messages[0] (user) has no content", "messages"),
     ("empty content", chat(messages=[{"role": "user", "content": "  "}]), "messages[0] (user) has no content", None),
-    (
-        "system after user",
-        chat(messages=[*USER, {"role": "system", "content": "x"}]),
-        "messages[1] (system): system messages must come before",
-        None,
-    ),
     (
         "tool without call",
         chat(messages=[*USER, {"role": "tool", "tool_call_id": "c1", "content": "x"}]),
@@ -143,7 +136,7 @@ async def test_unknown_model_is_404_and_nothing_loads(tmp_path: Path) -> None:
             r = await h.client.post(path, json=body)
             assert r.status_code == 404, path
             assert r.json()["error"]["code"] == "model_not_found"
-            assert "'nope' not found" in r.json()["error"]["message"]
+            assert "model nope:latest is not in the store" in r.json()["error"]["message"]
         r = await h.client.get("/v1/models/nope")
         assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
         assert h.loader.calls == []

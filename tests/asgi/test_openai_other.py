@@ -28,6 +28,7 @@ async def test_completion_with_echo_n_and_legacy_logprobs(tmp_path: Path) -> Non
         "completion_tokens": 4,
         "total_tokens": 13,
         "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
     assert [bytes(r.prompt_tokens) for r in engine.submitted] == [b"Once upon"] * 2
     assert engine.submitted[0].split_reasoning is False
@@ -68,5 +69,5 @@ async def test_models_list_and_get(tmp_path: Path) -> None:
         listing = (await h.client.get("/v1/models")).json()
         one = await h.client.get("/v1/models/tiny:latest")
     assert listing["object"] == "list"
-    assert [m["id"] for m in listing["data"]] == ["tiny:latest", "other:latest"]
+    assert [m["id"] for m in listing["data"]] == ["other:latest", "tiny:latest"]  # sorted, as the store lists
     assert one.json() == {"id": "tiny:latest", "object": "model", "created": 1767312000, "owned_by": "haven"}

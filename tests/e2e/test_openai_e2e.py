@@ -161,8 +161,11 @@ def test_model_listing_and_unknown_model(client: openai.OpenAI) -> None:
     assert "model no-such-model:latest is not in the store" in str(info.value)
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
-    with pytest.raises(openai.BadRequestError, match="Unrecognized request argument supplied: frobnicate"):
-        client.chat.completions.create(model="tiny", messages=HELLO, extra_body={"frobnicate": 1})  # type: ignore[arg-type]
+    # An unknown field is ignored and named (HAVEN_STRICT_REQUESTS=true would refuse it).
+    raw = client.chat.completions.with_raw_response.create(
+        model="tiny", messages=HELLO, max_tokens=2, extra_body={"frobnicate": 1}  # type: ignore[arg-type]
+    )
+    assert raw.headers["x-haven-ignored-fields"] == "frobnicate"
 
 
 def test_completions(client: openai.OpenAI) -> None:

@@ -16,6 +16,7 @@ from haven.engine.protocol import (
     SamplingParams,
     TextDelta,
 )
+from haven.server.engine_config import engine_config
 from haven.settings import Settings
 
 
@@ -29,7 +30,7 @@ def tiny_engine(path: Path, **overrides: Any) -> LlamaEngine:
         "max_queue": 8,
     }
     values.update(overrides)
-    return load_engine(str(path), name="tiny", sha256="", settings=Settings(**values))
+    return load_engine(str(path), name="tiny", sha256="", config=engine_config(Settings(**values)))
 
 
 @dataclass

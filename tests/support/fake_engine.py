@@ -5,8 +5,8 @@
 test can fill the slots or disconnect mid-stream), and records what it was asked (``submitted``,
 ``handles``, ``rendered``, ``cancelled``, ``embedded``). A model whose info ``supports_thinking`` gets a
 generation prompt that opens ``<think>`` when thinking is enabled, like DeepSeek-R1's template.
-``FakeLoader`` is an ``EngineLoader`` that builds FakeEngines (or fails), ``FakeStore`` a model store
-with the real store's read interface (``get``, ``list``, ``blob_path``).
+``FakeLoader`` is an ``EngineLoader`` that builds FakeEngines (or fails), ``FakeStore`` the real model
+store with models added without a GGUF (the fake loader never reads blobs).
 No llama.cpp, no threads of its own: everything runs on the test's event loop.
 """
 
@@ -33,7 +33,10 @@ from haven.engine.protocol import (
     TokenLogprob,
     Usage,
 )
-from haven.errors import ContextLengthExceededError, ModelLoadError, ModelNotFoundError, QueueFullError
+from haven.errors import ContextLengthExceededError, ModelLoadError, QueueFullError
+from haven.models.manifest import Manifest
+from haven.models.names import parse_name
+from haven.models.store import ModelStore
 
 QWEN_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>{% endfor %}<tool_call>"
 
@@ -151,8 +154,16 @@ class FakeEngine:
         tools: Sequence[Mapping[str, Any]] | None = None,
         add_generation_prompt: bool = True,
         enable_thinking: bool = True,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> ChatPrompt:
-        self.rendered.append({"messages": list(messages), "tools": tools, "enable_thinking": enable_thinking})
+        self.rendered.append(
+            {
+                "messages": list(messages),
+                "tools": tools,
+                "enable_thinking": enable_thinking,
+                "template_kwargs": dict(template_kwargs or {}),
+            }
+        )
         text = "".join(f"<|{m['role']}|>{m.get('content') or ''}\n" for m in messages)
         opened = add_generation_prompt and enable_thinking and self.info.supports_thinking
         return ChatPrompt(text + ("<|assistant|>" if add_generation_prompt else ""), reasoning_opened=opened)
@@ -218,56 +229,57 @@ class FakeLoader:
         return engine
 
 
-@dataclass(frozen=True)
-class FakeManifest:
-    name: str
-    sha256: str
-    size_bytes: int = 1_000_000
-    architecture: str = "qwen2"
-    parameter_count: int = 1_000_000
-    quantization: str = "F32"
-    created_at: datetime = field(default_factory=lambda: datetime(2026, 1, 2, tzinfo=UTC))
+def fake_manifest(name: str, **overrides: Any) -> Manifest:
+    """A real :class:`Manifest` for a model that exists only as a fake blob."""
+    values: dict[str, Any] = {
+        "name": name,
+        "sha256": hashlib.sha256(name.encode()).hexdigest(),
+        "size": 1024,
+        "architecture": "qwen2",
+        "parameter_count": 1_000_000,
+        "quantization": "F32",
+        "context_length": 4096,
+        "embedding_length": 4,
+        "chat_template": QWEN_TEMPLATE,
+        "template_safe": True,
+        "template_warning": None,
+        "bos_token": None,
+        "eos_token": "<|im_end|>",
+        "special_tokens": {},
+        "modified": datetime(2026, 1, 2, tzinfo=UTC),
+        "source": "test",
+    }
+    values.update(overrides)
+    return Manifest(**values)
 
 
-@dataclass
-class FakeStore:
-    """The model store's read side; ``blob_path`` points at a real small file so sizes can be read."""
+class FakeStore(ModelStore):
+    """The real model store (same files, same contract) with ``add`` for models that need no GGUF: the
+    fake loader never reads the blob. ``unreadable`` makes reads fail like a broken disk."""
 
-    root: Path
-    names: Sequence[str] = ("tiny:latest",)
-    manifests: dict[str, FakeManifest] = field(default_factory=dict)
-    unreadable: bool = False
-
-    def __post_init__(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        for name in self.names:
+    def __init__(self, root: Path, names: Sequence[str] = ("tiny:latest",)) -> None:
+        super().__init__(root)
+        self.unreadable = False
+        for name in names:
             self.add(name)
 
-    def add(self, name: str) -> FakeManifest:
-        manifest = FakeManifest(name, hashlib.sha256(name.encode()).hexdigest())
-        self.manifests[name] = manifest
+    def add(self, name: str, **overrides: Any) -> Manifest:
+        manifest = fake_manifest(str(parse_name(name)), **overrides)
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.blob_path(manifest).write_bytes(b"GGUF" + bytes(1020))
+        with self._locked():
+            self._write_manifest(parse_name(name), manifest)
         return manifest
 
-    @staticmethod
-    def canonical(name: str) -> str:
-        return name.lower() if ":" in name else f"{name.lower()}:latest"
-
-    def get(self, name: str) -> FakeManifest:
+    def get(self, name: str) -> Manifest:
         if self.unreadable:
             raise OSError("store unreadable")
-        manifest = self.manifests.get(self.canonical(name))
-        if manifest is None:
-            raise ModelNotFoundError(f"model '{name}' not found; `haven models list` shows the local models.")
-        return manifest
+        return super().get(name)
 
-    def list(self) -> list[FakeManifest]:
+    def list(self) -> list[Manifest]:
         if self.unreadable:
             raise OSError("store unreadable")
-        return list(self.manifests.values())
-
-    def blob_path(self, manifest: FakeManifest) -> Path:
-        return self.root / f"sha256-{manifest.sha256}"
+        return super().list()
 
 
 def failing_loader(message: str = "model 'tiny:latest' could not be loaded: out of memory.") -> FakeLoader:

@@ -22,7 +22,6 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
-    monkeypatch.setattr("haven.server.app.default_store", lambda settings: object())
     # serve() points haven's loggers at stderr; in a test run that would hide them from caplog elsewhere.
     monkeypatch.setattr("haven.server.logging.configure_logging", lambda settings: None)
     return calls

@@ -10,6 +10,7 @@ import pytest
 from haven.engine.engine import load_engine
 from haven.engine.memory import MemoryEstimate, check_budget, default_budget, estimate, total_ram_bytes
 from haven.errors import MemoryBudgetError, ModelLoadError
+from haven.server.engine_config import engine_config
 from haven.settings import Settings
 
 MiB = 1024 * 1024
@@ -53,12 +54,12 @@ def test_default_budget_is_ninety_percent_of_ram() -> None:
 def test_loading_over_budget_fails_and_the_engine_is_not_created(make_test_model: Callable[..., Path]) -> None:
     settings = Settings(context_length=65536, parallel=8, threads=1, memory_budget_bytes=64 * MiB)
     with pytest.raises(MemoryBudgetError, match="lower context_length or parallel"):
-        load_engine(str(make_test_model()), name="tiny", sha256="", settings=settings)
+        load_engine(str(make_test_model()), name="tiny", sha256="", config=engine_config(settings))
 
 
 async def test_loading_within_budget_works(make_test_model: Callable[..., Path]) -> None:
     settings = Settings(context_length=256, parallel=2, threads=1, batch_size=64, memory_budget_bytes=1024 * MiB)
-    engine = load_engine(str(make_test_model()), name="tiny", sha256="abc", settings=settings)
+    engine = load_engine(str(make_test_model()), name="tiny", sha256="abc", config=engine_config(settings))
     try:
         assert engine.info.context_length == 256 and engine.info.sha256 == "abc"
         assert engine.stats().slots_total == 2
@@ -69,9 +70,9 @@ async def test_loading_within_budget_works(make_test_model: Callable[..., Path])
 def test_batch_smaller_than_parallel_is_refused(make_test_model: Callable[..., Path]) -> None:
     settings = Settings(context_length=256, parallel=8, batch_size=4, threads=1)
     with pytest.raises(ModelLoadError, match=r"batch_size \(4\) must be at least parallel \(8\)"):
-        load_engine(str(make_test_model()), name="tiny", sha256="", settings=settings)
+        load_engine(str(make_test_model()), name="tiny", sha256="", config=engine_config(settings))
 
 
 def test_missing_model_file_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
-        load_engine(str(tmp_path / "nope.gguf"), name="x", sha256="", settings=Settings(threads=1))
+        load_engine(str(tmp_path / "nope.gguf"), name="x", sha256="", config=engine_config(Settings(threads=1)))

@@ -14,6 +14,7 @@ from haven.engine.engine import LlamaEngine, load_engine
 from haven.engine.protocol import Finished, GenerationRequest, SamplingParams, TextDelta, Usage
 from haven.engine.slots import Handle
 from haven.errors import ContextLengthExceededError, EngineError, InvalidRequestError, QueueFullError
+from haven.server.engine_config import engine_config
 from haven.settings import Settings
 from tests.support.engine_run import generate, tiny_engine
 
@@ -215,7 +216,7 @@ async def test_cached_conversation_survives_a_restart(make_test_model: Callable[
     path = make_test_model()
     sha = "0123456789abcdef" * 4
     settings = {"context_length": 512, "parallel": 2, "batch_size": 128, "threads": 1}
-    first_engine = load_engine(str(path), name="tiny", sha256=sha, settings=Settings(**settings))
+    first_engine = load_engine(str(path), name="tiny", sha256=sha, config=engine_config(Settings(**settings)))
     turn1 = first_engine.tokenize("A long first question about many things " * 4)
     bias = {first_engine.tokenize("ok")[0]: 100.0}
     first = await generate(first_engine, turn1, temperature=0, logit_bias=bias, max_tokens=8)
@@ -223,7 +224,7 @@ async def test_cached_conversation_survives_a_restart(make_test_model: Callable[
     saved = sorted(p.name for p in (haven_env / "kv-state" / sha).iterdir())
     assert saved == ["slot-0.kv"]
 
-    engine = load_engine(str(path), name="tiny", sha256=sha, settings=Settings(**settings))
+    engine = load_engine(str(path), name="tiny", sha256=sha, config=engine_config(Settings(**settings)))
     try:
         turn2 = turn1 + first.token_ids + engine.tokenize(" And then?", add_special=False)
         second = await generate(engine, turn2, temperature=0, max_tokens=2)
@@ -231,7 +232,8 @@ async def test_cached_conversation_survives_a_restart(make_test_model: Callable[
     finally:
         await engine.close()
     # Without prefix caching nothing is restored (and a mismatched file is not trusted).
-    cold = load_engine(str(path), name="tiny", sha256=sha, settings=Settings(**settings, prefix_cache=False))
+    cold_config = engine_config(Settings(**settings, prefix_cache=False))
+    cold = load_engine(str(path), name="tiny", sha256=sha, config=cold_config)
     try:
         again = await generate(cold, turn2, temperature=0, max_tokens=2)
         assert again.finished.usage.cached_tokens == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from haven.server.tool_calls import ToolCallStream
+from haven.chat.tool_calls import ToolCallStream
 
 
 def _run(family: str, pieces: list[str]) -> tuple[list[str], str, list[tuple[str, dict[str, object]]]]:

@@ -32,7 +32,7 @@ async def test_concurrent_first_requests_load_once(tmp_path: Path) -> None:
 
 async def test_unknown_model_is_an_error_not_a_fallback(tmp_path: Path) -> None:
     manager = _manager(tmp_path)
-    with pytest.raises(ModelNotFoundError, match="'nope' not found"):
+    with pytest.raises(ModelNotFoundError, match="nope:latest is not in the store"):
         await manager.get("nope")
     assert manager.loaded() == []
 

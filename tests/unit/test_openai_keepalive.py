@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from haven.server.openai import serving
+from haven.server import streaming as serving
 
 
 async def test_silence_yields_pings_then_frames(monkeypatch: pytest.MonkeyPatch) -> None:

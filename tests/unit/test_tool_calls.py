@@ -8,8 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from haven.engine.protocol import ModelInfo
-from haven.server.tool_calls import (
+from haven.chat.tool_calls import (
     ToolCall,
     ToolCallStream,
     call_from_forced_output,
@@ -17,6 +16,7 @@ from haven.server.tool_calls import (
     forced_call_schema,
     parse_tool_calls,
 )
+from haven.engine.protocol import ModelInfo
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "haven" / "models" / "factory" / "templates"
 

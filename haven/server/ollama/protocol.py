@@ -23,11 +23,15 @@ Format = Literal["", "json"] | dict[str, Any] | None
 
 
 class _Lenient(BaseModel):
+    # Unknown fields are kept aside (``model_extra``) so the router can name them (see haven.server.leniency).
+    model_config = ConfigDict(extra="allow")
+
+
+class Options(BaseModel):
+    """Sampling and runtime options (``options`` in every generating request). Runner options Haven has
+    no use for (``num_gpu``, ``use_mmap``, ``num_thread`` …) are ignored silently, as Ollama's own list."""
+
     model_config = ConfigDict(extra="ignore")
-
-
-class Options(_Lenient):
-    """Sampling and runtime options (``options`` in every generating request)."""
 
     temperature: float | None = Field(default=None, ge=0, le=100)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -44,6 +48,9 @@ class Options(_Lenient):
     repeat_last_n: int | None = Field(default=None, ge=-1, le=1_048_576)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    mirostat: Literal[0, 1, 2] | None = None
+    mirostat_tau: float | None = Field(default=None, ge=0, le=100)
+    mirostat_eta: float | None = Field(default=None, ge=0, le=10)
 
     @field_validator("stop")
     @classmethod
@@ -143,6 +150,48 @@ class PullRequest(_Lenient):
     @property
     def ref(self) -> str:
         return self.model or self.name
+
+
+class CopyRequest(_Lenient):
+    source: str = Field(min_length=1, max_length=512)
+    destination: str = Field(min_length=1, max_length=512)
+
+
+class CreateRequest(_Lenient):
+    """``/api/create``: a model from an uploaded blob (``files``) or an existing model (``from``), with
+    ``system``, ``template`` and ``parameters`` stored as its defaults."""
+
+    model: str = ""
+    name: str = ""
+    from_: str | None = Field(default=None, alias="from", max_length=512)
+    files: dict[str, str] | None = None
+    """File name → ``sha256:<hex>`` digest of a blob uploaded with ``POST /api/blobs/:digest``."""
+    system: str | None = Field(default=None, max_length=1_000_000)
+    template: str | None = Field(default=None, max_length=1_000_000)
+    parameters: dict[str, Any] | None = None
+    modelfile: str | None = None
+    quantize: str | None = None
+    adapters: dict[str, str] | None = None
+    license: str | list[str] | None = None
+    messages: list[dict[str, Any]] | None = None
+    stream: StrictBool = True
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @property
+    def ref(self) -> str:
+        return self.model or self.name
+
+
+DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+def parse_digest(value: str) -> str:
+    """The hex of a strict ``sha256:<64 lowercase hex>`` digest; anything else is a 400."""
+    match = DIGEST.fullmatch(value)
+    if match is None:
+        raise InvalidRequestError(f"invalid digest {value[:80]!r}: expected sha256:<64 hex digits>.", param="digest")
+    return match.group(1)
 
 
 # --- keep_alive ----------------------------------------------------------------------------------------

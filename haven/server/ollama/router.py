@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -19,11 +18,15 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from haven import __version__
+from haven.chat.backend import ChatBackend, TextRequest
 from haven.errors import HavenError, InvalidRequestError
+from haven.models.store import ModelStore
 from haven.server.errors import haven_error_body, haven_error_response
+from haven.server.leniency import check_unknown, mark_ignored, unknown_fields
+from haven.server.model_manager import ModelManager
+from haven.server.ollama import models, serving
 from haven.server.ollama import protocol as p
-from haven.server.ollama import serving
-from haven.server.ollama.serving import OLLAMA_COMPAT_VERSION, OllamaService, details_from, ndjson
+from haven.server.ollama.serving import OLLAMA_COMPAT_VERSION
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 
@@ -47,13 +50,19 @@ async def _parse(request: Request, model: type[M]) -> M:
         raise InvalidRequestError(f"{where}: {first['msg']}.", param=where) from None
 
 
-def _manager(request: Request) -> Any:
-    return request.app.state.model_manager
+def _manager(request: Request) -> ModelManager:
+    manager: ModelManager = request.app.state.model_manager
+    return manager
 
 
-def _service(request: Request) -> OllamaService:
-    state = request.app.state
-    return OllamaService(state.model_manager, state.settings, getattr(state, "metrics", None))
+def _backend(request: Request) -> ChatBackend:
+    """The chat backend (``app.state.chat_backend``), the same one the OpenAI routes use."""
+    backend: ChatBackend = request.app.state.chat_backend
+    return backend
+
+
+def _ignored(request: Request, body: BaseModel) -> list[str]:
+    return check_unknown(unknown_fields(body), request.app.state.settings, request.url.path)
 
 
 def _guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -134,9 +143,8 @@ async def _prepend(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -
         yield chunk
 
 
-def _unload_fn(request: Request) -> Callable[[str], Any]:
-    manager = _manager(request)
-    return lambda name: manager.unload(name)
+def ndjson(chunk: Mapping[str, Any]) -> bytes:
+    return (json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
@@ -161,43 +169,58 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
 # --- generation ------------------------------------------------------------------------------------
 
 
+async def _load_only(request: Request, model: str, keep_alive: Any) -> dict[str, Any]:
+    """Empty prompt/messages: Ollama preloads the model (or unloads it when keep_alive is 0)."""
+    seconds = serving.keep_alive_seconds(keep_alive)
+    manager = _manager(request)
+    if seconds == 0:
+        manager.store.get(model)
+        await manager.unload(model)
+        reason = "unload"
+    else:
+        await manager.get(model, keep_alive=seconds)
+        reason = "load"
+    return {"model": model, "created_at": serving.now_rfc3339(), "done": True, "done_reason": reason}
+
+
+async def _generation(request: Request, run: serving.Run, stream: bool, ignored: list[str]) -> Response:
+    if stream:
+        return mark_ignored(_stream(await _first_then_rest(serving.chunks(run))), ignored)
+    return mark_ignored(JSONResponse(await serving.complete(run)), ignored)
+
+
 @router.post("/chat", summary="Chat (Ollama)", openapi_extra=_body(p.ChatRequest))
 @_guarded
 async def chat(request: Request) -> Response:
     body = await _parse(request, p.ChatRequest)
-    service = _service(request)
+    ignored = _ignored(request, body)
     if not body.messages:
-        return JSONResponse(
-            {
-                **await service.load_only(body.model, body.keep_alive, unload=_unload_fn(request)),
-                "message": {"role": "assistant", "content": ""},
-            }
-        )
-    run = await service.start_chat(body)
-    if body.stream:
-        return _stream(await _first_then_rest(service.chunks(run, body.model, kind="chat")))
-    return JSONResponse(await service.complete(run, body.model, kind="chat"))
+        result = await _load_only(request, body.model, body.keep_alive)
+        return JSONResponse({**result, "message": {"role": "assistant", "content": ""}})
+    stream = await _backend(request).chat(serving.chat_request(body))
+    return await _generation(request, serving.Run(stream, body.model, "chat"), body.stream, ignored)
 
 
 @router.post("/generate", summary="Generate a completion (Ollama)", openapi_extra=_body(p.GenerateRequest))
 @_guarded
 async def generate(request: Request) -> Response:
     body = await _parse(request, p.GenerateRequest)
-    service = _service(request)
+    ignored = _ignored(request, body)
     if not body.prompt and not body.system:
-        result = await service.load_only(body.model, body.keep_alive, unload=_unload_fn(request))
+        result = await _load_only(request, body.model, body.keep_alive)
         return JSONResponse({**result, "response": ""})
-    run = await service.start_generate(body)
-    if body.stream:
-        return _stream(await _first_then_rest(service.chunks(run, body.model, kind="generate")))
-    return JSONResponse(await service.complete(run, body.model, kind="generate"))
+    work = serving.generate_request(body)
+    backend = _backend(request)
+    stream = await (backend.complete(work) if isinstance(work, TextRequest) else backend.chat(work))
+    return await _generation(request, serving.Run(stream, body.model, "generate"), body.stream, ignored)
 
 
 @router.post("/embed", summary="Embeddings (Ollama)", openapi_extra=_body(p.EmbedRequest))
 @_guarded
 async def embed(request: Request) -> Response:
     body = await _parse(request, p.EmbedRequest)
-    return JSONResponse(await _service(request).embed(body))
+    ignored = _ignored(request, body)
+    return mark_ignored(JSONResponse(await serving.embed(_backend(request), body)), ignored)
 
 
 @router.post(
@@ -206,13 +229,14 @@ async def embed(request: Request) -> Response:
 @_guarded
 async def embeddings(request: Request) -> Response:
     body = await _parse(request, p.EmbeddingsRequest)
-    return JSONResponse(await _service(request).embeddings(body))
+    ignored = _ignored(request, body)
+    return mark_ignored(JSONResponse(await serving.embeddings(_backend(request), body)), ignored)
 
 
 # --- models ----------------------------------------------------------------------------------------
 
 
-def _store(request: Request) -> Any:
+def _store(request: Request) -> ModelStore:
     return _manager(request).store
 
 
@@ -224,52 +248,88 @@ async def version() -> dict[str, str]:
 @router.get("/tags", summary="List local models (Ollama)")
 @_guarded
 async def tags(request: Request) -> Response:
-    return JSONResponse({"models": await serving.list_models(_store(request))})
+    return JSONResponse({"models": models.list_models(_backend(request))})
+
+
+def _model_ref(body: p.ModelRequest) -> str:
+    if not body.ref:
+        raise InvalidRequestError("model is required.", param="model")
+    return body.ref
 
 
 @router.post("/show", summary="Model details (Ollama)", openapi_extra=_body(p.ModelRequest))
 @_guarded
 async def show(request: Request) -> Response:
     body = await _parse(request, p.ModelRequest)
-    if not body.ref:
-        raise InvalidRequestError("model is required.", param="model")
-    return JSONResponse(await serving.show_model(_store(request), _manager(request), body.ref))
+    return JSONResponse(models.show_model(_backend(request), _model_ref(body)))
 
 
 @router.delete("/delete", summary="Delete a model (Ollama)", openapi_extra=_body(p.ModelRequest))
 @_guarded
 async def delete(request: Request) -> Response:
     body = await _parse(request, p.ModelRequest)
-    if not body.ref:
-        raise InvalidRequestError("model is required.", param="model")
-    manager = _manager(request)
-    await serving.delete_model(_store(request), manager, body.ref)
+    await models.delete_model(_manager(request), _model_ref(body))
     return Response(status_code=200)
+
+
+@router.post("/copy", summary="Copy a model under a new name (Ollama)", openapi_extra=_body(p.CopyRequest))
+@_guarded
+async def copy(request: Request) -> Response:
+    body = await _parse(request, p.CopyRequest)
+    await models.copy_model(_store(request), body.source, body.destination)
+    return Response(status_code=200)
+
+
+@router.post("/create", summary="Create a model from a blob or a model (Ollama)", openapi_extra=_body(p.CreateRequest))
+@_guarded
+async def create(request: Request) -> Response:
+    body = await _parse(request, p.CreateRequest)
+    events = models.create_model(_store(request), body, request.app.state.settings)
+    if body.stream:
+        return _stream(await _first_then_rest(events))
+    last: dict[str, Any] = {}
+    async for event in events:
+        last = event
+    return JSONResponse(last)
+
+
+_DIGEST_PARAM = {"parameters": [{"name": "digest", "in": "path", "required": True, "schema": {"type": "string"}}]}
+
+
+@router.head("/blobs/{digest}", summary="Does the server have this blob? (Ollama)", openapi_extra=_DIGEST_PARAM)
+@_guarded
+async def blob_exists(request: Request) -> Response:
+    models.check_blob(_store(request), request.path_params["digest"])
+    return Response(status_code=200)
+
+
+@router.post(
+    "/blobs/{digest}",
+    summary="Upload a blob (Ollama): the body is stored under its verified sha256",
+    openapi_extra={
+        **_DIGEST_PARAM,
+        "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string"}}}},
+    },
+)
+@_guarded
+async def blob_upload(request: Request) -> Response:
+    created = await models.receive_blob(_store(request), request.path_params["digest"], request.stream())
+    return Response(status_code=201 if created else 200)
+
+
+@router.post("/push", summary="Push a model (refused: Haven never uploads)")
+@_guarded
+async def push(request: Request) -> Response:
+    raise InvalidRequestError(
+        "pushing models is not supported: Haven never uploads anything; copy the GGUF file from the store instead.",
+        param="model",
+    )
 
 
 @router.get("/ps", summary="Loaded models (Ollama)")
 @_guarded
 async def ps(request: Request) -> Response:
-    models = []
-    for loaded in _manager(request).loaded():
-        info = loaded.info
-        expires = loaded.expires_at
-        models.append(
-            {
-                "name": loaded.name,
-                "model": loaded.name,
-                "size": loaded.size_bytes,
-                "digest": info.sha256,
-                "details": details_from(info.architecture, info.parameter_count, info.quantization),
-                # Far future for "forever", as Ollama does for a negative keep_alive.
-                "expires_at": serving.iso_time(expires)
-                if expires is not None and expires != math.inf
-                else "2318-01-01T00:00:00Z",
-                "size_vram": 0,
-                "context_length": info.context_length,
-            }
-        )
-    return JSONResponse({"models": models})
+    return JSONResponse({"models": [models.ps_entry(m) for m in _manager(request).loaded()]})
 
 
 @router.post("/pull", summary="Pull a model (Ollama)", openapi_extra=_body(p.PullRequest))
@@ -280,7 +340,7 @@ async def pull(request: Request) -> Response:
     body = await _parse(request, p.PullRequest)
     if not body.ref:
         raise InvalidRequestError("model is required.", param="model")
-    events = serving.pull_events(pull_model, _store(request), body.ref, request.app.state.settings)
+    events = models.pull_events(pull_model, _store(request), body.ref, request.app.state.settings)
     if body.stream:
         return _stream(await _first_then_rest(events))
     last: dict[str, Any] = {}

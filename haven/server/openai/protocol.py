@@ -1,18 +1,21 @@
 """Pydantic models of the OpenAI-compatible API (``/v1``): requests with their limits, and validation.
 
-Requests forbid unknown fields, as OpenAI does ("Unrecognized request argument supplied"), but accept
-every field OpenAI documents - those Haven cannot honour but that change nothing about the answer
-(``user``, ``store``, ``metadata``, ``service_tier`` ...) are accepted and ignored, so SDKs and tools
-that send them keep working. llama.cpp-style sampling extras (``top_k``, ``min_p``, ``repeat_penalty``,
-``grammar``) are accepted too. Limits live in ``Field(ge=…, le=…)``; settings-dependent limits
-(``max_tokens_limit``) are checked in :mod:`.serving`.
+The leniency policy (docs/compatibility.md): every field OpenAI documents is accepted (those that mean
+nothing locally - ``store``, ``metadata``, ``modalities``, ``verbosity``, ``prediction``, ``audio`` … - are
+ignored); the vLLM, llama-server and Ollama extensions clients send (``chat_template_kwargs``,
+``repetition_penalty``, ``min_tokens``, ``stop_token_ids``, ``typical_p``, ``n_probs``, ``think``, ``num_ctx``
+…) are accepted and honoured where they mean something here; a field nobody defines is kept aside
+(``extra="allow"``), ignored, and named by :func:`unknown_fields` so the router can report it in the
+``X-Haven-Ignored-Fields`` header and the log - or refuse it with a 400 when ``HAVEN_STRICT_REQUESTS``
+is on. Wrong types and out-of-range values are always 400s naming the field. Limits live in
+``Field(ge=…, le=…)``; settings-dependent limits (``max_tokens_limit``) are checked in the chat layer.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 MAX_N = 16
 MAX_TOKENS_HARD = 1_048_576
@@ -20,16 +23,19 @@ MAX_STOP = 16
 MAX_EMBED_INPUTS = 2048
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
 
 
 # --- messages ---------------------------------------------------------------------------------------
 
 
-class TextPart(_Strict):
-    type: Literal["text"]
+class TextPart(_Lenient):
+    """A text part; ``cache_control`` (Anthropic-style prompt caching hints) and the like are ignored."""
+
+    type: Literal["text", "input_text", "output_text"]
     text: str
+    cache_control: dict[str, Any] | None = None
 
 
 class OtherPart(BaseModel):
@@ -42,18 +48,18 @@ class OtherPart(BaseModel):
 ContentPart = Annotated[TextPart | OtherPart, Field(discriminator="type")]
 
 
-class FunctionCall(_Strict):
+class FunctionCall(_Lenient):
     name: str = Field(min_length=1, max_length=256)
     arguments: str = Field(max_length=1_000_000)
 
 
-class ToolCallIn(_Strict):
+class ToolCallIn(_Lenient):
     id: str = Field(min_length=1, max_length=256)
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ChatMessage(_Strict):
+class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = Field(default=None, max_length=256)
@@ -61,7 +67,14 @@ class ChatMessage(_Strict):
     tool_call_id: str | None = Field(default=None, max_length=256)
     refusal: str | None = None
     reasoning_content: str | None = None
-    """DeepSeek's API echoes the reasoning back; accepted and dropped (templates strip it anyway)."""
+    """An assistant turn's thinking (DeepSeek's and Haven's replies carry it); templates that replay
+    thinking (Qwen3) receive it."""
+    reasoning: str | None = None
+    """The same, as vLLM spells it."""
+    # What openai's ``message.model_dump()`` carries back (all null in Haven's replies): accepted, ignored.
+    annotations: list[Any] | None = None
+    audio: Any = None
+    function_call: Any = None
 
     def text(self) -> str | None:
         """The content as one string (text parts joined); None when absent."""
@@ -83,10 +96,11 @@ def check_messages(messages: list[ChatMessage]) -> None:
                 if isinstance(part, OtherPart):
                     raise ValueError(f"{where}: content parts of type '{part.type}' are not supported; send text.")
         text = message.text()
-        has_text = bool(text and text.strip()) if message.role != "assistant" else bool(text)
+        has_text = bool(text and text.strip())
+        # System messages may come anywhere (clients insert them mid-conversation; the template decides),
+        # and an assistant turn may be empty (a reply that was cut off while thinking): both are what
+        # clients send back, so neither is refused.
         if message.role in ("system", "developer"):
-            if seen_conversation:
-                raise ValueError(f"{where}: system messages must come before the conversation's first message.")
             if not has_text:
                 raise ValueError(f"{where} has no content.")
         elif message.role == "user":
@@ -96,8 +110,6 @@ def check_messages(messages: list[ChatMessage]) -> None:
                 raise ValueError(f"{where} has no content.")
         elif message.role == "assistant":
             seen_conversation = True
-            if not has_text and not message.tool_calls:
-                raise ValueError(f"{where} has neither content nor tool_calls.")
             open_calls = {call.id for call in message.tool_calls or ()}
         else:  # tool
             seen_conversation = True
@@ -117,23 +129,23 @@ def check_messages(messages: list[ChatMessage]) -> None:
 # --- tools and response format ----------------------------------------------------------------------
 
 
-class FunctionDef(_Strict):
+class FunctionDef(_Lenient):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class Tool(_Strict):
+class Tool(_Lenient):
     type: Literal["function"]
     function: FunctionDef
 
 
-class NamedFunction(_Strict):
+class NamedFunction(_Lenient):
     name: str
 
 
-class NamedToolChoice(_Strict):
+class NamedToolChoice(_Lenient):
     type: Literal["function"]
     function: NamedFunction
 
@@ -141,16 +153,16 @@ class NamedToolChoice(_Strict):
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
-class JsonSchemaSpec(_Strict):
-    name: str = Field(min_length=1, max_length=64)
+class JsonSchemaSpec(_Lenient):
+    name: str = Field(default="response", min_length=1, max_length=64)
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class ResponseFormat(_Strict):
+class ResponseFormat(_Lenient):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
 
@@ -161,7 +173,20 @@ class ResponseFormat(_Strict):
         return self
 
 
-class StreamOptions(_Strict):
+class ReasoningConfig(_Lenient):
+    effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    enabled: bool | None = None
+    exclude: bool | None = None
+    summary: str | None = None
+    max_tokens: int | None = None
+
+
+class ThinkingConfig(_Lenient):
+    type: Literal["enabled", "disabled", "auto"] = "enabled"
+    budget_tokens: int | None = None
+
+
+class StreamOptions(_Lenient):
     include_usage: bool = False
     include_obfuscation: bool | None = None
 
@@ -169,7 +194,7 @@ class StreamOptions(_Strict):
 # --- requests ----------------------------------------------------------------------------------------
 
 
-class _SamplingFields(_Strict):
+class _SamplingFields(_Lenient):
     model: str = Field(min_length=1, max_length=256)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -181,7 +206,6 @@ class _SamplingFields(_Strict):
     n: int = Field(default=1, ge=1, le=MAX_N)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    user: str | None = None
     # llama.cpp-server style extras
     top_k: int | None = Field(default=None, ge=0, le=1000)
     min_p: float | None = Field(default=None, ge=0, le=1)
@@ -190,6 +214,31 @@ class _SamplingFields(_Strict):
     grammar: str | None = Field(default=None, max_length=1_000_000)
     ignore_eos: bool | None = None
     """Generate exactly max_tokens, never stopping at end-of-generation tokens (benchmark clients send it)."""
+    # vLLM / llama-server / Ollama extensions, honoured
+    typical_p: float | None = Field(default=None, ge=0, le=1)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=10)
+    """vLLM's name for repeat_penalty."""
+    min_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS_HARD)
+    stop_token_ids: list[int] | None = Field(default=None, max_length=MAX_STOP)
+    include_stop_str_in_output: bool | None = None
+    n_probs: int | None = Field(default=None, ge=0, le=20)
+    """llama-server: report the top n token probabilities."""
+    n_predict: int | None = Field(default=None, ge=-1, le=MAX_TOKENS_HARD)
+    """llama-server's max_tokens (-1: no limit)."""
+    num_ctx: int | None = Field(default=None, ge=1, le=MAX_TOKENS_HARD)
+    """A smaller context for this request (Open WebUI copies Ollama's option to the top level)."""
+    keep_alive: Any = None
+    """How long the model stays loaded afterwards (Ollama's spelling: "5m", seconds, -1)."""
+    mirostat: Literal[0, 1, 2] | None = None
+    mirostat_tau: float | None = Field(default=None, ge=0, le=100)
+    mirostat_eta: float | None = Field(default=None, ge=0, le=10)
+    # extensions accepted and ignored (they change nothing about the answer here)
+    skip_special_tokens: bool | None = None
+    spaces_between_special_tokens: bool | None = None
+    cache_prompt: bool | None = None
+    """llama-server; Haven always reuses cached prefixes."""
+    id_slot: int | None = None
+    user: str | None = None
 
     @field_validator("logit_bias")
     @classmethod
@@ -227,14 +276,32 @@ class ChatCompletionRequest(_SamplingFields):
     tools: list[Tool] | None = Field(default=None, max_length=128)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    functions: list[FunctionDef] | None = Field(default=None, max_length=128)
+    """OpenAI's deprecated spelling of tools."""
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
-    """"none" disables thinking for models whose templates support switching it off."""
-    # Accepted, meaningless for a local server.
+    """"none" disables thinking (an R1 template's opened ``<think>`` is closed, so the answer is content)."""
+    reasoning: ReasoningConfig | None = None
+    """OpenRouter / Responses style ``{"effort": …, "enabled": …}``."""
+    thinking: ThinkingConfig | None = None
+    """Anthropic style ``{"type": "enabled" | "disabled", "budget_tokens": …}``."""
+    think: StrictBool | Literal["high", "medium", "low"] | None = None
+    """Ollama style: false turns thinking off, true (or a level) on."""
+    chat_template_kwargs: dict[str, Any] | None = None
+    """Extra chat template variables (vLLM), e.g. ``{"enable_thinking": false}``."""
+    json_schema: dict[str, Any] | None = None
+    """llama-server's top-level schema (when response_format is not given)."""
+    # OpenAI fields that mean nothing for a local text model: accepted, ignored.
     store: bool | None = None
     metadata: dict[str, str] | None = None
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    modalities: list[str] | None = None
+    verbosity: str | None = None
+    prediction: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
 
     @field_validator("messages")
     @classmethod
@@ -254,10 +321,28 @@ class ChatCompletionRequest(_SamplingFields):
                 raise ValueError(f"tool_choice names '{self.tool_choice.function.name}', which is not in tools")
         if self.tool_choice == "required" and not self.tools:
             raise ValueError("tool_choice 'required' needs tools")
+        if self.tools and self.functions:
+            raise ValueError("send tools or functions, not both")
         return self
 
     def requested_max_tokens(self) -> int | None:
-        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+        for value in (self.max_completion_tokens, self.max_tokens, self.n_predict):
+            if value is not None and value >= 0:
+                return value
+        return None
+
+    def all_tools(self) -> list[FunctionDef]:
+        """``tools`` or the deprecated ``functions``."""
+        return [t.function for t in self.tools or ()] or list(self.functions or ())
+
+    def tool_choice_name(self) -> str:
+        """``auto`` / ``none`` / ``required`` or the forced function's name (``function_call`` too)."""
+        choice = self.tool_choice if self.tool_choice is not None else self.function_call
+        if isinstance(choice, NamedToolChoice):
+            return choice.function.name
+        if isinstance(choice, NamedFunction):
+            return choice.name
+        return choice or "auto"
 
 
 PromptInput = str | list[str] | list[int] | list[list[int]]
@@ -266,6 +351,8 @@ PromptInput = str | list[str] | list[int] | list[list[int]]
 class CompletionRequest(_SamplingFields):
     prompt: PromptInput
     max_tokens: int | None = Field(default=16, ge=0, le=MAX_TOKENS_HARD)
+    json_schema: dict[str, Any] | None = None
+    """llama-server's top-level schema extension."""
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False
     suffix: str | None = None
@@ -290,7 +377,7 @@ class CompletionRequest(_SamplingFields):
         return list(value)  # type: ignore[arg-type]
 
 
-class EmbeddingRequest(_Strict):
+class EmbeddingRequest(_Lenient):
     model: str = Field(min_length=1, max_length=256)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"

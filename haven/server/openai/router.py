@@ -15,9 +15,16 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
+from haven.chat.backend import ChatBackend
+from haven.server.leniency import check_unknown, mark_ignored, unknown_fields
+from haven.server.ollama.protocol import parse_keep_alive
 from haven.server.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from haven.server.openai.responses import create_response
+from haven.server.openai.responses_protocol import ResponsesRequest
 from haven.server.openai.serving import OpenAIServing
+from haven.server.streaming import with_keepalive
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -30,9 +37,20 @@ class ClientGone(Exception):
     """The client disconnected before the answer was ready."""
 
 
+def chat_backend(request: Request) -> ChatBackend:
+    """The backend behind the routes (``app.state.chat_backend``): the seam where accounts, conversations
+    or a remote upstream plug in."""
+    backend: ChatBackend = request.app.state.chat_backend
+    return backend
+
+
 def _serving(request: Request) -> OpenAIServing:
-    state = request.app.state
-    return OpenAIServing(state.model_manager, state.settings, state.metrics)
+    return OpenAIServing(chat_backend(request), reasoning_field=request.app.state.settings.reasoning_field)
+
+
+def _keep_alive(value: Any) -> float | None:
+    seconds = parse_keep_alive(value)
+    return -1.0 if seconds == float("inf") else seconds
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
@@ -62,26 +80,46 @@ def _respond(result: dict[str, Any] | AsyncIterator[bytes]) -> Response:
     )
 
 
-async def _run(request: Request, work: Awaitable[dict[str, Any] | AsyncIterator[bytes]]) -> Response:
+async def _run(
+    request: Request, ignored: list[str], work: Awaitable[dict[str, Any] | AsyncIterator[bytes]]
+) -> Response:
     try:
-        return _respond(await _unless_disconnected(request, work))
+        return mark_ignored(_respond(await _unless_disconnected(request, work)), ignored)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
+def _ignored(request: Request, body: BaseModel) -> list[str]:
+    return check_unknown(unknown_fields(body), request.app.state.settings, request.url.path)
+
+
 @router.post("/chat/completions", summary="Create a chat completion (OpenAI)")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    return await _run(request, _serving(request).chat(body))
+    ignored = _ignored(request, body)
+    return await _run(request, ignored, _serving(request).chat(body, _keep_alive(body.keep_alive)))
 
 
 @router.post("/completions", summary="Create a text completion (OpenAI, legacy)")
 async def completions(body: CompletionRequest, request: Request) -> Response:
-    return await _run(request, _serving(request).completion(body))
+    ignored = _ignored(request, body)
+    return await _run(request, ignored, _serving(request).completion(body, _keep_alive(body.keep_alive)))
 
 
 @router.post("/embeddings", summary="Create embeddings (OpenAI)")
 async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
-    return await _run(request, _serving(request).embeddings(body))
+    ignored = _ignored(request, body)
+    return await _run(request, ignored, _serving(request).embeddings(body))
+
+
+@router.post("/responses", summary="Create a response (OpenAI Responses API)")
+async def responses(body: ResponsesRequest, request: Request) -> Response:
+    ignored = _ignored(request, body)
+
+    async def work() -> Any:
+        result = await create_response(chat_backend(request), body)
+        return result if isinstance(result, dict) else with_keepalive(result)
+
+    return await _run(request, ignored, work())
 
 
 @router.get("/models", summary="List local models (OpenAI)")

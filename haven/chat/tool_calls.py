@@ -25,7 +25,7 @@ import ast
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,6 +262,21 @@ def call_from_forced_output(text: str, tool: Mapping[str, Any]) -> ToolCall | No
     if not isinstance(obj, dict) or obj.get("name") != function["name"]:
         return None
     return _make_call(obj["name"], obj.get("arguments"))
+
+
+def forced_call(text: str, tools: Sequence[Mapping[str, Any]]) -> ToolCall | None:
+    """The call in output generated under a schema that forces a call of one of ``tools``
+    (``{"name": <one of them>, "arguments": {...}}``); None if the output is not one."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("arguments"), dict):
+        return None
+    names = {str(_function_of(t)["name"]) for t in tools}
+    if obj.get("name") not in names:
+        return None
+    return _make_call(obj["name"], obj["arguments"])
 
 
 # --- streaming -----------------------------------------------------------------------------------------

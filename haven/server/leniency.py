@@ -1,0 +1,54 @@
+"""The leniency policy for request fields nobody defines (see docs/compatibility.md).
+
+By default such a field is ignored, named in the ``X-Haven-Ignored-Fields`` response header and logged,
+so a client that sends something new keeps working and its developer can still see what Haven did not
+use. ``HAVEN_STRICT_REQUESTS=true`` turns them into 400s naming the field ("Unrecognized request argument
+supplied"). Fields with a wrong type or an out-of-range value are 400s either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import Response
+from pydantic import BaseModel
+
+from haven.errors import InvalidRequestError
+from haven.settings import Settings
+
+HEADER = "X-Haven-Ignored-Fields"
+log = logging.getLogger("haven.server.requests")
+
+
+def check_unknown(fields: Sequence[str], settings: Settings, route: str) -> list[str]:
+    """``fields`` (unknown ones), refused in strict mode, logged otherwise."""
+    if fields and settings.strict_requests:
+        raise InvalidRequestError(f"Unrecognized request argument supplied: {fields[0]}.", param=fields[0])
+    if fields:
+        log.info("%s: ignored unknown request fields: %s", route, ", ".join(fields))
+    return list(fields)
+
+
+def mark_ignored(response: Response, fields: Sequence[str]) -> Response:
+    if fields:
+        response.headers[HEADER] = ", ".join(fields)[:1000]
+    return response
+
+
+def unknown_fields(model: BaseModel, prefix: str = "") -> list[str]:
+    """Dotted paths of every field of ``model`` (and the models inside it) that no schema defines (the
+    request models keep them aside with ``extra="allow"``)."""
+    found = [f"{prefix}{key}" for key in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        found.extend(_unknown_in(getattr(model, name), f"{prefix}{name}"))
+    return found
+
+
+def _unknown_in(value: Any, path: str) -> list[str]:
+    if isinstance(value, BaseModel):
+        return unknown_fields(value, f"{path}.")
+    if isinstance(value, list):
+        return [f for i, item in enumerate(value) for f in _unknown_in(item, f"{path}[{i}]")]
+    return []
