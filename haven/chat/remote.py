@@ -299,6 +299,7 @@ class RemoteChatBackend:
 
     async def chat(self, request: ChatRequest) -> RemoteStream:
         body = request_body(request, self.upstream.kind)
+        body["model"] = self.resolve(request.model) or request.model
         self.outstanding += 1
         released = False
 
@@ -371,8 +372,8 @@ class RemoteChatBackend:
         raise InvalidRequestError("raw completions are not forwarded to remote upstreams; use chat", param="prompt")
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
-        body: dict[str, Any] = {"model": request.model, "input": [list(i) if isinstance(i, tuple) else i
-                                                                   for i in request.inputs]}
+        inputs = [list(i) if isinstance(i, tuple) else i for i in request.inputs]
+        body: dict[str, Any] = {"model": self.resolve(request.model) or request.model, "input": inputs}
         if request.dimensions is not None:
             body["dimensions"] = request.dimensions
         data = await self._get_json("POST", "/embeddings", body)
@@ -421,13 +422,21 @@ class RemoteChatBackend:
         self._models = tuple(r["id"] for r in rows)
         return self._models
 
+    def resolve(self, name: str) -> str | None:
+        """The upstream's own spelling of ``name``: Ollama-style names match with or without ``:latest``."""
+        for listed in self._models:
+            if name == listed or listed == f"{name}:latest" or name == f"{listed}:latest":
+                return listed
+        return None
+
     def models(self) -> Sequence[ModelCard]:
         now = datetime.now(UTC)
         return [ModelCard(name=name, modified=now, owned_by=f"upstream:{self.upstream.name}") for name in self._models]
 
     def model(self, name: str) -> ModelDetails:
+        listed = self.resolve(name)
         for card in self.models():
-            if card.name == name:
+            if card.name == listed:
                 return ModelDetails(card=card, capabilities=("completion", "tools"),
                                     metadata={"haven.upstream": self.upstream.name, "haven.remote": True})
         raise ModelNotFoundError(f"model {name} is not served by upstream {self.upstream.name}")

@@ -141,7 +141,7 @@ class UpstreamPool:
         return pool
 
     def serving(self, model: str) -> list[Member]:
-        return [m for m in self.members if model in {c.name for c in m.backend.models()}]
+        return [m for m in self.members if m.backend.resolve(model) is not None]
 
     def choose(self, model: str, *, affinity_key: str | None = None, exclude: Sequence[str] = ()) -> Member:
         candidates = [m for m in self.serving(model) if m.name not in exclude]

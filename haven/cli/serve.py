@@ -56,6 +56,7 @@ def register_click(group: click.Group) -> None:
         """Serve the OpenAI-compatible (/v1) and Ollama-compatible (/api) APIs."""
         import uvicorn
 
+        from haven.chat.upstreams import UpstreamsFile, egress_destinations
         from haven.egress.setup import guard_process
         from haven.egress.telemetry import disable_dependency_telemetry
         from haven.server.app import create_app
@@ -66,7 +67,9 @@ def register_click(group: click.Group) -> None:
         check_bind_allowed(settings)  # before anything is loaded or bound
         configure_logging(settings)
         disable_dependency_telemetry()
-        guard_process(settings)  # from here on, no connection leaves the machine unless the policy allows it
+        upstreams = UpstreamsFile.load(settings.home).upstreams  # a broken file stops the start with one line
+        # From here on, no connection leaves the machine unless the policy allows it.
+        guard_process(settings, configured=egress_destinations(upstreams))
         app = create_app(settings)
         uvicorn.run(
             app,

@@ -11,7 +11,7 @@ model is present) and ``/metrics`` (Prometheus).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,7 +20,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from haven import __version__
+from haven.chat.backend import ChatBackend
 from haven.chat.local import LocalChatBackend
+from haven.chat.routing import RoutingChatBackend, UpstreamPool
+from haven.chat.upstreams import UpstreamsFile
 from haven.engine.protocol import EngineLoader, ModelEngine
 from haven.errors import HavenError
 from haven.models.store import ModelStore
@@ -50,6 +53,18 @@ def default_loader(settings: Settings) -> EngineLoader:
     return load
 
 
+def _upstream_pool(settings: Settings) -> UpstreamPool | None:
+    """The configured remote upstreams (HAVEN_HOME/upstreams.yaml), or None when there are none."""
+    upstreams = UpstreamsFile.load(settings.home).upstreams
+    if not upstreams:
+        return None
+
+    def redacted(model: str, counts: Mapping[str, int]) -> None:
+        log.info("redacted before upstream: model=%s %s", model, dict(counts))
+
+    return UpstreamPool.build(upstreams, redact=settings.redact != "off", on_redacted=redacted)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -63,14 +78,20 @@ def create_app(
     manager = ModelManager(settings, store, loader)
     metrics = ServerMetrics(manager.stats)
     # The one chat pipeline every API uses (and the seam for accounts, conversations or a remote upstream).
-    chat_backend = LocalChatBackend(manager, max_tokens_limit=settings.max_tokens_limit, observer=metrics)
+    local = LocalChatBackend(manager, max_tokens_limit=settings.max_tokens_limit, observer=metrics)
+    pool = _upstream_pool(settings)
+    chat_backend: ChatBackend = local if pool is None else RoutingChatBackend(local, pool)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("haven %s serving on %s:%d", __version__, settings.host, settings.port)
+        if pool is not None:
+            pool.start()  # health checks (the first one lists the upstreams' models) run in the background
         try:
             yield
         finally:
+            if pool is not None:
+                await pool.close()
             await manager.close()
 
     app = FastAPI(
