@@ -97,6 +97,8 @@ class Member:
     """Requests the upstream says it is running or queueing (from its /metrics), 0 when unknown."""
     requests: int = 0
     errors: int = 0
+    first_event_seconds: float = 0.0
+    """Summed time from sending a chat to its first event (time to first token through this upstream)."""
 
     @property
     def name(self) -> str:
@@ -233,11 +235,14 @@ class RoutingChatBackend:
 
     async def _send(self, member: Member, request: ChatRequest) -> ChatStream:
         member.requests += 1
+        started = time.monotonic()
         try:
-            return await (member.front or member.backend).chat(request)
+            stream = await (member.front or member.backend).chat(request)
         except Exception:
             member.errors += 1
             raise
+        member.first_event_seconds += time.monotonic() - started
+        return stream
 
     async def complete(self, request: TextRequest) -> ChatStream:
         if self._is_local(request.model) or not self.pool.serving(request.model):

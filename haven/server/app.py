@@ -32,7 +32,7 @@ from haven.server.engine_config import engine_config
 from haven.server.errors import install_error_handlers
 from haven.server.limits import BodyLimitMiddleware
 from haven.server.logging import RequestLogMiddleware
-from haven.server.metrics import CONTENT_TYPE, ServerMetrics
+from haven.server.metrics import CONTENT_TYPE, ServerMetrics, UpstreamCollector
 from haven.server.model_manager import ModelManager
 from haven.server.openai.router import router as openai_router
 from haven.settings import Settings, get_settings
@@ -81,6 +81,8 @@ def create_app(
     local = LocalChatBackend(manager, max_tokens_limit=settings.max_tokens_limit, observer=metrics)
     pool = _upstream_pool(settings)
     chat_backend: ChatBackend = local if pool is None else RoutingChatBackend(local, pool)
+    if pool is not None:
+        metrics.registry.register(UpstreamCollector(pool))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

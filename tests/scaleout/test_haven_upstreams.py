@@ -105,3 +105,14 @@ def test_a_conversation_stays_on_one_upstream_and_survives_a_sigkill(
     replies = [client.chat.completions.create(model="shared", messages=[{"role": "user", "content": "hi"}],
                                               max_tokens=4, user="conversation-7") for _ in range(3)]
     assert all(r.choices[0].finish_reason in ("stop", "length") for r in replies)
+
+
+def test_metrics_show_each_upstream(havens: tuple[HavenServer, list[HavenServer]]) -> None:
+    import httpx
+
+    front, _ = havens
+    text = httpx.get(front + "/metrics", timeout=10).text
+    for name in ("a", "b"):
+        assert f'haven_upstream_requests_total{{upstream="{name}"}}' in text
+        assert f'haven_upstream_healthy{{upstream="{name}"}}' in text
+    assert 'haven_upstream_first_event_seconds_total{upstream=' in text
