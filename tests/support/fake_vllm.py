@@ -1,6 +1,6 @@
 """A small OpenAI-compatible server that speaks vLLM's dialect, for scale-out tests: run it as a process.
 
-``python -m tests.support.fake_vllm --port P --name NAME [--models m1,m2]``. It answers
+``python -m tests.support.fake_vllm --port P --name NAME [--models m1,m2] [--chunk-delay S]``. It answers
 ``/v1/chat/completions`` (streamed or not) with ``NAME: <last user message>``, reasoning in vLLM's
 ``reasoning`` field, usage in the last chunk; ``/v1/models``; ``/v1/embeddings``; ``/metrics`` with vLLM's
 metric names; and records every request body it received. ``POST /control {"mode": …}`` makes it
@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 
-def build_app(name: str, models: list[str]) -> Starlette:
+def build_app(name: str, models: list[str], chunk_delay: float = 0.0) -> Starlette:
     state: dict[str, Any] = {"mode": "ok", "received": [], "running": 0}
 
     async def control(request: Request) -> Response:
@@ -93,6 +93,8 @@ def build_app(name: str, models: list[str]) -> Starlette:
                     yield f"data: {json.dumps(chunk)}\n\n".encode()
                     if mode == "slow":
                         await asyncio.sleep(0.2)
+                    elif chunk_delay:
+                        await asyncio.sleep(chunk_delay)
                 final = {"id": "x", "object": "chat.completion.chunk", "model": body["model"],
                          "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
                 yield f"data: {json.dumps(final)}\n\n".encode()
@@ -119,8 +121,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--models", default="remote-model")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between chunks (a paced model)")
     args = parser.parse_args()
-    uvicorn.run(build_app(args.name, args.models.split(",")), host="127.0.0.1", port=args.port, log_level="warning")
+    app = build_app(args.name, args.models.split(","), args.chunk_delay)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
