@@ -128,7 +128,8 @@ def run(ctx: BenchContext) -> list[Result]:
         Result("time to first token added by Haven, p99", added_p99, None, "", "ms", higher_is_better=False,
                notes=f"direct {p(ttft['direct'], 99):.2f} ms, through Haven {p(ttft['haven'], 99):.2f} ms"),
         Result("streamed chunks/s through Haven", rate["haven"], rate["direct"], "direct to the upstream",
-               "chunks/s", target_ratio=0.97, notes=f"{WORDS}-chunk answers paced at {1 / CHUNK_DELAY:.0f} chunks/s, median over streams"),
+               "chunks/s", target_ratio=0.97,
+               notes=f"{WORDS}-chunk answers paced at {1 / CHUNK_DELAY:.0f} chunks/s, median over streams"),
         Result("chat requests/s one Haven routes (16 clients)", routed, plain, "the fake upstream alone", "req/s",
                notes="informational: the fast fake upstream is the ceiling"),
     ]
