@@ -202,3 +202,22 @@ class DigestMismatchError(StoreError):
 
     status_code = 400
     code = "digest_mismatch"
+
+
+# --- remote upstreams (scale-out) --------------------------------------------------------
+
+
+class UpstreamError(HavenError):
+    """A remote upstream answered something Haven cannot use: garbage, an oversized body, a 5xx (HTTP 502)."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    code = "bad_upstream_response"
+
+
+class UpstreamUnavailableError(HavenError):
+    """No healthy upstream serves the model right now, or it did not answer in time (HTTP 503)."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "upstream_unavailable"

@@ -8,13 +8,14 @@ the environment at import time.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _physical_cores() -> int:
@@ -197,6 +198,31 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(
         default=1_000_000, ge=1, le=100_000_000, description="Longest stored message (characters)."
     )
+
+    # --- sovereignty (issue 17) ------------------------------------------------------------
+    egress: Literal["deny", "allowlist"] = Field(
+        default="deny",
+        description="Outbound connections of the server process: `deny` allows loopback, the configured "
+        "upstreams and the model hub while a pull you asked for runs; `allowlist` also allows egress_allow.",
+    )
+    egress_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Destinations allowed in allowlist mode: host[:port], address[:port] or CIDR network "
+        "(comma-separated or a JSON list), e.g. remote upstreams or an external audit target.",
+    )
+    redact: Literal["off", "outbound", "outbound+storage"] = Field(
+        default="outbound",
+        description="Replace personal data and secrets with placeholders before text leaves the machine "
+        "(`outbound`), and also before it is stored (`outbound+storage`); replies get the values back.",
+    )
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_destinations(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        return value
 
     @field_validator("home", mode="after")
     @classmethod

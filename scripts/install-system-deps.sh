@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages behind the real components the tests start: PostgreSQL (storage tests).
+# Debian packages behind the real components the tests start: PostgreSQL (storage tests), Chromium (browser
+# tests, audit report), strace and iproute2 (the zero-egress proof runs flows in a network namespace under strace).
 # Idempotent; skipped quietly when not root (a developer laptop installs them by hand).
 set -euo pipefail
 needed=()
-command -v /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql)
+command -v chromium >/dev/null 2>&1 || needed+=(chromium)
+command -v strace >/dev/null 2>&1 || needed+=(strace)
+command -v ip >/dev/null 2>&1 || needed+=(iproute2)
+command -v unshare >/dev/null 2>&1 || needed+=(util-linux)
 if [ ${#needed[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "note: not root, not installing ${needed[*]}; tests that need them are skipped" >&2

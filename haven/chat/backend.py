@@ -194,6 +194,8 @@ class ChatRequest:
     apply_defaults: bool = True
     """Apply the model's stored defaults (system prompt, stop strings, parameters) to what is unset."""
     request_id: str = ""
+    affinity_key: str | None = None
+    """What keeps one conversation on one upstream (a conversation id, a user or session key); remote only."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ turns :class:`~haven.errors.HavenError` into ``error: <message>`` and exit code 
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -57,9 +58,22 @@ def build_app() -> typer.Typer:
         """Haven: a self-hosted, sovereign AI assistant server."""
 
     # Imported here, not at module top, so `haven --help` stays fast and each area owns its module.
-    from haven.cli import audit, client, config, db, dev, keys, models, security_log, serve, users  # issue 10
+    from haven.cli import (  # one module per area
+        audit,
+        client,
+        config,
+        db,
+        dev,
+        doctor,
+        keys,
+        models,
+        security_log,
+        serve,
+        upstreams,
+        users,
+    )
 
-    for module in (config, models, dev, serve, client, audit, users, keys, db, security_log):
+    for module in (config, models, dev, serve, client, audit, users, keys, db, security_log, doctor, upstreams):
         module.register(app)
     return app
 
@@ -76,4 +90,7 @@ def build_cli() -> click.Command:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Everything Haven writes (database, keys, logs) is private to its user; model blobs are made
+    # world-readable explicitly by the store, since weights are no secret.
+    os.umask(0o077)
     build_cli().main(args=argv if argv is not None else sys.argv[1:], prog_name="haven")

@@ -2,7 +2,8 @@
 
 Every flag is a setting (derived from :class:`~haven.settings.Settings` by
 :mod:`haven.cli.settings_flags`), so ``--parallel 2`` and ``HAVEN_PARALLEL=2`` mean the same. The
-server refuses to start on a non-loopback address without an API key.
+server refuses to start on a non-loopback address without an API key, and installs the egress guard
+(:mod:`haven.egress`) before it loads anything.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ SERVE_SETTINGS = [
     "cors_origins",
     "log_level",
     "log_json",
+    "egress",
+    "egress_allow",
+    "redact",
 ]
 
 
@@ -52,6 +56,9 @@ def register_click(group: click.Group) -> None:
         """Serve the OpenAI-compatible (/v1) and Ollama-compatible (/api) APIs."""
         import uvicorn
 
+        from haven.chat.upstreams import UpstreamsFile, egress_destinations
+        from haven.egress.setup import guard_process
+        from haven.egress.telemetry import disable_dependency_telemetry
         from haven.server.app import create_app
         from haven.server.auth import check_bind_allowed
         from haven.server.logging import configure_logging
@@ -59,6 +66,10 @@ def register_click(group: click.Group) -> None:
         settings = settings_from_options(options)
         check_bind_allowed(settings)  # before anything is loaded or bound
         configure_logging(settings)
+        disable_dependency_telemetry()
+        upstreams = UpstreamsFile.load(settings.home).upstreams  # a broken file stops the start with one line
+        # From here on, no connection leaves the machine unless the policy allows it.
+        guard_process(settings, configured=egress_destinations(upstreams))
         app = create_app(settings)
         uvicorn.run(
             app,
@@ -67,6 +78,7 @@ def register_click(group: click.Group) -> None:
             log_level=settings.log_level,
             access_log=False,  # Haven's own request log (haven.server.logging) replaces uvicorn's
             timeout_graceful_shutdown=5,
+            loop="asyncio",  # not uvloop: its sockets bypass the audit hooks the egress guard is built on
         )
 
     group.add_command(serve)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,7 +21,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from haven import __version__
+from haven.chat.backend import ChatBackend
 from haven.chat.local import LocalChatBackend
+from haven.chat.routing import RoutingChatBackend, UpstreamPool
+from haven.chat.upstreams import UpstreamsFile
 from haven.engine.protocol import EngineLoader, ModelEngine
 from haven.errors import HavenError
 from haven.models.store import ModelStore
@@ -36,7 +39,7 @@ from haven.server.engine_config import engine_config
 from haven.server.errors import install_error_handlers
 from haven.server.limits import BodyLimitMiddleware
 from haven.server.logging import RequestLogMiddleware
-from haven.server.metrics import CONTENT_TYPE, ServerMetrics
+from haven.server.metrics import CONTENT_TYPE, ServerMetrics, UpstreamCollector
 from haven.server.model_manager import ModelManager
 from haven.server.openai.router import router as openai_router
 from haven.settings import Settings, get_settings
@@ -57,6 +60,18 @@ def default_loader(settings: Settings) -> EngineLoader:
     return load
 
 
+def _upstream_pool(settings: Settings) -> UpstreamPool | None:
+    """The configured remote upstreams (HAVEN_HOME/upstreams.yaml), or None when there are none."""
+    upstreams = UpstreamsFile.load(settings.home).upstreams
+    if not upstreams:
+        return None
+
+    def redacted(model: str, counts: Mapping[str, int]) -> None:
+        log.info("redacted before upstream: model=%s %s", model, dict(counts))
+
+    return UpstreamPool.build(upstreams, redact=settings.redact != "off", on_redacted=redacted)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -74,16 +89,24 @@ def create_app(
     manager = ModelManager(settings, store, loader)
     metrics = ServerMetrics(manager.stats)
     # The one chat pipeline every API uses (and the seam for accounts, conversations or a remote upstream).
-    chat_backend = LocalChatBackend(manager, max_tokens_limit=settings.max_tokens_limit, observer=metrics)
+    local = LocalChatBackend(manager, max_tokens_limit=settings.max_tokens_limit, observer=metrics)
+    pool = _upstream_pool(settings)
+    chat_backend: ChatBackend = local if pool is None else RoutingChatBackend(local, pool)
+    if pool is not None:
+        metrics.registry.register(UpstreamCollector(pool))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("haven %s serving on %s:%d", __version__, settings.host, settings.port)
         retention = asyncio.get_running_loop().create_task(retention_loop(accounts))
+        if pool is not None:
+            pool.start()  # health checks (the first one lists the upstreams' models) run in the background
         try:
             yield
         finally:
             retention.cancel()
+            if pool is not None:
+                await pool.close()
             await manager.close()
             accounts.close()
 

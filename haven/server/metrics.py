@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from haven.chat.backend import Usage
+from haven.chat.routing import UpstreamPool
 from haven.engine.protocol import EngineStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -42,6 +43,33 @@ class _EngineCollector(Collector):
             cached.add_metric([model], s.cached_tokens_total)
         loaded.add_metric([], len(stats))
         yield from (queue, slots, total, cached, loaded)
+
+
+class UpstreamCollector(Collector):
+    """Per-upstream requests, errors, outstanding requests, time to first token and breaker state."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["upstream"]
+        requests = CounterMetricFamily("haven_upstream_requests", "Chats sent to the upstream.", labels=labels)
+        errors = CounterMetricFamily("haven_upstream_errors", "Chats that failed before their first byte.",
+                                     labels=labels)
+        first = CounterMetricFamily("haven_upstream_first_event_seconds",
+                                    "Summed time to the first event (divide by requests for the mean TTFT).",
+                                    labels=labels)
+        outstanding = GaugeMetricFamily("haven_upstream_outstanding", "Chats in flight to the upstream now.",
+                                        labels=labels)
+        healthy = GaugeMetricFamily("haven_upstream_healthy",
+                                    "1 when the breaker is closed, 0.5 half-open, 0 open.", labels=labels)
+        for m in self._pool.members:
+            requests.add_metric([m.name], m.requests)
+            errors.add_metric([m.name], m.errors)
+            first.add_metric([m.name], m.first_event_seconds)
+            outstanding.add_metric([m.name], m.backend.outstanding)
+            healthy.add_metric([m.name], {"closed": 1.0, "half-open": 0.5, "open": 0.0}[m.breaker.state])
+        yield from (requests, errors, first, outstanding, healthy)
 
 
 class ServerMetrics:

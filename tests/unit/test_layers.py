@@ -19,19 +19,20 @@ HAVEN = Path(__file__).resolve().parents[2] / "haven"
 ALLOWED: dict[str, set[str]] = {
     "engine": set(),  # its own narrow config (haven/engine/config.py), built by the server from Settings
     "models": {"engine", "settings"},
-    "chat": {"engine", "models", "settings"},
+    "chat": {"engine", "models", "redaction", "settings"},
     "storage": {"settings"},
     "accounts": {"storage", "settings"},
     "conversations": {"storage", "accounts", "settings"},
     "securitylog": {"storage", "settings"},
     "redaction": set(),
     "egress": {"settings"},
+    "doctor": {"egress", "models", "storage", "settings"},
     "audit": {"chat", "storage", "models", "engine", "settings"},
     "web": set(),
     "server": {"engine", "models", "chat", "storage", "accounts", "conversations", "securitylog", "redaction",
-               "egress", "audit", "web", "settings", "settings_doc"},
+               "egress", "doctor", "audit", "web", "settings", "settings_doc"},
     "cli": {"engine", "models", "chat", "storage", "accounts", "conversations", "securitylog", "redaction", "egress",
-            "audit", "server", "web", "settings", "settings_doc"},
+            "doctor", "audit", "server", "web", "settings", "settings_doc"},
 }
 SHARED = {"errors", "__init__"}
 # Third-party modules a layer must never import.

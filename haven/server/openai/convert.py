@@ -120,6 +120,7 @@ def chat_request(r: ChatCompletionRequest, *, max_tokens: int | None) -> chat.Ch
         logprobs=(r.top_logprobs or 0) if r.logprobs else (r.n_probs or None),
         template_kwargs=dict(r.chat_template_kwargs or {}),
         context_length=r.num_ctx,
+        affinity_key=r.user,  # a remote model's conversations stay on one upstream (its prefix cache)
     )
 
 

@@ -1,0 +1,135 @@
+"""What Haven adds in front of a remote upstream: time to first token, streaming rate, routing throughput.
+
+A fast fake vLLM (``tests/support/fake_vllm.py``, its own process) answers every chat with a stream of short
+chunks. The same client measures it directly and through ``haven serve`` (its own process, the upstream in
+``upstreams.yaml``), alternating in rounds so drift hits both. Targets (issue 16): ≤ 3 ms added to the p50 time
+to first token, ≥ 0.97× the streamed chunks per second; requests/s one Haven routes is informational.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import yaml
+
+from benchmarks.harness import ROOT, BenchContext, Result, free_port
+
+WORDS = 200  # the fake echoes the prompt word by word: one chunk per word
+CHUNK_DELAY = 0.002
+
+
+@contextmanager
+def _process(args: list[str], health: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(health, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{args[:3]} did not start")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+async def _stream_once(client: httpx.AsyncClient, url: str) -> tuple[float, float, int]:
+    """(seconds to the first content chunk, seconds for the whole stream, chunks)."""
+    body = {"model": "remote-model", "stream": True, "max_tokens": WORDS + 10,
+            "messages": [{"role": "user", "content": " ".join(["word"] * WORDS)}]}
+    started = time.perf_counter()
+    first = None
+    chunks = 0
+    async with client.stream("POST", url + "/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: {") and '"content"' in line:
+                chunks += 1
+                if first is None:
+                    first = time.perf_counter() - started
+    return (first or 0.0), time.perf_counter() - started, chunks
+
+
+async def _requests_per_second(url: str, seconds: float, concurrency: int = 16) -> float:
+    body = {"model": "remote-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    done = 0
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                (await client.post(url + "/chat/completions", json=body)).raise_for_status()
+                done += 1
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    rounds, per_round = (3, 10) if ctx.quick else (7, 30)
+    port = free_port()
+    # Paced like a fast real model (500 tokens/s per stream): an unpaced fake streams 8,000+ chunks/s, a rate
+    # no real upstream reaches, where per-chunk re-encoding would be all that is measured.
+    fake = [sys.executable, "-m", "tests.support.fake_vllm", "--port", str(port), "--name", "up",
+            "--chunk-delay", str(CHUNK_DELAY)]
+    direct = f"http://127.0.0.1:{port}/v1"
+    with tempfile.TemporaryDirectory() as home, _process(fake, direct.removesuffix("/v1") + "/health"):
+        Path(home, "upstreams.yaml").write_text(yaml.safe_dump(
+            {"upstreams": [{"name": "up", "url": direct, "kind": "vllm", "models": ["remote-model"]}]}))
+        haven_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
+        env.update({"HAVEN_HOME": home, "HAVEN_PORT": str(haven_port), "HAVEN_REDACT": "off",
+                    "HAVEN_LOG_LEVEL": "warning"})
+        haven_url = f"http://127.0.0.1:{haven_port}/v1"
+        serve = [sys.executable, "-c", "from haven.cli.main import main; main(['serve'])"]
+        with _process(serve, haven_url.removesuffix("/v1") + "/health", env):
+            samples: dict[str, list[tuple[float, float, int]]] = {"direct": [], "haven": []}
+
+            async def measure() -> None:
+                async with httpx.AsyncClient(timeout=30) as client:
+                    for _ in range(2):  # warm both paths (connections, first-request imports)
+                        await _stream_once(client, direct)
+                        await _stream_once(client, haven_url)
+                    for _ in range(rounds):
+                        for name, url in (("direct", direct), ("haven", haven_url)):
+                            for _ in range(per_round):
+                                samples[name].append(await _stream_once(client, url))
+
+            asyncio.run(measure())
+            seconds = 3.0 if ctx.quick else 10.0
+            routed = asyncio.run(_requests_per_second(haven_url, seconds))
+            plain = asyncio.run(_requests_per_second(direct, seconds))
+
+    def p(values: list[float], q: float) -> float:
+        return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) >= 2 else values[0] * 1000
+
+    ttft = {name: [s[0] for s in rows] for name, rows in samples.items()}
+    rate = {name: statistics.median(s[2] / s[1] for s in rows) for name, rows in samples.items()}
+    added_p50 = p(ttft["haven"], 50) - p(ttft["direct"], 50)
+    added_p99 = p(ttft["haven"], 99) - p(ttft["direct"], 99)
+    n = len(ttft["haven"])
+    return [
+        Result("time to first token added by Haven, p50", added_p50, None, "", "ms", higher_is_better=False,
+               limit=3.0, notes=f"direct {p(ttft['direct'], 50):.2f} ms, through Haven {p(ttft['haven'], 50):.2f} ms; "
+               f"{n} streams each, {rounds} alternating rounds"),
+        Result("time to first token added by Haven, p99", added_p99, None, "", "ms", higher_is_better=False,
+               notes=f"direct {p(ttft['direct'], 99):.2f} ms, through Haven {p(ttft['haven'], 99):.2f} ms"),
+        Result("streamed chunks/s through Haven", rate["haven"], rate["direct"], "direct to the upstream",
+               "chunks/s", target_ratio=0.97,
+               notes=f"{WORDS}-chunk answers paced at {1 / CHUNK_DELAY:.0f} chunks/s, median over streams"),
+        Result("chat requests/s one Haven routes (16 clients)", routed, plain, "the fake upstream alone", "req/s",
+               notes="informational: the fast fake upstream is the ceiling"),
+    ]

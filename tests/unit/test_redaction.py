@@ -1,0 +1,128 @@
+"""PII and secret redaction: detectors (with their checksums), placeholders, and restoring replies."""
+
+from __future__ import annotations
+
+import pytest
+
+from haven.redaction import Redactor, find_spans
+from haven.redaction.detectors import DETECTORS, shannon_entropy
+from tests.support.pii_corpus import LANGUAGES, generate, score
+
+CHECKSUM_KINDS = {d.kind for d in DETECTORS if d.checksum}
+
+
+@pytest.fixture(scope="module")
+def scores() -> dict[tuple[str, str], object]:
+    return score(generate(), lambda text: [(s.kind, s.start, s.end) for s in find_spans(text)])
+
+
+def test_the_labelled_set_is_large_enough_and_covers_every_language() -> None:
+    texts = generate()
+    assert sum(len(t.spans) for t in texts) >= 2000
+    assert {t.language for t in texts} == set(LANGUAGES)
+    assert sum(1 for t in texts if not t.spans) >= 250  # distractors: what must NOT be redacted
+
+
+@pytest.mark.parametrize("kind", sorted(CHECKSUM_KINDS))
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_checksum_detectors_meet_their_targets(scores: dict, kind: str, language: str) -> None:
+    result = scores[(kind, language)]
+    assert result.precision >= 0.99 and result.recall >= 0.95, result
+
+
+def test_every_detector_finds_most_of_its_values(scores: dict) -> None:
+    weak = {key: (round(s.precision, 3), round(s.recall, 3)) for key, s in scores.items()
+            if s.precision < 0.95 or s.recall < 0.9}
+    assert weak == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("card 4111 1111 1111 1111 ok", "CARD"),
+        ("IBAN GB82 WEST 1234 5698 7654 32 ok", "IBAN"),
+        ("身份证11010519491231002X。", "CN_RESIDENT_ID"),
+        ("Aadhaar 2341 2341 2346 ok", "AADHAAR"),
+        ("SSN 536-90-4399 ok", "US_SSN"),
+        ("call +44 20 7946 0958 now", "PHONE"),
+        ("mail anna.li@example.org now", "EMAIL"),
+        ("host 2001:db8::1 down", "IP_ADDRESS"),
+        ("key ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 here", "API_KEY"),
+    ],
+)
+def test_valid_values_are_found(text: str, kind: str) -> None:
+    assert [s.kind for s in find_spans(text)] == [kind]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1112 ok",  # Luhn fails
+        "IBAN GB82 WEST 1234 5698 7654 33 ok",  # mod 97 fails
+        "身份证110105194912310021。",  # check digit fails
+        "Aadhaar 2341 2341 2347 ok",  # Verhoeff fails
+        "SSN 666-12-3456 ok",  # area 666 is never issued
+        "release v1.20.3 on 2026-11-30 at 10:30:00",
+        "commit 3f786850e387550fdab836ed7e6dc881de23001b",  # a hash is an identifier, not a secret
+        "order #4111111111111111111",  # 19 digits after a hash mark but no network of that shape
+        "ip 999.1.1.1 is not an address",
+    ],
+)
+def test_lookalikes_are_left_alone(text: str) -> None:
+    assert find_spans(text) == []
+
+
+def test_secrets_need_mixed_characters_and_high_entropy() -> None:
+    assert shannon_entropy("aaaaaaaa") == 0
+    assert find_spans("x " + "Ab1" * 12) == []  # long but repetitive
+    assert [s.kind for s in find_spans("token q7Zr2LwP9xKd4TmB8vNc3YhJ6sFg1QeR5uWa")] == ["SECRET"]
+
+
+def test_the_same_value_gets_the_same_placeholder_and_restores() -> None:
+    redactor = Redactor()
+    first = redactor.redact("Write to anna@example.org or bo@example.org.")
+    second = redactor.redact("Again: anna@example.org")
+    assert first.text == "Write to [EMAIL_1] or [EMAIL_2]."
+    assert second.text == "Again: [EMAIL_1]"
+    assert first.counts == {"EMAIL": 2}
+    assert redactor.counts == {"EMAIL": 3}
+    assert redactor.restore("I wrote to [EMAIL_2] and [EMAIL_1].") == "I wrote to bo@example.org and anna@example.org."
+
+
+def test_placeholders_the_redactor_never_issued_stay_as_typed() -> None:
+    redactor = Redactor()
+    redactor.redact("anna@example.org")
+    assert redactor.restore("[EMAIL_7] and [CARD_1] stay") == "[EMAIL_7] and [CARD_1] stay"
+
+
+def test_messages_are_redacted_in_every_text_field() -> None:
+    redactor = Redactor()
+    messages = redactor.redact_messages([
+        {"role": "system", "content": "Owner: anna@example.org"},
+        {"role": "user", "content": [{"type": "text", "text": "card 4111111111111111"}, {"type": "image_url"}]},
+        {"role": "assistant", "content": "", "reasoning_content": "ask anna@example.org",
+         "tool_calls": [{"id": "c", "type": "function",
+                         "function": {"name": "pay", "arguments": '{"iban": "GB82WEST12345698765432"}'}}]},
+    ])
+    assert messages[0]["content"] == "Owner: [EMAIL_1]"
+    assert messages[1]["content"] == [{"type": "text", "text": "card [CARD_1]"}, {"type": "image_url"}]
+    assert messages[2]["reasoning_content"] == "ask [EMAIL_1]"
+    assert messages[2]["tool_calls"][0]["function"]["arguments"] == '{"iban": "[IBAN_1]"}'
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13])
+def test_a_streamed_reply_is_restored_whatever_the_chunking(size: int) -> None:
+    redactor = Redactor()
+    redactor.redact("anna@example.org, +44 20 7946 0958, [not a placeholder]")
+    reply = "Mail [EMAIL_1] or call [PHONE_1]; keep [not a placeholder] and a lone [ at the end ["
+    restorer = redactor.stream_restorer()
+    out = "".join(restorer.feed(reply[i : i + size]) for i in range(0, len(reply), size)) + restorer.flush()
+    assert out == redactor.restore(reply)
+    assert "anna@example.org" in out and "+44 20 7946 0958" in out and out.endswith("at the end [")
+
+
+def test_the_accuracy_table_in_the_docs_is_current() -> None:
+    from scripts.redaction_accuracy import DOC, render
+
+    text = DOC.read_text(encoding="utf-8")
+    assert render(text) == text, "run `python scripts/redaction_accuracy.py --write`"
