@@ -19,7 +19,17 @@ from typing import Any
 
 import jsonschema
 
-from haven.chat.backend import Grammar, JsonObject, JsonSchema, Limits, OutputFormat, PlainText, Sampling, Tool
+from haven.chat.backend import (
+    Grammar,
+    JsonObject,
+    JsonSchema,
+    Limits,
+    Mirostat,
+    OutputFormat,
+    PlainText,
+    Sampling,
+    Tool,
+)
 from haven.chat.prompt import template_tools
 from haven.engine.protocol import SamplingParams
 from haven.errors import InvalidRequestError
@@ -34,6 +44,21 @@ _KNOBS = (
     "presence_penalty",
     "frequency_penalty",
 )
+
+
+SAMPLING_KNOBS = (*_KNOBS, "typical_p")
+"""The knobs both APIs spell alike (OpenAI's extensions and Ollama's ``options``)."""
+
+
+def sampling_from(source: Any, **overrides: Any) -> Sampling:
+    """:class:`Sampling` from a request model carrying the knobs under their common names (plus
+    ``mirostat``/``mirostat_tau``/``mirostat_eta``); ``overrides`` win (logit_bias, ignore_eos, aliases)."""
+    values = {name: getattr(source, name) for name in SAMPLING_KNOBS}
+    mode = source.mirostat
+    if mode in (1, 2):
+        values["mirostat"] = Mirostat(mode, source.mirostat_tau or 5.0, source.mirostat_eta or 0.1)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Sampling(**values)
 
 
 def check_schema(schema: Mapping[str, Any], param: str) -> None:

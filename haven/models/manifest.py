@@ -12,21 +12,10 @@ MANIFEST_SCHEMA = 1
 
 # Ollama option names a model's defaults may set (the same names `/api/chat`'s ``options`` takes).
 DEFAULT_PARAMETER_TYPES: dict[str, type | tuple[type, ...]] = {
-    "temperature": (int, float),
-    "top_p": (int, float),
-    "top_k": int,
-    "min_p": (int, float),
-    "typical_p": (int, float),
-    "repeat_penalty": (int, float),
-    "repeat_last_n": int,
-    "presence_penalty": (int, float),
-    "frequency_penalty": (int, float),
-    "seed": int,
-    "num_predict": int,
-    "num_ctx": int,
-    "mirostat": int,
-    "mirostat_tau": (int, float),
-    "mirostat_eta": (int, float),
+    "temperature": (int, float), "top_p": (int, float), "top_k": int, "min_p": (int, float),
+    "typical_p": (int, float), "repeat_penalty": (int, float), "repeat_last_n": int,
+    "presence_penalty": (int, float), "frequency_penalty": (int, float), "seed": int, "num_predict": int,
+    "num_ctx": int, "mirostat": int, "mirostat_tau": (int, float), "mirostat_eta": (int, float),
 }
 
 
@@ -57,22 +46,14 @@ class ModelDefaults:
         return self.system is None and self.template is None and not self.stop and not self.parameters
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "system": self.system,
-            "template": self.template,
-            "stop": list(self.stop),
-            "parameters": dict(self.parameters),
-        }
+        return {"system": self.system, "template": self.template, "stop": list(self.stop),
+                "parameters": dict(self.parameters)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ModelDefaults:
         data = data or {}
-        return cls(
-            system=data.get("system"),
-            template=data.get("template"),
-            stop=tuple(data.get("stop") or ()),
-            parameters=dict(data.get("parameters") or {}),
-        )
+        return cls(system=data.get("system"), template=data.get("template"), stop=tuple(data.get("stop") or ()),
+                   parameters=dict(data.get("parameters") or {}))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from haven.chat import backend as api
+from haven.chat.options import sampling_from
 from haven.errors import InvalidRequestError
 from haven.server.ollama.protocol import (
     ChatRequest,
@@ -50,22 +51,8 @@ def keep_alive_seconds(value: Any) -> float | None:
 
 
 def sampling_of(options: Options) -> api.Sampling:
-    mirostat = None
-    if options.mirostat in (1, 2):
-        mirostat = api.Mirostat(options.mirostat, options.mirostat_tau or 5.0, options.mirostat_eta or 0.1)
-    return api.Sampling(
-        temperature=options.temperature,
-        top_p=options.top_p,
-        top_k=options.top_k,
-        min_p=options.min_p,
-        typical_p=options.typical_p,
-        repeat_penalty=options.repeat_penalty,
-        # Ollama: -1 = the whole context, 0 = disabled (the engine reads -1 the same way).
-        repeat_last_n=options.repeat_last_n,
-        presence_penalty=options.presence_penalty,
-        frequency_penalty=options.frequency_penalty,
-        mirostat=mirostat,
-    )
+    # Ollama's repeat_last_n -1 (the whole context) and 0 (disabled) mean the same to the engine.
+    return sampling_from(options)
 
 
 def limits_of(options: Options) -> api.Limits:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from haven.chat import backend as chat
-from haven.chat.options import check_schema
+from haven.chat.options import check_schema, sampling_from
 from haven.errors import InvalidRequestError
 from haven.server.openai.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest
 
@@ -37,18 +37,10 @@ def messages_of(messages: Sequence[ChatMessage]) -> tuple[chat.Message, ...]:
 
 
 def sampling_of(r: ChatCompletionRequest | CompletionRequest) -> chat.Sampling:
-    return chat.Sampling(
-        temperature=r.temperature,
-        top_p=r.top_p,
-        top_k=r.top_k,
-        min_p=r.min_p,
-        typical_p=r.typical_p,
+    return sampling_from(
+        r,
         repeat_penalty=r.repeat_penalty if r.repeat_penalty is not None else r.repetition_penalty,
-        repeat_last_n=r.repeat_last_n,
-        presence_penalty=r.presence_penalty,
-        frequency_penalty=r.frequency_penalty,
         logit_bias={int(k): v for k, v in (r.logit_bias or {}).items()},
-        mirostat=chat.Mirostat(r.mirostat, r.mirostat_tau or 5.0, r.mirostat_eta or 0.1) if r.mirostat else None,
         ignore_eos=bool(r.ignore_eos),
     )
 
