@@ -29,6 +29,7 @@ from haven.server.logging import RequestLogMiddleware
 from haven.server.metrics import CONTENT_TYPE, ServerMetrics
 from haven.server.model_manager import ModelManager, ModelStore
 from haven.server.openai.router import router as openai_router
+from haven.server.web import install_web_ui
 from haven.settings import Settings, get_settings
 
 log = logging.getLogger("haven.server")
@@ -91,6 +92,7 @@ def create_app(
     if ollama_router is not None:
         app.include_router(ollama_router)
     _add_probe_routes(app)
+    install_web_ui(app)  # issue 15: the web chat UI at / (assets under /ui/)
 
     # Added innermost first: the request log sees every response, including 401s and 413s.
     if settings.cors_origins:
