@@ -130,6 +130,44 @@ class Settings(BaseSettings):
         default=False, description="Accept models whose chat template fails the safety scan (still sandboxed)."
     )
 
+    # --- accounts, sessions, conversations (issue 10) --------------------------------------------
+    auth: Literal["local", "required"] = Field(
+        default="local",
+        description="local: on a loopback bind with no user created, run single-user without credentials; "
+        "required: always demand a session or API key (once a user exists both modes require it).",
+    )
+    session_idle_minutes: int = Field(
+        default=720, ge=1, le=525_600, description="A web session unused this long expires (minutes)."
+    )
+    session_max_hours: int = Field(
+        default=168, ge=1, le=87_600, description="A web session expires this long after login, used or not (hours)."
+    )
+    password_min_length: int = Field(default=12, ge=8, le=128, description="Shortest password accepted.")
+    password_time_cost: int = Field(default=3, ge=1, le=20, description="Argon2id passes per password hash.")
+    password_memory_kib: int = Field(
+        default=65536, ge=1024, le=4_194_304, description="Argon2id memory per password hash (KiB)."
+    )
+    password_parallelism: int = Field(default=4, ge=1, le=64, description="Argon2id lanes per password hash.")
+    login_max_failures_per_account: int = Field(
+        default=5, ge=1, le=1000, description="Failed logins per account within the window before 429."
+    )
+    login_max_failures_per_client: int = Field(
+        default=20, ge=1, le=100_000, description="Failed logins per client address within the window before 429."
+    )
+    login_window_seconds: int = Field(
+        default=900, ge=1, le=86_400, description="Window (seconds) over which failed logins are counted."
+    )
+    login_failure_delay_seconds: float = Field(
+        default=0.5, ge=0, le=10, description="Delay added to each failed login (grows with repeated failures)."
+    )
+    retention_days: int | None = Field(
+        default=None, ge=1, le=36_500, description="Conversations untouched this many days are deleted (all users)."
+    )
+    max_title_chars: int = Field(default=300, ge=1, le=10_000, description="Longest conversation title.")
+    max_message_chars: int = Field(
+        default=1_000_000, ge=1, le=100_000_000, description="Longest stored message (characters)."
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -10,6 +10,7 @@ model is present) and ``/metrics`` (Prometheus).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,13 @@ from fastapi.responses import JSONResponse, Response
 from haven import __version__
 from haven.engine.protocol import EngineLoader, ModelEngine
 from haven.errors import HavenError
-from haven.server.auth import ApiKeyMiddleware, check_bind_allowed
+from haven.server.accounts import routes_admin as accounts_admin
+from haven.server.accounts import routes_auth as accounts_auth
+from haven.server.accounts import routes_conversations as accounts_conversations
+from haven.server.accounts.context import AccountsContext
+from haven.server.accounts.recording import ChatRecordingMiddleware
+from haven.server.accounts.retention import retention_loop
+from haven.server.auth import AuthMiddleware, check_bind_allowed, is_loopback
 from haven.server.errors import install_error_handlers
 from haven.server.limits import BodyLimitMiddleware
 from haven.server.logging import RequestLogMiddleware
@@ -60,7 +67,11 @@ def create_app(
     store: ModelStore | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
-    check_bind_allowed(settings)
+    accounts = AccountsContext(settings)
+    if not is_loopback(settings.host) and settings.api_key is None:  # issue 10: users may authenticate a public bind
+        check_bind_allowed(settings, users_exist=accounts.has_users())
+    else:
+        check_bind_allowed(settings, users_exist=False)
     store = store if store is not None else default_store(settings)
     loader = engine_loader if engine_loader is not None else default_loader(settings)
     manager = ModelManager(settings, store, loader)
@@ -69,10 +80,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("haven %s serving on %s:%d", __version__, settings.host, settings.port)
+        retention = asyncio.get_running_loop().create_task(retention_loop(accounts))
         try:
             yield
         finally:
+            retention.cancel()
             await manager.close()
+            accounts.close()
 
     app = FastAPI(
         title="Haven",
@@ -85,6 +99,7 @@ def create_app(
     app.state.settings = settings
     app.state.model_manager = manager
     app.state.metrics = metrics
+    app.state.accounts = accounts
 
     install_error_handlers(app)
     app.include_router(openai_router)
@@ -92,6 +107,8 @@ def create_app(
     if ollama_router is not None:
         app.include_router(ollama_router)
     _add_probe_routes(app)
+    for router in (accounts_auth.router, accounts_conversations.router, accounts_admin.router):
+        app.include_router(router)
     install_web_ui(app)  # issue 15: the web chat UI at / (assets under /ui/)
 
     # Added innermost first: the request log sees every response, including 401s and 413s.
@@ -102,9 +119,9 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(ChatRecordingMiddleware, context=accounts)  # conversation_id + chat_request log lines
+    app.add_middleware(AuthMiddleware, settings=settings, context=accounts)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
-    if settings.api_key is not None:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     app.add_middleware(RequestLogMiddleware, metrics=metrics)
     return app
 

@@ -34,7 +34,9 @@ def error_response(
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body = error_body(message, ollama=path.startswith("/api/"), error_type=error_type, code=code, param=param)
+    # /api/v1/ is Haven's own API (accounts, conversations): OpenAI's error shape, not Ollama's.
+    ollama = path.startswith("/api/") and not path.startswith("/api/v1/")
+    body = error_body(message, ollama=ollama, error_type=error_type, code=code, param=param)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

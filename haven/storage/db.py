@@ -2,7 +2,7 @@
 
 ``open_database(url)`` upgrades the schema to the newest Alembic revision (migrations ship inside
 the package) and returns a :class:`Database` holding the engine and a session factory. SQLite gets
-WAL journaling and enforced foreign keys on every connection; PostgreSQL URLs written as
+WAL journaling, enforced foreign keys and ``secure_delete`` on every connection; PostgreSQL URLs written as
 ``postgresql://`` are routed to psycopg 3.
 """
 
@@ -41,6 +41,8 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     # WAL lets the web UI read while the audit runner writes; foreign keys are off by default in SQLite.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted rows (conversations, wrapped keys) are overwritten with zeros, not left in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     # NORMAL is safe with WAL (no corruption on crash) and avoids an fsync per committed response.
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -77,6 +79,38 @@ def upgrade_to_head(engine_or_url: Engine | str) -> None:
 
 def downgrade_to(engine: Engine, revision: str) -> None:
     command.downgrade(alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema's Alembic revision (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_script_config()).get_current_head()
+
+
+def _script_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def vacuum(engine: Engine) -> None:
+    """Reclaim free pages (and, on SQLite, checkpoint and truncate the WAL so deleted text leaves it)."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            connection.exec_driver_sql("VACUUM")
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    else:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM")
 
 
 @dataclass

@@ -48,7 +48,8 @@ async def test_assets_are_served_compressed_and_revalidated(tmp_path: Path) -> N
         etag = r.headers["etag"]
         again = await h.client.get("/ui/js/app.js", headers={"If-None-Match": etag})
         assert again.status_code == 304 and again.content == b""
-        font = await h.client.get("/ui/vendor/katex/fonts/KaTeX_Main-Regular.woff2", headers={"Accept-Encoding": "gzip"})
+        font_url = "/ui/vendor/katex/fonts/KaTeX_Main-Regular.woff2"
+        font = await h.client.get(font_url, headers={"Accept-Encoding": "gzip"})
         assert font.status_code == 200 and "content-encoding" not in font.headers
         assert font.headers["content-type"] == "font/woff2"
         catalogue = await h.client.get("/ui/i18n/ar.json")

@@ -1,0 +1,1 @@
+"""Accounts: users, password policy, web sessions, API keys, and the data keys they unlock (issue 10)."""

@@ -1,0 +1,232 @@
+"""Append, read and verify the hash-chained security log.
+
+Each row's ``mac`` is HMAC-SHA256 under a log key over the previous row's mac and the row's canonical
+JSON (seq, time, event, user, client, details). Editing a row breaks its mac; deleting one breaks the
+next row's chain (and leaves a gap in ``seq``); swapping two breaks both. The log key lives in
+``HAVEN_HOME/security-log.key`` (mode 0600), outside the database, so someone who can write the
+database (a PostgreSQL operator, a copied file) cannot forge a consistent chain. Truncating the newest
+rows is detected only against the head recorded in ``HAVEN_HOME/security-log.head``.
+
+Details never hold conversation content: values are clipped to short strings, numbers and booleans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session
+
+from haven.storage.db import Database
+from haven.storage.models import SecurityLogEntry
+
+EVENTS = frozenset(
+    {
+        "setup",
+        "login",
+        "login_failed",
+        "logout",
+        "password_changed",
+        "password_reset",
+        "recovery_code_reset",
+        "key_created",
+        "key_revoked",
+        "key_rotated",
+        "user_created",
+        "user_changed",
+        "user_deleted",
+        "model_imported",
+        "model_pulled",
+        "model_removed",
+        "conversation_exported",
+        "conversation_deleted",
+        "chat_request",
+        "retention_deleted",
+        "egress_refused",
+        "redaction",
+    }
+)
+GENESIS = "0" * 64
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    seq: int
+    at: datetime
+    event: str
+    user: str | None
+    client: str | None
+    details: dict[str, Any]
+
+
+def _clean(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (details or {}).items():
+        if isinstance(value, bool | int | float) or value is None:
+            out[str(key)[:50]] = value
+        else:
+            out[str(key)[:50]] = str(value)[:500]
+    return out
+
+
+def _canonical(seq: int, at: datetime, event: str, user: str | None, client: str | None, details: Any) -> bytes:
+    stamp = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return json.dumps([seq, stamp, event, user, client, details], sort_keys=True, separators=(",", ":")).encode()
+
+
+def _mac(key: bytes, prev: str, payload: bytes) -> str:
+    return hmac.new(key, prev.encode() + payload, hashlib.sha256).hexdigest()
+
+
+class SecurityLog:
+    def __init__(self, db: Database, home: Path) -> None:
+        self.db = db
+        self.home = home
+
+    def _key(self) -> bytes:
+        path = self.home / "security-log.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return path.read_bytes()
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
+    def append(
+        self,
+        name: str,
+        *,
+        user: str | None = None,
+        client: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        session: Session | None = None,
+    ) -> int:
+        if name not in EVENTS:
+            raise ValueError(f"unknown security-log event {name!r}")
+        key = self._key()
+        clean = _clean(details)
+        with _lock:
+            if session is not None:
+                return self._append(session, key, name, user, client, clean)
+            with self.db.session() as s:
+                return self._append(s, key, name, user, client, clean)
+
+    def _append(
+        self, s: Session, key: bytes, name: str, user: str | None, client: str | None, details: dict[str, Any]
+    ) -> int:
+        if s.get_bind().dialect.name == "postgresql":  # one appender at a time across processes
+            s.execute(text("SELECT pg_advisory_xact_lock(7263)"))
+        newest = select(SecurityLogEntry.seq, SecurityLogEntry.mac).order_by(SecurityLogEntry.seq.desc()).limit(1)
+        last = s.execute(newest).first()
+        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        at = datetime.now(UTC)
+        user = user[:64] if user else None
+        client = client[:100] if client else None
+        mac = _mac(key, prev, _canonical(seq, at, name, user, client, details))
+        s.add(SecurityLogEntry(seq=seq, at=at, event=name, user_name=user, client=client, details=details, mac=mac))
+        s.flush()
+        # The head file moves only once the row is durable (a rolled-back append leaves no trace).
+        event.listen(s, "after_commit", lambda _session: self._write_head(seq, mac), once=True)
+        return seq
+
+    def _write_head(self, seq: int, mac: str) -> None:
+        path = self.home / "security-log.head"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{seq} {mac}\n", encoding="ascii")
+        os.replace(tmp, path)
+
+    def entries(
+        self,
+        *,
+        user: str | None = None,
+        since: datetime | None = None,
+        event: str | None = None,
+        before_seq: int | None = None,
+        limit: int = 100,
+        newest_first: bool = True,
+    ) -> list[LogEntry]:
+        query = select(SecurityLogEntry)
+        if user is not None:
+            query = query.where(SecurityLogEntry.user_name == user)
+        if since is not None:
+            query = query.where(SecurityLogEntry.at >= since)
+        if event is not None:
+            query = query.where(SecurityLogEntry.event == event)
+        if before_seq is not None:
+            query = query.where(SecurityLogEntry.seq < before_seq)
+        order = SecurityLogEntry.seq.desc() if newest_first else SecurityLogEntry.seq
+        with self.db.session() as s:
+            rows = s.scalars(query.order_by(order).limit(limit)).all()
+            return [
+                LogEntry(
+                    r.seq,
+                    r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC),
+                    r.event,
+                    r.user_name,
+                    r.client,
+                    dict(r.details or {}),
+                )
+                for r in rows
+            ]
+
+    def verify(self) -> tuple[int, list[tuple[int, str]]]:
+        """(rows checked, [(seq, problem)]): an empty list means the chain is intact."""
+        key = self._key()
+        problems: list[tuple[int, str]] = []
+        prev, expected, count = GENESIS, 1, 0
+        with self.db.session() as s:
+            for row in s.scalars(select(SecurityLogEntry).order_by(SecurityLogEntry.seq)).yield_per(1000):
+                count += 1
+                if row.seq != expected:
+                    problems.append((row.seq, f"rows {expected}..{row.seq - 1} are missing"))
+                payload = _canonical(row.seq, row.at, row.event, row.user_name, row.client, row.details)
+                if not hmac.compare_digest(_mac(key, prev, payload), row.mac):
+                    problems.append((row.seq, "the row was edited, moved, or the row before it removed"))
+                prev, expected = row.mac, row.seq + 1
+        head = self.home / "security-log.head"
+        if head.exists():
+            seq_text, _, mac = head.read_text(encoding="ascii").strip().partition(" ")
+            if seq_text.isdigit() and int(seq_text) >= expected:
+                problems.append((int(seq_text), f"the newest rows up to {seq_text} are missing"))
+            elif seq_text.isdigit() and int(seq_text) == expected - 1 and mac != prev:
+                problems.append((int(seq_text), "the newest row differs from the recorded head"))
+        return count, problems
+
+
+def record(
+    db: Database | Session,
+    event: str,
+    *,
+    user: str | None = None,
+    client: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    home: Path | None = None,
+) -> int:
+    """Appends one event; ``db`` is a Database or a Session inside its transaction. Returns its seq."""
+    if home is None:
+        from haven.settings import get_settings
+
+        home = get_settings().home
+    if isinstance(db, Session):
+        return SecurityLog(Database(engine=db.get_bind(), sessions=None), home).append(  # type: ignore[arg-type]
+            event, user=user, client=client, details=details, session=db
+        )
+    return SecurityLog(db, home).append(event, user=user, client=client, details=details)
+
+
+def verify(db: Database, home: Path) -> tuple[int, list[tuple[int, str]]]:
+    return SecurityLog(db, home).verify()

@@ -1,0 +1,68 @@
+"""Per-app accounts services: the database (opened on first use), accounts, conversations, log, throttle.
+
+The app factory puts one :class:`AccountsContext` on ``app.state.accounts``; the auth middleware,
+the routes and the recording hook take their services from it. Opening the database runs the schema
+upgrade (migrations), once per process, at the first request that needs it (or at start for binds
+that must count users before serving).
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from haven.accounts.service import Accounts
+from haven.accounts.throttle import LoginThrottle
+from haven.conversations.store import ConversationStore
+from haven.securitylog import SecurityLog
+from haven.settings import Settings
+from haven.storage.db import Database, open_database
+
+
+class AccountsContext:
+    def __init__(self, settings: Settings, database: Database | None = None) -> None:
+        self.settings = settings
+        self._database = database
+        self._lock = threading.Lock()
+        self._has_users = False
+        self.throttle = LoginThrottle(
+            max_per_account=settings.login_max_failures_per_account,
+            max_per_client=settings.login_max_failures_per_client,
+            window=settings.login_window_seconds,
+            base_delay=settings.login_failure_delay_seconds,
+        )
+
+    @property
+    def db(self) -> Database:
+        if self._database is None:
+            with self._lock:
+                if self._database is None:
+                    self._database = open_database(self.settings.effective_database_url)
+        return self._database
+
+    @cached_property
+    def accounts(self) -> Accounts:
+        return Accounts.from_settings(self.db, self.settings)
+
+    @cached_property
+    def conversations(self) -> ConversationStore:
+        return ConversationStore(
+            self.db, max_title_chars=self.settings.max_title_chars, max_message_chars=self.settings.max_message_chars
+        )
+
+    @cached_property
+    def log(self) -> SecurityLog:
+        return SecurityLog(self.db, self.settings.home)
+
+    def has_users(self) -> bool:
+        """Whether a real user exists (cached once true: local mode never comes back by itself)."""
+        if not self._has_users:
+            self._has_users = self.accounts.user_count() > 0
+        return self._has_users
+
+    def users_changed(self) -> None:
+        self._has_users = False
+
+    def close(self) -> None:
+        if self._database is not None:
+            self._database.close()
