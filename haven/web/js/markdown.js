@@ -136,6 +136,8 @@ export function renderMarkdown(text, { copyLabel = "Copy", onCopy } = {}) {
       el.textContent = el.dataset.tex;
     }
   }
+  // Code and wide formulas scroll sideways: reachable with the keyboard too.
+  for (const el of fragment.querySelectorAll(".code-block pre, div.math")) el.setAttribute("tabindex", "0");
   if (onCopy) {
     for (const block of fragment.querySelectorAll(".code-block")) {
       const button = document.createElement("button");

@@ -143,7 +143,7 @@ function modelsTab() {
       h("h3", { text: t("admin.metadata") }),
       h("dl", { class: "metadata" }, info.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])),
       h("h3", { text: t("admin.template") }),
-      h("pre", { class: "template" }, h("code", { text: show.template || "—" })),
+      h("pre", { class: "template", tabindex: "0", "aria-label": t("admin.template") }, h("code", { text: show.template || "—" })),
       h("button", { type: "button", class: "primary", text: t("common.close"), onclick: () => dialog.close() })),
     { wide: true });
   }

@@ -385,7 +385,12 @@ export function renderChat(conversationId) {
   function requestMessages(history) {
     const messages = [];
     if (conversation && conversation.system) messages.push({ role: "system", content: conversation.system });
-    for (const m of history) messages.push({ role: m.role, content: m.content || "" });
+    for (const m of history) {
+      // An answer that was stopped before its first token (or ended at once) has nothing to send back,
+      // and the chat APIs refuse an empty assistant message.
+      if (m.role === "assistant" && !m.content) continue;
+      messages.push({ role: m.role, content: m.content || "" });
+    }
     return messages;
   }
 
@@ -569,15 +574,18 @@ export function renderChat(conversationId) {
   /** Re-reads the conversation; after a stop the server may need a moment to store the partial answer. */
   async function reload({ expectAnswer }) {
     if (!conversation) return;
-    for (let attempt = 0; attempt < 6; attempt += 1) {
+    for (let attempt = 0; attempt < 15; attempt += 1) {
       try {
         conversation = await api.get(`/api/v1/conversations/${conversation.id}`);
       } catch {
         return;
       }
       const leaf = conversation.messages.find((m) => m.id === conversation.current_leaf_id);
-      if (!expectAnswer || (leaf && leaf.role === "assistant")) break;
-      await new Promise((resolve) => { setTimeout(resolve, 250); });
+      // The reply is stored as a placeholder when generation starts and completed just after the stream
+      // ends (or the client goes away): wait for its final record.
+      const settled = leaf && leaf.role === "assistant" && (leaf.finish_reason || !leaf.incomplete);
+      if (!expectAnswer || settled) break;
+      await new Promise((resolve) => { setTimeout(resolve, 200); });
     }
     if (disposed) return;
     updateChrome();
@@ -634,7 +642,20 @@ export function renderChat(conversationId) {
       if (!text.trim()) return;
       const history = [...historyBefore(message), { role: "user", content: text }];
       renderThreadUpTo(message);
-      generate(history, { parentId: message.parent_id, pendingUser: text });
+      if (message.parent_id) {
+        generate(history, { parentId: message.parent_id, pendingUser: text });
+        return;
+      }
+      // The first message has no parent to hang a new branch under on /v1/chat/completions: store the
+      // edited text as a new root first, then answer it (the server reuses that user message).
+      setBusy(true);
+      api.post(`/api/v1/conversations/${conversation.id}/messages`, { role: "user", content: text, parent_id: null })
+        .finally(() => setBusy(false))
+        .then((root) => generate(history, { parentId: root.id, pendingUser: text }))
+        .catch((exc) => {
+          composerStatus.textContent = describeError(exc);
+          renderThread();
+        });
     });
   }
 
