@@ -372,8 +372,9 @@ def test_failed_stream_shows_the_error_in_place_and_the_conversation_stays_consi
 
     # The server is busy: a 429 with Retry-After is explained, the text is kept for a retry.
     def busy(route: Any) -> None:
-        route.fulfill(status=429, headers={"Retry-After": "7", "Content-Type": "application/json"},
-                      body=json.dumps({"error": {"message": "queue full", "type": "server_error", "code": "queue_full"}}))
+        error = {"error": {"message": "queue full", "type": "server_error", "code": "queue_full"}}
+        headers = {"Retry-After": "7", "Content-Type": "application/json"}
+        route.fulfill(status=429, headers=headers, body=json.dumps(error))
 
     page.route("**/v1/chat/completions", busy)
     send(page, "Second question")
@@ -391,7 +392,9 @@ def test_failed_stream_shows_the_error_in_place_and_the_conversation_stays_consi
 
     page.route("**/v1/chat/completions", missing_model)
     page.get_by_role("button", name="Send").click()
-    page.wait_for_function("() => document.querySelectorAll('.msg.failed').length === 1 && !document.querySelector('.msg.streaming')")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.msg.failed').length === 1 && !document.querySelector('.msg.streaming')"
+    )
     assert "no-such-model" in page.locator(".msg.failed").inner_text()
     page.unroute("**/v1/chat/completions")
     shown = page.locator(".messages .msg:not(.failed)").count()
