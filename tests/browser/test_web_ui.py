@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from tests.browser.conftest import ADMIN, PASSWORD, Watched, assert_accessible, login
+from tests.browser.conftest import ADMIN, PASSWORD, Watched, assert_accessible, ensure_admin, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -209,6 +209,7 @@ def test_rename_search_and_delete_a_conversation(open_page: Any) -> None:
 def test_switching_to_arabic_lays_the_page_out_right_to_left(open_page: Any) -> None:
     w: Watched = open_page(locale="fr-FR")
     page = w.page
+    ensure_admin(w.origin)
     page.goto(w.origin + "/")
     page.get_by_role("heading", name="Se connecter à Haven").wait_for()  # chosen from the browser's languages
     assert page.evaluate("document.documentElement.lang") == "fr"

@@ -147,12 +147,12 @@ export function renderChat(conversationId) {
       list.append(h("h2", { class: "group", id: headingId, text: t(`chat.group.${group}`) }),
         h("ul", { "aria-labelledby": headingId }, items.map((c) => h("li", {},
           h("a", { href: `#/c/${c.id}`, class: c.id === conversationId ? "conversation active" : "conversation",
-            "aria-current": c.id === conversationId ? "page" : null, title: c.title, text: c.title })))));
+            "aria-current": c.id === conversationId ? "page" : null, title: c.title, dir: "auto", text: c.title })))));
     }
   }
 
   // --- toolbar: title, model picker, parameters, conversation actions -----------------------------
-  const title = h("h1", { class: "chat-title", text: t("chat.new") });
+  const title = h("h1", { class: "chat-title", dir: "auto", text: t("chat.new") });
   const modelSelect = h("select", { class: "model-picker", "aria-label": t("chat.model") });
   const modelInfo = h("span", { class: "model-info muted", "aria-live": "polite" });
   modelSelect.addEventListener("change", async () => {
@@ -293,7 +293,7 @@ export function renderChat(conversationId) {
   function thinkingPanel(reasoning, seconds, live = false) {
     const label = h("span", { class: "thinking-label", text: live ? t("chat.thinkingLive") : seconds
       ? t("chat.thoughtFor", { s: formatNumber(seconds, { maximumFractionDigits: 1 }) }) : t("chat.thinking") });
-    const body = h("div", { class: "thinking-body markdown" });
+    const body = h("div", { class: "thinking-body markdown", dir: "auto" });
     renderBody(body, reasoning || "");
     const details = h("details", { class: "thinking", open: live }, h("summary", {}, label), body);
     return { details, label, body };
@@ -326,7 +326,8 @@ export function renderChat(conversationId) {
 
   function messageArticle(message) {
     const isUser = message.role === "user";
-    const body = h("div", { class: "msg-body markdown" });
+    // dir=auto: each message takes the direction of its own text (English in an Arabic UI stays LTR).
+    const body = h("div", { class: "msg-body markdown", dir: "auto" });
     renderBody(body, message.content || "");
     const article = h("article", { class: `msg ${message.role}`, dataset: { id: message.id },
       "aria-label": isUser ? t("chat.you") : t("chat.assistant") });
@@ -434,7 +435,7 @@ export function renderChat(conversationId) {
       thread.querySelector(".empty-chat")?.remove();
       thread.append(userArticle);
     }
-    const body = h("div", { class: "msg-body markdown", "aria-live": "polite", "aria-busy": "true" });
+    const body = h("div", { class: "msg-body markdown", dir: "auto", "aria-live": "polite", "aria-busy": "true" });
     const meta = h("p", { class: "msg-meta muted", text: t("chat.waiting") });
     const article = h("article", { class: "msg assistant streaming", "aria-label": t("chat.assistant") },
       h("p", { class: "msg-role", text: t("chat.assistant") }), body, meta);

@@ -26,7 +26,7 @@ export function shell(active, content) {
     ? h("button", { type: "button", class: "ghost", onclick: () => navigate("#/setup"), text: t("local.createAccount") })
     : h("button", { type: "button", class: "ghost", onclick: () => signOut(), text: t("auth.signOut") });
   const header = h("header", { class: "app-header" },
-    h("a", { href: "#/", class: "brand", "aria-label": t("app.home") }, h("span", { class: "brand-mark", "aria-hidden": "true" }), "Haven"),
+    h("a", { href: "#/", class: "brand", "aria-label": t("app.home") }, h("span", { class: "brand-mark", "aria-hidden": "true" }), h("span", { class: "brand-name", text: "Haven" })),
     nav,
     h("div", { class: "header-tools" }, languageSwitch(),
       user && !user.local ? h("span", { class: "user-name", text: user.name }) : null, account));
