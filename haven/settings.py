@@ -164,6 +164,11 @@ class Settings(BaseSettings):
         default=None, ge=1, le=36_500, description="Conversations untouched this many days are deleted (all users)."
     )
     max_title_chars: int = Field(default=300, ge=1, le=10_000, description="Longest conversation title.")
+    kv_state_files: bool = Field(
+        default=False,
+        description="Save each model's KV cache under HOME/kv-state at unload and restore it at load. The files "
+        "hold prompt tokens (conversation text) unencrypted, so leave off unless one person uses this machine.",
+    )
     max_message_chars: int = Field(
         default=1_000_000, ge=1, le=100_000_000, description="Longest stored message (characters)."
     )

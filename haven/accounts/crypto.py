@@ -57,16 +57,18 @@ def new_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
-def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+def seal(key: bytes | AESGCM, plaintext: bytes, aad: bytes) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
-    return bytes([BLOB_VERSION]) + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    aead = key if isinstance(key, AESGCM) else AESGCM(key)
+    return bytes([BLOB_VERSION]) + nonce + aead.encrypt(nonce, plaintext, aad)
 
 
-def open_sealed(key: bytes, blob: bytes, aad: bytes) -> bytes:
+def open_sealed(key: bytes | AESGCM, blob: bytes, aad: bytes) -> bytes:
     if len(blob) < 1 + NONCE_BYTES + 16 or blob[0] != BLOB_VERSION:
         raise DecryptionError("the stored ciphertext is malformed.")
+    aead = key if isinstance(key, AESGCM) else AESGCM(key)
     try:
-        return AESGCM(key).decrypt(blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :], aad)
+        return aead.decrypt(blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :], aad)
     except InvalidTag:
         raise DecryptionError("the stored ciphertext does not open with this key (wrong key or moved row).") from None
 
@@ -109,13 +111,14 @@ class FieldCipher:
         self.user_id = user_id
         self.current = current
         self._keys = dict(keys)
+        self._aeads = {version: AESGCM(key) for version, key in keys.items()}  # built once, used per field
 
     def seal(self, text: str, conversation_id: str, message_id: str, field: str) -> bytes:
         aad = field_aad(self.user_id, conversation_id, message_id, field)
-        return seal(self._keys[self.current], text.encode("utf-8"), aad)
+        return seal(self._aeads[self.current], text.encode("utf-8"), aad)
 
     def open(self, blob: bytes, conversation_id: str, message_id: str, field: str, version: int) -> str:
-        key = self._keys.get(version)
+        key = self._aeads.get(version)
         if key is None:
             raise DecryptionError(f"this text is sealed under data key version {version}, which is not unlocked.")
         return open_sealed(key, blob, field_aad(self.user_id, conversation_id, message_id, field)).decode("utf-8")

@@ -541,20 +541,28 @@ class Accounts:
             if aware(row.expires_at) <= now or aware(row.last_seen_at) + self.session_idle <= now:
                 s.delete(row)
                 return None
-            user = s.get(User, row.user_id)
-            if user is None or user.disabled or row.key_version != user.key_version:
+            opened = self._open_wrapped(s, row, secret, "session")
+            if opened is None:
                 return None
-            try:
-                data_key = crypto.open_sealed(
-                    crypto.secret_kek(secret, "session", session_id),
-                    row.wrapped_key,
-                    crypto.wrap_aad(user.id, "session", row.key_version),
-                )
-            except DecryptionError:
-                return None
+            user, data_key = opened
             if now - aware(row.last_seen_at) > timedelta(seconds=60):  # one write a minute, not per request
                 row.last_seen_at = now
             return Unlocked(UserInfo.of(user), data_key, session_id=session_id, csrf_token=csrf_for(secret))
+
+    @staticmethod
+    def _open_wrapped(s: Session, row: WebSession | ApiKey, secret: bytes, kind: str) -> tuple[User, bytes] | None:
+        """The owner and the data key a session or API key row wraps (None: disabled user, old key, bad secret)."""
+        user = s.get(User, row.user_id)
+        if user is None or user.disabled or row.key_version != user.key_version:
+            return None
+        try:
+            return user, crypto.open_sealed(
+                crypto.secret_kek(secret, kind, row.id),
+                row.wrapped_key,
+                crypto.wrap_aad(user.id, kind, row.key_version),
+            )
+        except DecryptionError:
+            return None
 
     def revoke_session(self, session_id: str) -> None:
         with self.db.session() as s:
@@ -628,17 +636,10 @@ class Accounts:
                 return None
             if row.expires_at is not None and aware(row.expires_at) <= now:
                 return None
-            user = s.get(User, row.user_id)
-            if user is None or user.disabled or row.key_version != user.key_version:
+            opened = self._open_wrapped(s, row, secret, "api key")
+            if opened is None:
                 return None
-            try:
-                data_key = crypto.open_sealed(
-                    crypto.secret_kek(secret, "api key", key_id),
-                    row.wrapped_key,
-                    crypto.wrap_aad(user.id, "api key", row.key_version),
-                )
-            except DecryptionError:
-                return None
+            user, data_key = opened
             if row.last_used_at is None or now - aware(row.last_used_at) > timedelta(seconds=60):
                 row.last_used_at = now
             return Unlocked(UserInfo.of(user), data_key, key_id=key_id)

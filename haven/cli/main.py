@@ -57,9 +57,9 @@ def build_app() -> typer.Typer:
         """Haven: a self-hosted, sovereign AI assistant server."""
 
     # Imported here, not at module top, so `haven --help` stays fast and each area owns its module.
-    from haven.cli import audit, client, config, dev, models, serve
+    from haven.cli import audit, client, config, db, dev, keys, models, security_log, serve, users  # issue 10
 
-    for module in (config, models, dev, serve, client, audit):
+    for module in (config, models, dev, serve, client, audit, users, keys, db, security_log):
         module.register(app)
     return app
 

@@ -44,22 +44,26 @@ class TurnRecorder:
         self._first_token: float | None = None
         self._last_flush = self._started
         self._dirty = False
+        self._flushes = 0
         self.finished = False
 
     def begin(
         self,
         turns: list[dict[str, Any]],
         *,
-        parent_message_id: str | None = None,
+        parent_message_id: Any = UNSET,
         model: str | None = None,
         sampling: dict[str, Any] | None = None,
     ) -> str:
-        """Commits ``turns`` (the request's new messages) and the reply placeholder; returns the reply id."""
+        """Commits ``turns`` (the request's new messages) and the reply placeholder; returns the reply id.
+
+        ``parent_message_id``: UNSET — under the current leaf; None — a new root (edit the first message);
+        an id — under that message (edit-and-resend or regenerate).
+        """
         self.model, self.sampling = model, dict(sampling or {})
-        parent: Any = UNSET
-        if parent_message_id is not None:
+        parent: Any = parent_message_id
+        if isinstance(parent_message_id, str):
             role, _, content = self.store.message_parent(self.unlocked, self.conversation_id, parent_message_id)
-            parent = parent_message_id
             # Regenerate: the request ends with the very user message we attach under; do not store it twice.
             if turns and role == turns[0].get("role") == "user" and content == turns[0].get("content"):
                 turns = turns[1:]
@@ -98,7 +102,11 @@ class TurnRecorder:
         self._token()
 
     def due(self) -> bool:
-        return self._dirty and self._clock() - self._last_flush >= self.flush_seconds
+        """A flush is due at the first token (so a crash right away still keeps something), then every
+        ``flush_seconds`` while tokens keep coming."""
+        if not self._dirty:
+            return False
+        return self._flushes == 0 or self._clock() - self._last_flush >= self.flush_seconds
 
     def _write(self, *, finish_reason: str | None, incomplete: bool, usage: dict[str, Any] | None) -> None:
         if self.reply_id is None:
@@ -123,6 +131,7 @@ class TurnRecorder:
             incomplete=incomplete,
         )
         self._last_flush, self._dirty = now, False
+        self._flushes += 1
 
     def flush(self) -> None:
         """Stores the reply so far (still marked incomplete)."""

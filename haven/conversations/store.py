@@ -175,7 +175,10 @@ class ConversationStore:
             s.add(row)
         return ConversationView(cid, title, model, now, now, 0, system, None, [])
 
-    def _view(self, row: Conversation, cipher: FieldCipher) -> ConversationView:
+    @staticmethod
+    def _view(row: Any, cipher: FieldCipher) -> ConversationView:
+        """From a Conversation row, or the listing's column tuple (no system prompt, no leaf)."""
+        system_enc = getattr(row, "system_enc", None)
         return ConversationView(
             id=row.id,
             title=cipher.open(row.title_enc, row.id, "", "title", row.key_version),
@@ -183,8 +186,8 @@ class ConversationStore:
             created_at=aware(row.created_at),
             updated_at=aware(row.updated_at),
             message_count=row.message_count,
-            system=cipher.open(row.system_enc, row.id, "", "system", row.key_version) if row.system_enc else None,
-            current_leaf_id=row.current_leaf_id,
+            system=cipher.open(system_enc, row.id, "", "system", row.key_version) if system_enc else None,
+            current_leaf_id=getattr(row, "current_leaf_id", None),
         )
 
     def page(
@@ -212,7 +215,20 @@ class ConversationStore:
                             (Conversation.updated_at == stamp) & (Conversation.id < last_id),
                         )
                     )
-                rows = s.scalars(q.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(batch)).all()
+                columns = select(
+                    Conversation.id,
+                    Conversation.title_enc,
+                    Conversation.model,
+                    Conversation.created_at,
+                    Conversation.updated_at,
+                    Conversation.message_count,
+                    Conversation.key_version,
+                ).where(Conversation.user_id == u.user.id)
+                if after is not None:
+                    columns = columns.where(q.whereclause)  # type: ignore[arg-type]
+                rows = s.execute(
+                    columns.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(batch)
+                ).all()
                 for row in rows:
                     view = self._view(row, cipher)
                     if needle is None or needle in view.title.casefold():
@@ -340,7 +356,7 @@ class ConversationStore:
                 or s.scalar(select(Message.id).where(Message.id == parent, Message.conversation_id == row.id)) is None
             ):
                 raise InvalidRequestError("parent_id is not a message of this conversation.", param="parent_id")
-            seq = int(s.scalar(select(func.max(Message.seq)).where(Message.conversation_id == row.id)) or 0)
+            seq = row.message_count  # messages are only ever removed with their conversation: count == last seq
             now = utcnow()
             for item in messages:
                 seq += 1
@@ -400,20 +416,26 @@ class ConversationStore:
         """Rewrites a reply being generated (flushed as it streams; final when complete)."""
         cipher = u.cipher()
         content = content[: self.max_message_chars]
+        cid, mid = conversation_id, message_id
+        values: dict[str, Any] = {
+            "content_enc": cipher.seal(content, cid, mid, "content"),
+            "reasoning_enc": cipher.seal(reasoning, cid, mid, "reasoning") if reasoning else None,
+            "tool_calls_enc": cipher.seal(json.dumps(tool_calls), cid, mid, "tool_calls") if tool_calls else None,
+            "finish_reason": finish_reason,
+            "incomplete": incomplete,
+            "key_version": cipher.current,
+        }
         with self.db.session() as s:
-            m = s.get(Message, message_id)
-            if m is None or m.conversation_id != conversation_id or m.user_id != u.user.id:
-                return  # the conversation was deleted while generating: nothing to keep
-            m.content_enc = cipher.seal(content, conversation_id, message_id, "content")
-            m.reasoning_enc = cipher.seal(reasoning, conversation_id, message_id, "reasoning") if reasoning else None
-            m.tool_calls_enc = (
-                cipher.seal(json.dumps(tool_calls), conversation_id, message_id, "tool_calls") if tool_calls else None
+            old_meta = s.scalar(
+                select(Message.meta).where(
+                    Message.id == mid, Message.conversation_id == cid, Message.user_id == u.user.id
+                )
             )
-            m.meta = {**(m.meta or {}), **{k: v for k, v in meta.items() if v}}
-            m.finish_reason = finish_reason
-            m.incomplete = incomplete
-            m.key_version = cipher.current
-            s.execute(update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow()))
+            if old_meta is None:
+                return  # the conversation was deleted while generating: nothing to keep
+            values["meta"] = {**old_meta, **{k: v for k, v in meta.items() if v}}
+            s.execute(update(Message).where(Message.id == mid).values(**values))
+            s.execute(update(Conversation).where(Conversation.id == cid).values(updated_at=utcnow()))
 
     def message_parent(self, u: Unlocked, conversation_id: str, message_id: str) -> tuple[str, str | None, str]:
         """(role, parent_id, content) of one message of the user's conversation."""

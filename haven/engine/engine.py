@@ -103,7 +103,10 @@ class LlamaEngine:
                 prefix_cache=settings.prefix_cache,
                 max_tokens_limit=settings.max_tokens_limit,
                 # Keyed by the file's hash: a state file is only ever loaded into the same model.
-                state_dir=settings.home / "kv-state" / sha256 if re.fullmatch(r"[0-9a-f]{8,128}", sha256) else None,
+                # Issue 10: these files hold prompt tokens (conversation text) in clear, so only when opted in.
+                state_dir=settings.home / "kv-state" / sha256
+                if settings.kv_state_files and re.fullmatch(r"[0-9a-f]{8,128}", sha256)
+                else None,
             ),
         )
 

@@ -168,13 +168,17 @@ class AuthMiddleware:
             if self._service_digest is not None and hmac.compare_digest(_digest(bearer), self._service_digest):
                 return Principal("service", "bearer")
             unlocked = await anyio.to_thread.run_sync(context.accounts.key_from_bearer, bearer)
-            if unlocked is None:
-                raise AuthenticationError("invalid API key.")
-            return Principal("user", "bearer", unlocked)
+            if unlocked is not None:
+                return Principal("user", "bearer", unlocked)
+            # Local single-user mode ignores whatever key a client sends (SDKs insist on one), like Ollama.
+            if local_mode_active(self.settings, await anyio.to_thread.run_sync(context.has_users)):
+                return Principal("local", "local")
+            raise AuthenticationError("invalid API key.")
         if cookie is not None:
             unlocked = await anyio.to_thread.run_sync(context.accounts.session_from_cookie, cookie)
             if unlocked is not None:
-                if scope["method"] in UNSAFE_METHODS and not (
+                # Signing in again needs no token (the UI may hold a stale session); SameSite=Strict covers it.
+                if scope["method"] in UNSAFE_METHODS and path not in SIGN_IN_PATHS and not (
                     csrf and unlocked.csrf_token and hmac.compare_digest(csrf.encode(), unlocked.csrf_token.encode())
                 ):
                     raise CsrfError("missing or wrong X-CSRF-Token header for a cookie-authenticated request.")

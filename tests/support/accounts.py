@@ -15,8 +15,12 @@ from haven.storage.db import Database, make_engine, open_database
 
 # Argon2id at its cheapest: the tests exercise the logic, benchmarks measure the real cost.
 FAST = Argon2Params(time_cost=1, memory_kib=1024, parallelism=1)
-FAST_ENV = {"HAVEN_PASSWORD_TIME_COST": "1", "HAVEN_PASSWORD_MEMORY_KIB": "1024", "HAVEN_PASSWORD_PARALLELISM": "1",
-            "HAVEN_LOGIN_FAILURE_DELAY_SECONDS": "0"}
+FAST_ENV = {
+    "HAVEN_PASSWORD_TIME_COST": "1",
+    "HAVEN_PASSWORD_MEMORY_KIB": "1024",
+    "HAVEN_PASSWORD_PARALLELISM": "1",
+    "HAVEN_LOGIN_FAILURE_DELAY_SECONDS": "0",
+}
 PASSWORD = "correct mule staple 42"
 OTHER_PASSWORD = "another quiet lantern 7"
 

@@ -214,7 +214,7 @@ async def test_close_while_a_request_is_being_built_refuses_it(
 async def test_cached_conversation_survives_a_restart(make_test_model: Callable[..., Path], haven_env: Path) -> None:
     path = make_test_model()
     sha = "0123456789abcdef" * 4
-    settings = {"context_length": 512, "parallel": 2, "batch_size": 128, "threads": 1}
+    settings = {"context_length": 512, "parallel": 2, "batch_size": 128, "threads": 1, "kv_state_files": True}
     first_engine = load_engine(str(path), name="tiny", sha256=sha, settings=Settings(**settings))
     turn1 = first_engine.tokenize("A long first question about many things " * 4)
     bias = {first_engine.tokenize("ok")[0]: 100.0}
@@ -266,3 +266,16 @@ async def test_handle_delivers_many_events_per_wakeup_to_a_slow_consumer() -> No
     assert isinstance(events[-1], Finished) and handle.finished is events[-1]
     await asyncio.sleep(0)  # let the one scheduled wakeup run
     assert wakeups == 1
+
+
+async def test_no_kv_state_files_unless_opted_in(make_test_model: Callable[..., Path], haven_env: Path) -> None:
+    """Issue 10: KV state holds prompt tokens in clear, so by default nothing is written to disk."""
+    engine = load_engine(
+        str(make_test_model()),
+        name="tiny",
+        sha256="ab" * 32,
+        settings=Settings(context_length=512, parallel=1, batch_size=128, threads=1),
+    )
+    await generate(engine, engine.tokenize("a private question"), temperature=0, max_tokens=4)
+    await engine.close()
+    assert not (haven_env / "kv-state").exists()

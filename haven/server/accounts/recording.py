@@ -29,6 +29,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from haven.conversations.recorder import TurnRecorder
+from haven.conversations.store import UNSET
 from haven.errors import HavenError, InvalidRequestError, PermissionDeniedError
 from haven.server.auth import Principal
 from haven.server.errors import haven_error_response
@@ -213,7 +214,7 @@ class ChatRecordingMiddleware:
         principal: Principal | None = scope.get("state", {}).get("principal")
         recorder: TurnRecorder | None = None
         if isinstance(body, dict) and any(k in body for k in HAVEN_FIELDS):
-            conversation_id, parent = body.pop("conversation_id", None), body.pop("parent_message_id", None)
+            conversation_id, parent = body.pop("conversation_id", None), body.pop("parent_message_id", UNSET)
             raw = json.dumps(body).encode()
             try:
                 recorder = await self._begin(principal, conversation_id, parent, body, api)
@@ -230,12 +231,12 @@ class ChatRecordingMiddleware:
         self, principal: Principal | None, conversation_id: Any, parent: Any, body: dict[str, Any], api: str
     ) -> TurnRecorder | None:
         if conversation_id is None:
-            if parent is not None:
+            if parent is not UNSET:
                 raise InvalidRequestError("parent_message_id needs a conversation_id.", param="parent_message_id")
             return None
         if principal is None or principal.kind == "service":
             raise PermissionDeniedError("conversation_id needs a user account (session, user API key, or local mode).")
-        if not isinstance(conversation_id, str) or (parent is not None and not isinstance(parent, str)):
+        if not isinstance(conversation_id, str) or not (parent is UNSET or parent is None or isinstance(parent, str)):
             raise InvalidRequestError("conversation_id and parent_message_id are strings.", param="conversation_id")
         context = self.context
         unlocked = principal.unlocked
