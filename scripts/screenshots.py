@@ -77,13 +77,12 @@ def seed(url: str) -> str:
 
 def shoot(browser: Any, url: str, conversation: str) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    first_run = browser.new_context(viewport={"width": 1280, "height": 800})
     for stem, route, width, height, theme, language in SCREENS:
         context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=theme,
                                       device_scale_factor=1)
         page = context.new_page()
         page.add_init_script(f"localStorage.setItem('haven.language', '{language}')")
-        if stem not in ("first-run", "login"):
+        if stem != "login":
             page.goto(url + "/#/login")
             page.locator("input[autocomplete=username]").fill(ADMIN)
             page.locator("input[type=password]").fill(PASSWORD)
@@ -97,7 +96,6 @@ def shoot(browser: Any, url: str, conversation: str) -> None:
         page.wait_for_timeout(600)
         page.screenshot(path=str(OUT / f"{stem}.png"))
         context.close()
-    first_run.close()
 
 
 def main() -> None:
