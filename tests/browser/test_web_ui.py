@@ -408,3 +408,34 @@ def test_failed_stream_shows_the_error_in_place_and_the_conversation_stays_consi
     send(page, "Third question")
     wait_idle(page)
     assert page.locator(".msg.failed").count() == 0
+
+
+def test_keyboard_alone_signs_in_and_chats(open_page: Any) -> None:
+    w: Watched = open_page()
+    page = w.page
+    ensure_admin(w.origin)
+    page.goto(w.origin + "/#/login")
+    page.get_by_role("heading", name="Sign in to Haven").wait_for()
+    # Focus starts on the screen's heading; the form follows in reading order.
+    assert page.evaluate("document.activeElement.tagName") == "H1"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.autocomplete") == "username"
+    page.keyboard.type(ADMIN)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    box = page.get_by_role("textbox", name="Message")
+    box.wait_for()
+    page.wait_for_function("() => document.activeElement?.classList.contains('composer-input')")
+    page.keyboard.type("Typed without a mouse")
+    page.keyboard.press("Enter")
+    wait_idle(page)
+    assert "Typed without a mouse" in page.locator(".messages .msg.user").last.inner_text()
+    # Dialogs trap focus and give it back: Parameters opens, Escape closes, focus returns to its button.
+    params = page.get_by_role("button", name="Parameters")
+    params.focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("dialog").get_by_label("System prompt").wait_for()
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.querySelector('dialog')")
+    assert page.evaluate("document.activeElement.textContent") == "Parameters"
