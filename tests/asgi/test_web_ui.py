@@ -114,3 +114,17 @@ def test_chat_page_javascript_and_css_fit_300_kb_compressed() -> None:
     assert {"js/app.js", "js/views/chat.js", "vendor/marked/marked.esm.js", "vendor/dompurify/purify.es.mjs"} <= names
     total = sum(len(gzip.compress(p.read_bytes(), compresslevel=9)) for p in seen)
     assert total <= 300 * 1024, f"{total / 1024:.0f} KB compressed: {sorted(names)}"
+
+
+async def test_the_page_and_its_files_are_open_once_users_exist_and_nothing_else_is(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        r = await h.client.post("/api/v1/auth/setup", json={"name": "admin", "password": "kiwi lantern 2026 orbit"})
+        assert r.status_code == 201, r.text
+        h.client.cookies.clear()
+        assert (await h.client.get("/")).status_code == 200
+        assert (await h.client.get("/ui/js/app.js")).status_code == 200
+        assert (await h.client.get("/ui/i18n/ur.json")).status_code == 200
+        assert (await h.client.get("/api/v1/conversations")).status_code == 401
+        assert (await h.client.get("/v1/models")).status_code == 401
+        # The open prefix is exactly /ui/: a look-alike path is not.
+        assert (await h.client.get("/uix/../api/v1/conversations")).status_code in (401, 404)
