@@ -42,6 +42,7 @@ from haven.server.logging import RequestLogMiddleware
 from haven.server.metrics import CONTENT_TYPE, ServerMetrics, UpstreamCollector
 from haven.server.model_manager import ModelManager
 from haven.server.openai.router import router as openai_router
+from haven.server.web import install_web_ui
 from haven.settings import Settings, get_settings
 
 log = logging.getLogger("haven.server")
@@ -134,6 +135,7 @@ def create_app(
     _add_probe_routes(app)
     for router in (accounts_auth.router, accounts_conversations.router, accounts_admin.router):
         app.include_router(router)
+    install_web_ui(app)  # issue 15: the web chat UI at / (assets under /ui/)
 
     # Added innermost first: the request log sees every response, including 401s and 413s.
     if settings.cors_origins:

@@ -32,7 +32,9 @@ from haven.errors import AuthenticationError, ConfigurationError, HavenError, Pe
 from haven.server.errors import haven_error_response
 from haven.settings import Settings
 
-OPEN_PATHS = frozenset({"/health", "/ready"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/"})
+# The web UI's static files (issue 15): public code and catalogues, no data; the login page needs them.
+OPEN_PREFIXES = ("/ui/",)
 # Reachable without credentials: the UI needs them to sign in (each route checks its own rules).
 SIGN_IN_PATHS = frozenset({"/api/v1/auth/status", "/api/v1/auth/login", "/api/v1/auth/setup"})
 SESSION_COOKIE = "haven_session"
@@ -119,7 +121,12 @@ class AuthMiddleware:
         self._service_digest = _digest(key) if key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+        if (
+            scope["type"] != "http"
+            or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith(OPEN_PREFIXES)
+            or scope["method"] == "OPTIONS"
+        ):
             await self.app(scope, receive, send)
             return
         try:

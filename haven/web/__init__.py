@@ -1,1 +1,2 @@
-"""Static assets of the web chat UI, served by the same app (arrives with the UI issue)."""
+"""The web chat UI: static ES modules, styles, message catalogues and vendored libraries, served by
+``haven.server.web`` at ``/`` (no Python code here; see docs/web-ui.md)."""
