@@ -42,7 +42,7 @@ from haven.server.logging import RequestLogMiddleware
 from haven.server.metrics import CONTENT_TYPE, ServerMetrics, UpstreamCollector
 from haven.server.model_manager import ModelManager
 from haven.server.openai.router import router as openai_router
-from haven.server.web import install_web_ui
+from haven.server.web import index_response, install_web_ui, wants_html
 from haven.settings import Settings, get_settings
 
 log = logging.getLogger("haven.server")
@@ -163,13 +163,14 @@ def _ollama_router() -> Any:
 
 def _add_probe_routes(app: FastAPI) -> None:
     # Many tools check for an Ollama server by this exact text (GET or HEAD /) before anything else.
-    @app.get("/", tags=["server"], summary="Liveness, as Ollama answers it")
-    async def root() -> Response:
-        return PlainTextResponse("Ollama is running")
+    # A browser (Accept: text/html) gets the web UI at the same address.
+    @app.get("/", tags=["server"], summary="The web UI for browsers; liveness, as Ollama answers it, for the rest")
+    async def root(request: Request) -> Response:
+        return index_response(request) if wants_html(request) else PlainTextResponse("Ollama is running")
 
     @app.head("/", tags=["server"], summary="Liveness, as Ollama answers it (headers only)")
-    async def root_head() -> Response:
-        return PlainTextResponse("Ollama is running")
+    async def root_head(request: Request) -> Response:
+        return index_response(request) if wants_html(request) else PlainTextResponse("Ollama is running")
 
     @app.get("/health", tags=["server"], summary="Liveness: the process is serving")
     async def health() -> dict[str, str]:

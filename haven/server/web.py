@@ -116,9 +116,14 @@ def asset_response(request: Request, path: Path) -> Response:
     return Response(body, headers=headers, media_type=asset.media_type)
 
 
-@router.api_route("/", methods=["GET", "HEAD"])
-async def index(request: Request) -> Response:
+def index_response(request: Request) -> Response:
+    """The UI's page. ``/`` is shared with Ollama's liveness text: the app factory serves this to browsers
+    (``Accept: text/html``) and "Ollama is running" to every other client."""
     return asset_response(request, WEB_ROOT / "index.html")
+
+
+def wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
 
 
 @router.api_route(ASSET_PREFIX + "{relative:path}", methods=["GET", "HEAD"])

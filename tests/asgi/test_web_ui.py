@@ -27,7 +27,9 @@ def test_csp_has_no_inline_script_eval_or_other_host() -> None:
 
 async def test_index_is_served_with_security_headers(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
-        r = await h.client.get("/")
+        r = await h.client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        ollama_probe = await h.client.get("/")  # what the ollama clients and tools send: no text/html
+    assert ollama_probe.text == "Ollama is running"
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
