@@ -39,6 +39,12 @@ class ContextLengthExceededError(InvalidRequestError):
     code = "context_length_exceeded"
 
 
+class PromptTooLargeError(InvalidRequestError):
+    """The request has more messages or characters than the model's context could hold (issue 11)."""
+
+    code = "prompt_too_large"
+
+
 class GrammarError(InvalidRequestError):
     """A GBNF grammar or JSON schema could not be compiled."""
 
