@@ -120,16 +120,16 @@ async def start_chat(
     request_id: str = "",
     metrics: ServerMetrics | None = None,
 ) -> Generation:
-    prompt = engine.render_chat(messages, tools=tools, enable_thinking=enable_thinking)
+    # Rendered and tokenized off the event loop; request text never becomes control tokens (issue 11).
+    chat = await engine.tokenize_chat(messages, tools=tools, enable_thinking=enable_thinking)
     return await start_text(
         engine,
-        prompt.text,
+        chat.tokens,
         sampling,
-        reasoning_opened=prompt.reasoning_opened,
+        reasoning_opened=chat.reasoning_opened,
         split_reasoning=split_reasoning,
         request_id=request_id,
         metrics=metrics,
-        add_special=False,  # chat templates write BOS themselves where the model wants one
     )
 
 
@@ -145,7 +145,11 @@ async def start_text(
     add_special: bool = True,
 ) -> Generation:
     """Submit a raw prompt (text, or token ids used as they are)."""
-    tokens = engine.tokenize(prompt, add_special=add_special, parse_special=True) if isinstance(prompt, str) else prompt
+    # A raw prompt is the client's own template: its control-token texts are meant (parse_special=True).
+    if isinstance(prompt, str):
+        tokens: Sequence[int] = await engine.tokenize_text(prompt, add_special=add_special, parse_special=True)
+    else:
+        tokens = prompt
     request = GenerationRequest(
         prompt_tokens=list(tokens),
         sampling=sampling,
