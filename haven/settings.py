@@ -130,6 +130,15 @@ class Settings(BaseSettings):
         default=False, description="Accept models whose chat template fails the safety scan (still sandboxed)."
     )
 
+    # --- hardening (issue 11) ---------------------------------------------------------------
+    trial_load_timeout_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="Every new model file is first loaded in a child process; longer than this refuses it "
+        "(0 skips the trial load: files that abort llama.cpp can then crash the server).",
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -30,7 +30,8 @@ def hub(tmp_path: Path) -> Iterator[FakeHub]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models")
+    # Header-only tiny files (not runnable): the trial load is tested with real ones in test_trial_load.py.
+    return ModelStore(tmp_path / "models", trial_load_timeout=None)
 
 
 @pytest.fixture
