@@ -49,7 +49,7 @@ def trial_load(path: Path, *, timeout: float = DEFAULT_TIMEOUT) -> str | None:
     result = _last_json(proc.stdout.decode("utf-8", errors="replace"))
     if proc.returncode == 0 and result.get("ok") is True:
         return None
-    reason = _error_line(stderr) or result.get("error")
+    reason = _error_line(stderr) or str(result.get("error") or "") or None
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
         return f"llama.cpp crashed loading it ({name}{': ' + reason if reason else ''})"
