@@ -63,6 +63,14 @@ class PermissionDeniedError(HavenError):
     code = "permission_denied"
 
 
+class UnsupportedMediaTypeError(HavenError):
+    """The body is not in the content type the endpoint takes (JSON) (issue 11)."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
 class NotFoundError(HavenError):
     status_code = 404
     error_type = "invalid_request_error"

@@ -29,6 +29,7 @@ from haven.server.logging import RequestLogMiddleware
 from haven.server.metrics import CONTENT_TYPE, ServerMetrics
 from haven.server.model_manager import ModelManager, ModelStore
 from haven.server.openai.router import router as openai_router
+from haven.server.security import BrowserGuardMiddleware, check_api_key_strength, is_loopback_host
 from haven.settings import Settings, get_settings
 
 log = logging.getLogger("haven.server")
@@ -60,6 +61,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     check_bind_allowed(settings)
+    check_api_key_strength(settings)
     store = store if store is not None else default_store(settings)
     loader = engine_loader if engine_loader is not None else default_loader(settings)
     manager = ModelManager(settings, store, loader)
@@ -103,6 +105,10 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    # Host/Origin/content-type checks come before authentication and any body is read (issue 11).
+    app.add_middleware(
+        BrowserGuardMiddleware, loopback_bind=is_loopback_host(settings.host), allowed_origins=settings.cors_origins
+    )
     app.add_middleware(RequestLogMiddleware, metrics=metrics)
     return app
 

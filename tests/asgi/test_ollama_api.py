@@ -35,7 +35,7 @@ async def client(manager: FakeManager) -> AsyncIterator[httpx.AsyncClient]:
     app.state.settings = Settings(max_tokens_limit=1000)
     app.state.model_manager = manager
     app.include_router(router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as c:
         yield c
 
 

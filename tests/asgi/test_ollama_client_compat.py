@@ -30,7 +30,7 @@ async def oclient(manager: FakeManager) -> AsyncIterator[ollama.AsyncClient]:
     app.state.settings = Settings()
     app.state.model_manager = manager
     app.include_router(router)
-    client = ollama.AsyncClient(host="http://haven.test", transport=httpx.ASGITransport(app=app))
+    client = ollama.AsyncClient(host="http://127.0.0.1:11434", transport=httpx.ASGITransport(app=app))
     yield client
     await client._client.aclose()
 
