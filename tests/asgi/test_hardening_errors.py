@@ -62,3 +62,12 @@ async def test_the_many_message_chat_is_a_400_naming_the_limit(tmp_path: Path, p
         r = await h.client.post(path, json=body)
         assert r.status_code == 400 and "5,000 messages" in r.text and "accepts at most 4,096" in r.text
         assert not h.engine().submitted
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_100000_character_pull_reference_is_one_clean_error(tmp_path: Path, stream: bool) -> None:
+    async with harness(tmp_path) as h:
+        r = await h.client.post("/api/pull", json={"model": "hf.co/owner/" + "r" * 100_000, "stream": stream})
+        assert r.status_code in (200, 400), r.text[:300]
+        last = json.loads(r.text.strip().splitlines()[-1])
+        assert "longer than 1,024 characters" in last["error"] and len(last["error"]) < 300
