@@ -265,7 +265,9 @@ class LlamaEngine:
             return
         self._closed = True
         await asyncio.to_thread(self.scheduler.close)
-        self._prepare_pool.shutdown(wait=True)  # no render may touch the vocabulary once it is freed
+        # No render may touch the vocabulary once it is freed; waiting for one in flight (up to the
+        # template's time budget) happens off the loop.
+        await asyncio.to_thread(self._prepare_pool.shutdown, wait=True)
         self.backend.close()
 
 
