@@ -35,6 +35,7 @@ from haven.engine.protocol import (
 )
 from haven.errors import EngineError, InvalidRequestError
 from haven.server.metrics import ServerMetrics
+from haven.server.ratelimit import charge_generated_tokens
 from haven.server.tool_calls import ToolCall, new_call_id, parse_tool_calls
 from haven.settings import Settings
 
@@ -77,6 +78,7 @@ class Generation:
             await self.handle.cancel()
 
     def _record(self, finished: Finished) -> None:
+        charge_generated_tokens(finished.usage.completion_tokens)  # the client's token bucket (issue 11)
         if self.metrics is None:
             return
         m, usage = self.metrics, finished.usage
