@@ -36,6 +36,14 @@ SERVE_SETTINGS = [
     "cors_origins",
     "log_level",
     "log_json",
+    # issue 11: rate limits and slow-client protection
+    "rate_limit_requests_per_minute",
+    "rate_limit_tokens_per_minute",
+    "max_generations_per_client",
+    "request_body_timeout_seconds",
+    "header_timeout_seconds",
+    "keep_alive_timeout_seconds",
+    "max_connections",
 ]
 
 
@@ -54,10 +62,13 @@ def register_click(group: click.Group) -> None:
 
         from haven.server.app import create_app
         from haven.server.auth import check_bind_allowed
+        from haven.server.http_protocol import uvicorn_protocol
+        from haven.server.security import check_api_key_strength
         from haven.server.logging import configure_logging
 
         settings = settings_from_options(options)
         check_bind_allowed(settings)  # before anything is loaded or bound
+        check_api_key_strength(settings)
         configure_logging(settings)
         app = create_app(settings)
         uvicorn.run(
@@ -67,6 +78,12 @@ def register_click(group: click.Group) -> None:
             log_level=settings.log_level,
             access_log=False,  # Haven's own request log (haven.server.logging) replaces uvicorn's
             timeout_graceful_shutdown=5,
+            # Slow-client protection (issue 11): idle keep-alive cap, header deadline, connection cap
+            # (uvicorn answers 503 beyond it), bounded header size.
+            timeout_keep_alive=int(max(1, settings.keep_alive_timeout_seconds)),
+            http=uvicorn_protocol(settings.header_timeout_seconds),
+            limit_concurrency=settings.max_connections,
+            h11_max_incomplete_event_size=64 * 1024,
         )
 
     group.add_command(serve)

@@ -29,6 +29,7 @@ from haven.server.logging import RequestLogMiddleware
 from haven.server.metrics import CONTENT_TYPE, ServerMetrics
 from haven.server.model_manager import ModelManager, ModelStore
 from haven.server.openai.router import router as openai_router
+from haven.server.ratelimit import Limits, RateLimitMiddleware
 from haven.server.security import BrowserGuardMiddleware, check_api_key_strength, is_loopback_host
 from haven.settings import Settings, get_settings
 
@@ -105,6 +106,15 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    app.add_middleware(
+        RateLimitMiddleware,
+        limits=Limits(
+            settings.rate_limit_requests_per_minute,
+            settings.rate_limit_tokens_per_minute,
+            settings.max_generations_per_client,
+        ),
+        body_timeout=settings.request_body_timeout_seconds,
+    )
     # Host/Origin/content-type checks come before authentication and any body is read (issue 11).
     app.add_middleware(
         BrowserGuardMiddleware, loopback_bind=is_loopback_host(settings.host), allowed_origins=settings.cors_origins
