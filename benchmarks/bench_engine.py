@@ -71,6 +71,8 @@ QUICK = Plan(
     quants=("q8_0", "q4_k"),
 )
 HAVEN_CLI = Path(sys.executable).parent / "haven"
+# The benchmark is one client driving many streams: per-client limits (issue 11) would measure the limiter.
+NO_RATE_LIMITS = {"HAVEN_RATE_LIMIT_REQUESTS_PER_MINUTE": "0", "HAVEN_MAX_GENERATIONS_PER_CLIENT": "0"}
 PROMPT_TOKENS = 16  # short prompt for the decode runs: prefill is a negligible share
 PP_TOKENS = 512
 TG_TOKENS = 64
@@ -286,7 +288,8 @@ def haven_server(ctx: BenchContext, home: Path, parallel: int, per_slot: int) ->
     port = free_port()
     cmd = [str(HAVEN_CLI), "serve", "--port", str(port), "--threads", str(ctx.threads), "--parallel", str(parallel),
            "--context-length", str(per_slot), "--batch-size", "512", "--default-model", "bench"]  # fmt: skip
-    with _running(cmd, port, "haven serve", grace_s=30, env={**os.environ, "HAVEN_HOME": str(home)}) as url:
+    env = {**os.environ, "HAVEN_HOME": str(home), **NO_RATE_LIMITS}
+    with _running(cmd, port, "haven serve", grace_s=30, env=env) as url:
         yield url
 
 
