@@ -63,8 +63,8 @@ def register_click(group: click.Group) -> None:
         from haven.server.app import create_app
         from haven.server.auth import check_bind_allowed
         from haven.server.http_protocol import uvicorn_protocol
-        from haven.server.security import check_api_key_strength
         from haven.server.logging import configure_logging
+        from haven.server.security import check_api_key_strength
 
         settings = settings_from_options(options)
         check_bind_allowed(settings)  # before anything is loaded or bound
