@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import HavenServer, start_haven_server
-from tests.support.bad_gguf import read_model, write_model
+from tests.support.bad_gguf import CASES, build, read_model, write_model
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +29,8 @@ def server(make_test_model: Callable[..., Path], tmp_path_factory: pytest.TempPa
     model = read_model(make_test_model())
     model.kv["tokenizer.chat_template"] = (model.kv["tokenizer.chat_template"][0], SILENT_LOOP)
     runaway = write_model(model, work / "runaway.gguf")
-    models = {"tiny": make_test_model(), "runaway": runaway}
+    odd = build(next(c for c in CASES if c.expect == "accepted"), make_test_model(), work / "odd.gguf")
+    models = {"tiny": make_test_model(), "runaway": runaway, "odd": odd}
     with start_haven_server(
         work / "home", models, default_model="tiny", parallel=2, context_length=4096, allow_unsafe_templates=True
     ) as url:
@@ -118,3 +119,12 @@ def test_rebinding_and_cross_site_posts_are_refused(server: HavenServer) -> None
     )
     assert r.status_code == 403
     assert httpx.post(server + "/api/generate", content=generate).status_code == 200  # curl-style client
+
+
+def test_an_odd_but_accepted_model_serves_and_the_others_keep_serving(server: HavenServer) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    with httpx.Client(base_url=server, timeout=60) as client:
+        odd = client.post("/v1/chat/completions", json={**body, "model": "odd"})
+        assert odd.status_code in (200, 503), odd.text  # garbage weights: it runs (or is a clean 503)
+        assert client.post("/v1/chat/completions", json={**body, "model": "tiny"}).status_code == 200
+        assert client.get("/health").status_code == 200
