@@ -77,6 +77,8 @@ QUICK = Plan(
 # from it means anything.
 SMOKE = Plan(streams=(1, 2), gen_tokens=8, bench_reps=1, rounds=1, single_rounds=1, chat_turn_tokens=20, quants=())
 HAVEN_CLI = Path(sys.executable).parent / "haven"
+# The benchmark is one client driving many streams: per-client limits (issue 11) would measure the limiter.
+NO_RATE_LIMITS = {"HAVEN_RATE_LIMIT_REQUESTS_PER_MINUTE": "0", "HAVEN_MAX_GENERATIONS_PER_CLIENT": "0"}
 PROMPT_TOKENS = 16  # short prompt for the decode runs: prefill is a negligible share
 PP_TOKENS = 512
 TG_TOKENS = 64
@@ -293,7 +295,8 @@ def haven_server(ctx: BenchContext, home: Path, parallel: int, per_slot: int) ->
     port = free_port()
     cmd = [str(HAVEN_CLI), "serve", "--port", str(port), "--threads", str(ctx.threads), "--parallel", str(parallel),
            "--context-length", str(per_slot), "--batch-size", "512", "--default-model", "bench"]  # fmt: skip
-    with _running(cmd, port, "haven serve", grace_s=30, env={**os.environ, "HAVEN_HOME": str(home)}) as url:
+    env = {**os.environ, "HAVEN_HOME": str(home), **NO_RATE_LIMITS}
+    with _running(cmd, port, "haven serve", grace_s=30, env=env) as url:
         yield url
 
 

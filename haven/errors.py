@@ -39,6 +39,12 @@ class ContextLengthExceededError(InvalidRequestError):
     code = "context_length_exceeded"
 
 
+class PromptTooLargeError(InvalidRequestError):
+    """The request has more messages or characters than the model's context could hold (issue 11)."""
+
+    code = "prompt_too_large"
+
+
 class GrammarError(InvalidRequestError):
     """A GBNF grammar or JSON schema could not be compiled."""
 
@@ -55,6 +61,14 @@ class PermissionDeniedError(HavenError):
     status_code = 403
     error_type = "permission_error"
     code = "permission_denied"
+
+
+class UnsupportedMediaTypeError(HavenError):
+    """The body is not in the content type the endpoint takes (JSON) (issue 11)."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    code = "unsupported_media_type"
 
 
 class NotFoundError(HavenError):

@@ -224,6 +224,36 @@ class Settings(BaseSettings):
             return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
         return value
 
+    # --- hardening (issue 11) ---------------------------------------------------------------
+    trial_load_timeout_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="Every new model file is first loaded in a child process; longer than this refuses it "
+        "(0 skips the trial load: files that abort llama.cpp can then crash the server).",
+    )
+    rate_limit_requests_per_minute: int = Field(
+        default=3000, ge=0, le=10_000_000, description="Requests per minute per client (API key, else address); 0: off."
+    )
+    rate_limit_tokens_per_minute: int = Field(
+        default=0, ge=0, le=1_000_000_000, description="Generated tokens per minute per client; 0: off."
+    )
+    max_generations_per_client: int = Field(
+        default=32, ge=0, le=100_000, description="Generation requests one client may have in flight; 0: no cap."
+    )
+    request_body_timeout_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="A request body stalling longer than this between chunks is a 408."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, ge=0, le=3600, description="A connection must send its request headers within this (slowloris)."
+    )
+    keep_alive_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="Idle keep-alive connections are closed after this."
+    )
+    max_connections: int = Field(
+        default=1024, ge=1, le=1_000_000, description="Open connections at once; beyond this new ones get a 503."
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

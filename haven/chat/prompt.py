@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from haven.chat.backend import ChatRequest, Limits, Message, Sampling, TextRequest, Tool
-from haven.engine.chat_template import ChatTemplate, prompt_opens_reasoning, scan_template
-from haven.engine.protocol import ChatPrompt, ModelEngine
+from haven.engine.chat_template import scan_template
+from haven.engine.protocol import ModelEngine
 from haven.errors import InvalidRequestError
 from haven.models.manifest import ModelDefaults
 
@@ -171,24 +171,19 @@ async def render(
 ) -> Prompt:
     """Render ``request``'s conversation for ``engine`` and tokenize it (the template writes BOS itself).
 
-    The one place messages become prompt tokens: when the engine offers ``tokenize_chat`` (rendering and
-    tokenizing off the event loop, request text never parsed into control tokens - issue 11), this is
-    the function that switches to it."""
+    The one place messages become prompt tokens, through the engine's ``tokenize_chat``: rendering and
+    tokenizing run off the event loop, and request text is never parsed into control tokens (issue 11)."""
     thinking = thinking_enabled(request)
     messages = template_messages(request.messages, family)
     extra = dict(request.template_kwargs)
     extra.pop("enable_thinking", None)
     if request.reasoning.effort is not None:
         extra.setdefault("reasoning_effort", request.reasoning.effort)
-    if template is not None:
-        info = engine.info
-        text = ChatTemplate(template, bos_token=info.bos_token, eos_token=info.eos_token).render(
-            messages, tools=tools, enable_thinking=thinking, **extra
-        )
-        prompt = ChatPrompt(text, prompt_opens_reasoning(text))
-    else:
-        prompt = engine.render_chat(messages, tools=tools, enable_thinking=thinking, template_kwargs=extra or None)
-    text, opened = prompt.text, prompt.reasoning_opened
-    if opened and not thinking:
-        text, opened = text + CLOSE_THINK, False
-    return Prompt(engine.tokenize(text, add_special=False, parse_special=True), opened)
+    # Rendered and tokenized off the event loop; text from the request never becomes control tokens (issue 11).
+    chat = await engine.tokenize_chat(messages, tools=tools, enable_thinking=thinking, template=template,
+                                      template_kwargs=extra or None)
+    tokens, opened = list(chat.tokens), chat.reasoning_opened
+    if opened and not thinking:  # R1 opens <think> whatever it is told: close it, so the reply is content
+        tokens += await engine.tokenize_text(CLOSE_THINK, add_special=False, parse_special=True)
+        opened = False
+    return Prompt(tokens, opened)

@@ -40,6 +40,15 @@ SERVE_SETTINGS = [
     "egress",
     "egress_allow",
     "redact",
+
+    # issue 11: rate limits and slow-client protection
+    "rate_limit_requests_per_minute",
+    "rate_limit_tokens_per_minute",
+    "max_generations_per_client",
+    "request_body_timeout_seconds",
+    "header_timeout_seconds",
+    "keep_alive_timeout_seconds",
+    "max_connections",
 ]
 
 
@@ -61,10 +70,13 @@ def register_click(group: click.Group) -> None:
         from haven.egress.telemetry import disable_dependency_telemetry
         from haven.server.app import create_app
         from haven.server.auth import check_bind_allowed
+        from haven.server.http_protocol import uvicorn_protocol
         from haven.server.logging import configure_logging
+        from haven.server.security import check_api_key_strength
 
         settings = settings_from_options(options)
         check_bind_allowed(settings)  # before anything is loaded or bound
+        check_api_key_strength(settings)
         configure_logging(settings)
         disable_dependency_telemetry()
         upstreams = UpstreamsFile.load(settings.home).upstreams  # a broken file stops the start with one line
@@ -79,6 +91,12 @@ def register_click(group: click.Group) -> None:
             access_log=False,  # Haven's own request log (haven.server.logging) replaces uvicorn's
             timeout_graceful_shutdown=5,
             loop="asyncio",  # not uvloop: its sockets bypass the audit hooks the egress guard is built on
+            # Slow-client protection (issue 11): idle keep-alive cap, header deadline, connection cap
+            # (uvicorn answers 503 beyond it), bounded header size.
+            timeout_keep_alive=int(max(1, settings.keep_alive_timeout_seconds)),
+            http=uvicorn_protocol(settings.header_timeout_seconds),
+            limit_concurrency=settings.max_connections,
+            h11_max_incomplete_event_size=64 * 1024,
         )
 
     group.add_command(serve)

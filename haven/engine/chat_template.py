@@ -16,6 +16,9 @@ This module knows nothing about tokenization or the engine; it turns messages in
 from __future__ import annotations
 
 import json
+import re
+import resource
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -91,8 +94,88 @@ class _GenerationBlock(Extension):
         return list(parser.parse_statements(("name:endgeneration",), drop_needle=True))
 
 
+MAX_OUTPUT_CHARS = 32 << 20  # a prompt longer than this is a runaway template, not a conversation
+MAX_VALUE_LENGTH = MAX_OUTPUT_CHARS  # no single string or list a template builds may exceed this
+_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+
+
+def _too_big(what: str) -> _RaisedByBudget:
+    return _RaisedByBudget(f"{what} exceeds {MAX_VALUE_LENGTH:,} elements")
+
+
+def _sized(value: Any) -> Any:
+    if isinstance(value, (str, list, tuple, bytes)) and len(value) > MAX_VALUE_LENGTH:
+        raise _too_big("a value the template built")
+    return value
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus bounds on the operations that allocate or compute in C without limit
+    (``'x' * 10**10``, ``10 ** 10 ** 10``, ``'%999999999d' % 1``, ``'a'.ljust(10**10)``): no time check
+    can interrupt those once they start, so they are refused before they run."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _big_power(left, right):
+            raise _RaisedByBudget(f"the exponent {right!r} is too large")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                sequence = isinstance(seq, (str, list, tuple)) and isinstance(count, int)
+                if sequence and len(seq) * count > MAX_VALUE_LENGTH:
+                    raise _too_big("a repeated sequence")
+        if operator == "%" and isinstance(left, str) and _PERCENT_WIDTH.search(left):
+            raise _RaisedByBudget("a %-format width is too large")
+        return _sized(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 — jinja's signature
+        owner = getattr(__obj, "__self__", None)
+        padded = getattr(__obj, "__name__", None) in _WIDTH_METHODS and isinstance(owner, str)
+        if padded and any(isinstance(a, int) and a > MAX_VALUE_LENGTH for a in (*args, *kwargs.values())):
+            raise _too_big("a padded string")
+        return _sized(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None and _FORMAT_WIDTH.search(value.__self__):
+
+            def refuse(*args: Any, **kwargs: Any) -> str:
+                raise _RaisedByBudget("a format width is too large")
+
+            return refuse
+        return wrapped
+
+
+_PERCENT_WIDTH = re.compile(r"%[-+ #0]*(\d{7,}|\*)|%[-+ #0]*\d*\.\d{7,}")
+_FORMAT_WIDTH = re.compile(r"\{[^{}]*:[^{}]*\d{7,}[^{}]*\}")
+
+
+def _big_power(base: Any, exponent: Any) -> bool:
+    numbers = isinstance(base, (int, float)) and isinstance(exponent, (int, float))
+    return numbers and abs(exponent) > 64 and abs(base) > 1
+
+
+def _bounded_filter(original: Any, *width_args: str) -> Any:
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(a, int) and a > MAX_VALUE_LENGTH for a in (*args, *kwargs.values())):
+            raise _too_big("a filter's width")
+        if args and isinstance(args[0], str) and _PERCENT_WIDTH.search(args[0]):
+            raise _RaisedByBudget("a %-format width is too large")
+        return _sized(original(*args, **kwargs))
+
+    return bounded
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002 — jinja's names
+    from jinja2.utils import generate_lorem_ipsum
+
+    if n > 50 or max > 500 or min > 500:
+        raise _RaisedByBudget("lipsum() asked for too much text")
+    return str(generate_lorem_ipsum(n, html, min, max))
+
+
 def _make_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _BoundedSandbox(
         trim_blocks=True,
         lstrip_blocks=True,
         extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do", _GenerationBlock],
@@ -100,6 +183,9 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
         keep_trailing_newline=False,
     )
     env.filters["tojson"] = _tojson
+    for name in ("format", "center", "indent", "wordwrap", "truncate", "batch", "slice"):
+        env.filters[name] = _bounded_filter(env.filters[name])
+    env.globals["lipsum"] = _lipsum
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     return env
@@ -152,8 +238,12 @@ class ChatTemplate:
             raise TemplateSecurityError(f"the chat template tried an unsafe operation: {exc}") from exc
         except TemplateError as exc:
             raise ChatTemplateError(f"the chat template failed to render: {exc}") from exc
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError) as exc:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as exc:
             raise ChatTemplateError(f"the chat template failed to render: {type(exc).__name__}: {exc}") from exc
+        except RecursionError as exc:
+            raise ChatTemplateError("the chat template failed to render: it recursed too deeply") from exc
+        except MemoryError as exc:
+            raise ChatTemplateError("the chat template ran away: it ran out of memory") from exc
 
 
 def _context(
@@ -179,15 +269,45 @@ def _context(
 
 
 SCAN_SECONDS = 2.0  # per sample conversation; real templates take milliseconds
-MAX_OUTPUT_CHARS = 32 << 20  # a prompt longer than this is a runaway template, not a conversation
+RENDER_SECONDS = 5.0  # at request time: the largest real conversations render in well under a second
+MAX_RENDER_MEMORY = 1 << 30  # peak-RSS growth one render may cause (bytes)
 
 
 class _Budget:
-    """Limits on one render: output size always, wall time for the import-time scan."""
+    """Limits on one render: output size, wall time, and peak-memory growth."""
 
     def __init__(self, max_chars: int = MAX_OUTPUT_CHARS, seconds: float | None = None) -> None:
         self.max_chars = max_chars
-        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.seconds = seconds = RENDER_SECONDS if seconds is None else seconds
+        self.deadline = time.monotonic() + seconds
+        self.rss_limit = _peak_rss() + MAX_RENDER_MEMORY
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _RaisedByBudget(f"rendering took longer than {self.seconds:g} s")
+        if _peak_rss() > self.rss_limit:
+            raise _RaisedByBudget(f"rendering used more than {MAX_RENDER_MEMORY >> 20:,} MiB")
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _watchdog(budget: _Budget) -> Any:
+    """A per-thread trace function checking the budget on every line the *template* runs: a template stuck
+    in silent nested loops (no output, so no check in the output loop) is stopped too. Only frames of
+    compiled templates are traced (cheap); the C-level operations they could stall in are bounded by
+    :class:`_BoundedSandbox` before they start."""
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            budget.check()
+        return local
+
+    def global_(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename == "<template>" else None
+
+    return global_
 
 
 def _render_bounded(template: jinja2.Template, context: dict[str, Any], budget: _Budget) -> str:
@@ -195,13 +315,17 @@ def _render_bounded(template: jinja2.Template, context: dict[str, Any], budget: 
     # stopped here instead of filling memory (the sandbox already bounds range() to 100,000).
     parts: list[str] = []
     size = 0
-    for chunk in template.generate(**context):
-        parts.append(chunk)
-        size += len(chunk)
-        if size > budget.max_chars:
-            raise _RaisedByBudget(f"the rendered prompt exceeds {budget.max_chars:,} characters")
-        if budget.deadline is not None and time.monotonic() > budget.deadline:
-            raise _RaisedByBudget("rendering took too long")
+    previous = sys.gettrace()
+    sys.settrace(_watchdog(budget))
+    try:
+        for chunk in template.generate(**context):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > budget.max_chars:
+                raise _RaisedByBudget(f"the rendered prompt exceeds {budget.max_chars:,} characters")
+            budget.check()
+    finally:
+        sys.settrace(previous)
     return "".join(parts)
 
 
@@ -217,6 +341,13 @@ def prompt_opens_reasoning(rendered: str) -> bool:
 class TemplateScan:
     safe: bool
     reason: str | None = None
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"city": "Paris"}
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
 
 
 _TOOLS = [
@@ -258,6 +389,32 @@ _SAMPLES: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]] | None, boo
             {"role": "user", "content": "Weather in Paris?"},
             {"role": "assistant", "content": "", "tool_calls": [_TOOL_CALL]},
             {"role": "tool", "content": '{"temp_c": 21}', "tool_call_id": "call_1", "name": "get_weather"},
+        ],
+        _TOOLS,
+        False,
+    ),
+    # Adversarial shapes: a template that is fine on the samples above but blows up on long, many, odd or
+    # nested inputs would otherwise only show it at request time.
+    ("a long conversation", [{"role": ("user", "assistant")[i % 2], "content": f"turn {i}"} for i in range(400)],
+     None, False),
+    ("a very long message", [{"role": "user", "content": "lorem ipsum " * 20_000}], None, False),
+    (
+        "odd contents",
+        [
+            {"role": "user", "content": "{{ 7 * 7 }} {% raw %} <|im_start|>system\n \u202e\u0000 😀"},
+            {"role": "assistant", "content": None},
+            {"role": "user", "content": [{"type": "text", "text": "parts"}, {"type": "image_url", "image_url": {}}]},
+            {"role": "user", "content": ""},
+        ],
+        None,
+        False,
+    ),
+    (
+        "deeply nested tool arguments",
+        [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": "", "tool_calls": [{**_TOOL_CALL, "function": {
+                "name": "get_weather", "arguments": _nested(60)}}]},
         ],
         _TOOLS,
         False,

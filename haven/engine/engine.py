@@ -12,14 +12,32 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from haven.engine.chat_template import ChatTemplate, prompt_opens_reasoning
+from haven.engine.chat_tokenize import (
+    SpecialTexts,
+    check_limits,
+    check_text_limit,
+    new_nonce,
+    prompt_limits,
+    tokenize_rendered,
+)
 from haven.engine.config import EngineConfig
 from haven.engine.llama_backend import LlamaBackend
 from haven.engine.memory import check_budget, default_budget, estimate
-from haven.engine.protocol import ChatPrompt, EngineStats, GenerationHandle, GenerationRequest, ModelInfo
+from haven.engine.protocol import (
+    ChatPrompt,
+    ChatTokens,
+    EngineStats,
+    GenerationHandle,
+    GenerationRequest,
+    ModelInfo,
+    PromptLimits,
+)
 from haven.engine.scheduler import Scheduler, SchedulerConfig, StepTimings
 from haven.errors import EngineError, InvalidRequestError, ModelLoadError
 
@@ -77,6 +95,11 @@ class LlamaEngine:
         bos = backend.token_text(backend.bos) if backend.bos >= 0 else None
         eos = backend.token_text(backend.eos) if backend.eos >= 0 else None
         self._template = ChatTemplate(template_source, bos_token=bos, eos_token=eos)
+        self._special = SpecialTexts(backend.control_tokens)
+        self._limits = prompt_limits(backend.n_ctx_seq)
+        # Rendering and tokenizing request input is CPU work that grows with the input: it runs here,
+        # never on the event loop, and on a pool of its own so it cannot starve pulls or model loads.
+        self._prepare_pool = ThreadPoolExecutor(max(2, config.parallel), thread_name_prefix="haven-prompt")
         desc = backend.description().split()
         arch = backend.meta("general.architecture") or "unknown"
         self._info = ModelInfo(
@@ -149,6 +172,81 @@ class LlamaEngine:
         opened = add_generation_prompt and prompt_opens_reasoning(text)
         return ChatPrompt(text=text, reasoning_opened=opened)
 
+    @property
+    def prompt_limits(self) -> PromptLimits:
+        return self._limits
+
+    def prepare_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = True,
+        template: str | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
+    ) -> ChatTokens:
+        """The blocking body of :meth:`tokenize_chat` (for worker threads, the audit and tests)."""
+        self._check_open()
+        check_limits(messages, tools, self._limits, self.backend.n_ctx_seq)
+        chat_template = self._template if template is None else self._override(template)
+        nonce, swapped = new_nonce(), list[str]()
+        safe_messages = self._special.protect(list(messages), nonce, swapped)
+        safe_tools = self._special.protect(list(tools), nonce, swapped) if tools else None
+        extra = self._special.protect(dict(template_kwargs), nonce, swapped) if template_kwargs else {}
+        rendered = chat_template.render(
+            safe_messages,
+            tools=safe_tools,
+            add_generation_prompt=add_generation_prompt,
+            enable_thinking=enable_thinking,
+            **extra,
+        )
+        text, tokens = tokenize_rendered(
+            rendered,
+            nonce,
+            swapped,
+            self._special,
+            lambda part, special: self.backend.tokenize(part, add_special=False, parse_special=special),
+        )
+        opened = add_generation_prompt and prompt_opens_reasoning(text)
+        return ChatTokens(tokens=tuple(tokens), text=text, reasoning_opened=opened)
+
+    def _override(self, source: str) -> ChatTemplate:
+        return _template_for(source, self._template.bos_token, self._template.eos_token)
+
+    async def tokenize_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = True,
+        template: str | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
+    ) -> ChatTokens:
+        self._check_open()
+        check_limits(messages, tools, self._limits, self.backend.n_ctx_seq)  # cheap refusals stay cheap
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._prepare_pool,
+            lambda: self.prepare_chat(
+                messages,
+                tools=tools,
+                add_generation_prompt=add_generation_prompt,
+                enable_thinking=enable_thinking,
+                template=template,
+                template_kwargs=template_kwargs,
+            ),
+        )
+
+    async def tokenize_text(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        self._check_open()
+        check_text_limit(text, self._limits, self.backend.n_ctx_seq)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._prepare_pool, lambda: self.tokenize(text, add_special=add_special, parse_special=parse_special)
+        )
+
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         self._check_open()
         return self.scheduler.submit(request, asyncio.get_running_loop())
@@ -156,8 +254,7 @@ class LlamaEngine:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         out: list[list[float]] = []
         for text in texts:
-            self._check_open()
-            tokens = self.backend.tokenize(text, add_special=True, parse_special=False)
+            tokens = await self.tokenize_text(text, add_special=True, parse_special=False)
             if not tokens:
                 raise InvalidRequestError("Cannot embed an empty text.", param="input")
             if len(tokens) > self.backend.n_ctx_seq:
@@ -180,7 +277,15 @@ class LlamaEngine:
             return
         self._closed = True
         await asyncio.to_thread(self.scheduler.close)
+        # No render may touch the vocabulary once it is freed; waiting for one in flight (up to the
+        # template's time budget) happens off the loop.
+        await asyncio.to_thread(self._prepare_pool.shutdown, wait=True)
         self.backend.close()
+
+
+@lru_cache(maxsize=16)
+def _template_for(source: str, bos_token: str, eos_token: str) -> ChatTemplate:
+    return ChatTemplate(source, bos_token=bos_token, eos_token=eos_token)
 
 
 def load_engine(path: str, *, name: str, sha256: str, config: EngineConfig) -> LlamaEngine:

@@ -30,6 +30,7 @@ import llama_cpp.llama_cpp as ll
 import numpy as np
 import numpy.typing as npt
 
+from haven.engine.chat_tokenize import check_encodable
 from haven.errors import EngineError, ModelLoadError
 
 _backend_lock = threading.Lock()
@@ -258,8 +259,24 @@ class LlamaBackend:
         raw = ll.llama_vocab_get_text(self.vocab, token)
         return raw.decode("utf-8", errors="replace") if raw else None
 
+    @cached_property
+    def control_tokens(self) -> dict[str, int]:
+        """Text → id of every control token (what ``parse_special`` turns text into), scanned once."""
+        control = ll.LLAMA_TOKEN_ATTR_CONTROL
+        found: dict[str, int] = {}
+        for token in range(self.n_vocab):
+            if int(ll.llama_vocab_get_attr(self.vocab, token)) & control:
+                text = self.token_text(token)
+                if text:
+                    found.setdefault(text, token)
+        return found
+
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from JSON ("\ud800"): the client's error, a 400
+            check_encodable(text)
+            raise
         cap = len(data) + 8
         buf = (ll.llama_token * cap)()
         n = ll.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)

@@ -143,6 +143,27 @@ class ChatPrompt:
 
 
 @dataclass(frozen=True)
+class ChatTokens:
+    """A rendered and tokenized chat: what :meth:`ModelEngine.tokenize_chat` returns."""
+
+    tokens: tuple[int, ...]
+    """The prompt's token ids; control tokens only where the template wrote them."""
+    text: str
+    """The rendered prompt (the request's strings as they were sent)."""
+    reasoning_opened: bool = False
+    """The generation prompt ends inside ``<think>`` (pass on as ``GenerationRequest.reasoning_opened``)."""
+
+
+@dataclass(frozen=True)
+class PromptLimits:
+    """Request-size limits tied to the context length, checked before any rendering or tokenization."""
+
+    max_messages: int
+    max_chars: int
+    """Characters of every string in messages and tools together (or of one raw prompt)."""
+
+
+@dataclass(frozen=True)
 class EngineStats:
     slots_total: int
     slots_in_use: int
@@ -174,6 +195,23 @@ class ModelEngine(Protocol):
     ) -> ChatPrompt:
         """``template_kwargs``: extra template variables (``chat_template_kwargs``); they cannot override
         the standard ones (messages, tools, add_generation_prompt, enable_thinking, bos/eos tokens)."""
+
+    async def tokenize_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = True,
+        template: str | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
+    ) -> ChatTokens:
+        """Render (``template`` replaces the model's own if given) and tokenize off the event loop. Text
+        from the request is never parsed into control tokens. Raises PromptTooLargeError (400, over the
+        :class:`PromptLimits`), ChatTemplateError (400), InvalidRequestError (lone surrogates)."""
+
+    async def tokenize_text(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Tokenize request text off the event loop, with the same limits and checks."""
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         """Queue a request. Raises QueueFullError, ContextLengthExceededError, GrammarError."""

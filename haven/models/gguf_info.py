@@ -164,8 +164,15 @@ def _validate_layout(path: Path, buf: mmap.mmap) -> tuple[int, int]:
                 raise _bad(path, f"general.alignment {alignment} is not a power of two")
         w.skip_value(vtype, key)
     extents: list[tuple[int, int]] = []
+    names: set[bytes] = set()
     for index in range(tensor_count):
-        w.skip_string(f"the name of tensor {index}", MAX_KEY_LENGTH)
+        name_length = w.unpack("<Q", 8, f"the name of tensor {index}")
+        if name_length > MAX_KEY_LENGTH:
+            raise _bad(path, f"the name of tensor {index} claims {name_length:,} bytes")
+        name = w.take(name_length, f"the name of tensor {index}")
+        if name in names:
+            raise _bad(path, f"two tensors are named {name.decode('utf-8', 'replace')!r}")
+        names.add(name)
         n_dims = w.unpack("<I", 4, f"the dimension count of tensor {index}")
         if not 1 <= n_dims <= MAX_DIMS:
             raise _bad(path, f"tensor {index} has {n_dims} dimensions")
@@ -174,6 +181,8 @@ def _validate_layout(path: Path, buf: mmap.mmap) -> tuple[int, int]:
             dim = w.unpack("<Q", 8, f"the shape of tensor {index}")
             if dim > 1 << 40:
                 raise _bad(path, f"tensor {index} has an absurd dimension {dim:,}")
+            if dim == 0:
+                raise _bad(path, f"tensor {index} has a zero-sized dimension")
             elements *= dim
         ttype = w.unpack("<I", 4, f"the type of tensor {index}")
         offset = w.unpack("<Q", 8, f"the offset of tensor {index}")
@@ -183,8 +192,15 @@ def _validate_layout(path: Path, buf: mmap.mmap) -> tuple[int, int]:
             raise _bad(path, f"tensor {index} has an unknown type {ttype}") from None
         if elements % block:
             raise _bad(path, f"tensor {index} has {elements} elements, not a multiple of its block size {block}")
+        if offset % alignment:
+            raise _bad(path, f"tensor {index} starts at offset {offset:,}, not a multiple of the alignment {alignment}")
         extents.append((offset, elements // block * type_size))
     data_start = -(-w.pos // alignment) * alignment
+    end = 0  # tensors sorted by offset must not overlap (llama.cpp would read one tensor's bytes as another's)
+    for offset, nbytes in sorted(extents):
+        if offset < end:
+            raise _bad(path, f"two tensors overlap at data offset {offset:,}")
+        end = offset + nbytes
     for index, (offset, nbytes) in enumerate(extents):
         if data_start + offset + nbytes > w.size:
             raise _bad(
@@ -193,6 +209,62 @@ def _validate_layout(path: Path, buf: mmap.mmap) -> tuple[int, int]:
                 f"but the file has {w.size:,} bytes",
             )
     return version, tensor_count
+
+
+# What llama.cpp asserts on (GGML_ASSERT aborts the whole process) or mis-handles, checked up front so such a
+# file is refused with a sentence. The trial load (haven.models.trial_load) catches whatever this list misses.
+MAX_LAYERS = 512  # LLAMA_MAX_LAYERS
+MAX_EXPERTS = 512  # LLAMA_MAX_EXPERTS is 256 in older builds: a file between the two is left to the trial load
+ROPE_SCALING_TYPES = ("none", "linear", "yarn", "longrope")  # llama_rope_scaling_type_from_string
+
+
+def _known_architectures() -> frozenset[str]:
+    from gguf.constants import MODEL_ARCH_NAMES
+
+    return frozenset(MODEL_ARCH_NAMES.values())
+
+
+def _check_hyperparameters(path: Path, arch: str, metadata: dict[str, Any], vocab_size: int | None) -> None:
+    if arch not in _known_architectures():
+        raise _bad(path, f"its architecture {arch!r} is not one llama.cpp knows")
+
+    def number(key: str) -> int | None:
+        value = metadata.get(f"{arch}.{key}")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                return max(value, default=0)  # per-layer arrays (head counts): the largest must be sane
+            raise _bad(path, f"{arch}.{key} is {value!r}, not a whole number")
+        return value
+
+    blocks = number("block_count")
+    if blocks is None or not 1 <= blocks <= MAX_LAYERS:
+        raise _bad(path, f"{arch}.block_count is {blocks}; llama.cpp needs 1 to {MAX_LAYERS} layers")
+    experts, used = number("expert_count") or 0, number("expert_used_count") or 0
+    if experts > MAX_EXPERTS:
+        raise _bad(path, f"{arch}.expert_count is {experts:,}; llama.cpp supports at most {MAX_EXPERTS}")
+    if experts == 0 and used:
+        raise _bad(path, f"{arch}.expert_used_count is {used} but the model has no experts")
+    if experts and not 1 <= used <= experts:
+        raise _bad(path, f"{arch}.expert_used_count is {used}; it must be 1 to expert_count ({experts})")
+    for key, low, high in (("embedding_length", 1, 1 << 20), ("context_length", 1, 1 << 26),
+                           ("attention.head_count", 0, 1 << 14), ("attention.head_count_kv", 0, 1 << 14),
+                           ("feed_forward_length", 0, 1 << 24)):  # fmt: skip
+        value = number(key)
+        if value is not None and not low <= value <= high:
+            raise _bad(path, f"{arch}.{key} is {value:,}, outside {low:,}..{high:,}")
+    heads, kv_heads = number("attention.head_count"), number("attention.head_count_kv")
+    if heads is not None and kv_heads is not None and kv_heads > heads:
+        raise _bad(path, f"{arch}.attention.head_count_kv ({kv_heads}) exceeds head_count ({heads})")
+    scaling = metadata.get(f"{arch}.rope.scaling.type")
+    if scaling is not None and scaling not in ROPE_SCALING_TYPES:
+        raise _bad(path, f"{arch}.rope.scaling.type {scaling!r} is not one of {', '.join(ROPE_SCALING_TYPES)}")
+    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id"):  # fmt: skip
+        token = metadata.get(key)
+        if isinstance(token, int) and vocab_size is not None and not 0 <= token < vocab_size and token != -1:
+            raise _bad(path, f"{key} is {token}, outside the vocabulary of {vocab_size:,} tokens")
 
 
 def _plain(value: Any) -> Any:
@@ -270,6 +342,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         raise _bad(path, "it has no general.architecture")
     tokens_field = fields.get("tokenizer.ggml.tokens")
     vocab_size = len(tokens_field.data) if tokens_field is not None else get_int(f"{arch}.vocab_size")
+    _check_hyperparameters(path, arch, metadata, vocab_size)
 
     def token(token_id: int | None) -> str | None:
         if tokens_field is None or token_id is None or not 0 <= token_id < len(tokens_field.data):

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from haven.errors import DownloadError, InvalidRequestError, ModelNotFoundError, OfflineError
+from haven.models.names import check_reference
 from haven.models.transfer import MAX_REDIRECTS, Blob, redirect_guard
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -73,7 +74,7 @@ def _check_repo(ref: str, owner: str, repo: str) -> str:
 
 def parse_ref(ref: str) -> HubRef:
     """Parse a pull reference (raises InvalidRequestError with the accepted syntaxes)."""
-    raw = ref.strip()
+    raw = check_reference(ref)  # bounded first: a 100,000-character reference is one line, not an InvalidURL
     revision = "main"
     if raw.startswith("hf://"):
         body = raw[len("hf://") :]

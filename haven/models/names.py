@@ -71,6 +71,23 @@ def parse_name(raw: str) -> ModelName:
     return ModelName(name, tag if sep else DEFAULT_TAG)
 
 
+MAX_REFERENCE_LENGTH = 1024  # a pull reference (hf.co/OWNER/REPO:QUANT, hf://OWNER/REPO/PATH.gguf) or URL
+
+
+def check_reference(raw: str) -> str:
+    """A pull reference bounded and printable before it is parsed or put in a URL (httpx refuses URLs
+    longer than 65,536 characters with an exception no caller expects). Returns it stripped."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidModelNameError("invalid model reference: it is empty")
+    if len(raw) > MAX_REFERENCE_LENGTH:
+        raise InvalidModelNameError(
+            f"invalid model reference {_describe(raw)}: longer than {MAX_REFERENCE_LENGTH:,} characters"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 or c.isspace() for c in raw.strip()):
+        raise InvalidModelNameError(f"invalid model reference {_describe(raw)}: control characters or spaces")
+    return raw.strip()
+
+
 def normalize_name(raw: str) -> str:
     """The canonical ``name:tag`` string of a user-supplied name."""
     return str(parse_name(raw))

@@ -10,8 +10,9 @@ Layout under ``settings.models_dir`` (``HAVEN_HOME/models``)::
 Invariants: a blob appears only complete (written to a temp file in ``blobs/``, fsynced, renamed);
 a manifest appears only after its blob, atomically (temp + rename); a failed import leaves the store
 exactly as it was; a blob is removed only when no manifest references it. Files are validated
-(:mod:`haven.models.gguf_info`) and their chat template scanned (:mod:`haven.engine.chat_template`)
-before anything is written. Names are never resolved loosely: an unknown name is ModelNotFoundError.
+(:mod:`haven.models.gguf_info`), their chat template scanned (:mod:`haven.engine.chat_template`) and
+the file trial-loaded in a child process (:mod:`haven.models.trial_load`) before anything is written.
+Names are never resolved loosely: an unknown name is ModelNotFoundError.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from haven.models.gguf_info import GGUFInfo, read_gguf_info
 from haven.models.hashing import fsync_dir, hash_stream, sha256_file
 from haven.models.manifest import Manifest, ModelDefaults
 from haven.models.names import ModelName, name_from_filename, parse_name
+from haven.models.trial_load import DEFAULT_TIMEOUT as DEFAULT_TRIAL_TIMEOUT
+from haven.models.trial_load import trial_load
 from haven.settings import Settings
 
 Progress = Callable[[int, int], None]
@@ -48,14 +51,16 @@ __all__ = ["Manifest", "ModelStore"]
 class ModelStore:
     """A directory of models; safe to use from several processes at once."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, trial_load_timeout: float | None = DEFAULT_TRIAL_TIMEOUT) -> None:
+        """``trial_load_timeout``: seconds for the child-process trial load of each new file (None or 0: none)."""
         self.root = Path(root)
+        self.trial_load_timeout = trial_load_timeout
         self.blobs_dir = self.root / "blobs"
         self.manifests_dir = self.root / "manifests"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelStore:
-        return cls(settings.models_dir)
+        return cls(settings.models_dir, trial_load_timeout=settings.trial_load_timeout_seconds)
 
     # --- locking and paths ------------------------------------------------------------------------
 
@@ -126,6 +131,10 @@ class ModelStore:
                 f"the chat template of {path.name} failed the safety scan ({scan.reason}); "
                 "import it anyway with --allow-unsafe-template (it will still only be rendered in the sandbox)"
             )
+        if self.trial_load_timeout:  # before anything is written: a refused file leaves the store as it was
+            failure = trial_load(path, timeout=self.trial_load_timeout)
+            if failure is not None:
+                raise InvalidModelFileError(f"{path.name} is not a model llama.cpp can run: {failure}")
         return info, scan.safe, scan.reason
 
     def _default_name(self, info: GGUFInfo, path: Path) -> ModelName:

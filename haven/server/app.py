@@ -42,6 +42,8 @@ from haven.server.logging import RequestLogMiddleware
 from haven.server.metrics import CONTENT_TYPE, ServerMetrics, UpstreamCollector
 from haven.server.model_manager import ModelManager
 from haven.server.openai.router import router as openai_router
+from haven.server.ratelimit import Limits, RateLimitMiddleware
+from haven.server.security import BrowserGuardMiddleware, check_api_key_strength, is_loopback_host
 from haven.server.web import index_response, install_web_ui, wants_html
 from haven.settings import Settings, get_settings
 
@@ -85,6 +87,7 @@ def create_app(
         check_bind_allowed(settings, users_exist=accounts.has_users())
     else:
         check_bind_allowed(settings, users_exist=False)
+    check_api_key_strength(settings)
     store = store if store is not None else ModelStore.from_settings(settings)
     loader = engine_loader if engine_loader is not None else default_loader(settings)
     manager = ModelManager(settings, store, loader)
@@ -148,6 +151,19 @@ def create_app(
     app.add_middleware(ChatRecordingMiddleware, context=accounts)  # conversation_id + chat_request log lines
     app.add_middleware(AuthMiddleware, settings=settings, context=accounts)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limits=Limits(
+            settings.rate_limit_requests_per_minute,
+            settings.rate_limit_tokens_per_minute,
+            settings.max_generations_per_client,
+        ),
+        body_timeout=settings.request_body_timeout_seconds,
+    )
+    # Host/Origin/content-type checks come before authentication and any body is read (issue 11).
+    app.add_middleware(
+        BrowserGuardMiddleware, loopback_bind=is_loopback_host(settings.host), allowed_origins=settings.cors_origins
+    )
     app.add_middleware(RequestLogMiddleware, metrics=metrics)
     return app
 

@@ -132,6 +132,17 @@ def install_error_handlers(app: FastAPI) -> None:
             request.url.path, 500, "internal server error.", error_type="server_error", code="internal_error"
         )
 
+    async def on_client_data_error(request: Request, exc: Exception) -> JSONResponse:
+        # Both only arise from what a client sent (issue 11): JSON nested thousands deep, and lone
+        # surrogates ("\ud800", valid JSON, not encodable text) reaching code that encodes.
+        if isinstance(exc, RecursionError):
+            message = "the request is nested too deeply."
+        else:
+            message = "the request contains a lone surrogate (e.g. \\ud800), which is not valid Unicode text."
+        return error_response(request.url.path, 400, message, code="invalid_request")
+
+    app.add_exception_handler(RecursionError, on_client_data_error)
+    app.add_exception_handler(UnicodeEncodeError, on_client_data_error)
     app.add_exception_handler(HavenError, on_haven_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

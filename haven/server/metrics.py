@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from haven.chat.backend import Usage
 from haven.chat.routing import UpstreamPool
 from haven.engine.protocol import EngineStats
+from haven.server.ratelimit import charge_generated_tokens
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -126,6 +127,9 @@ class ServerMetrics:
         self.ttft.labels(model).observe(seconds)
 
     def finished(self, model: str, reason: str, usage: Usage, decode_seconds: float | None) -> None:
+        # The one hook every finished local generation passes: its tokens also go to the client's token
+        # bucket (issue 11's per-client token rate limit; a no-op outside a rate-limited request).
+        charge_generated_tokens(usage.completion_tokens)
         self.generations.labels(model, reason).inc()
         self.prompt_tokens.labels(model).inc(usage.prompt_tokens)
         self.completion_tokens.labels(model).inc(usage.completion_tokens)

@@ -49,7 +49,7 @@ async def harness(
     settings.setdefault("default_model", "tiny:latest")
     app = create_app(Settings(**settings), engine_loader=loader, store=store)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=30) as client:
         yield Harness(app, client, loader, store)
     await app.state.model_manager.close()
 

@@ -39,7 +39,7 @@ class Api:
 
     def client(self, **headers: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://testserver", headers=headers, timeout=30
+            transport=httpx.ASGITransport(app=self.app), base_url="http://127.0.0.1", headers=headers, timeout=30
         )
 
 

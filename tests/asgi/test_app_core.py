@@ -90,8 +90,15 @@ def test_public_bind_without_key_refuses_to_start(tmp_path: Path) -> None:
     store = FakeStore(tmp_path)
     with pytest.raises(ConfigurationError, match="refusing to serve on 0.0.0.0 without an API key"):
         create_app(Settings(host="0.0.0.0"), engine_loader=FakeLoader(), store=store)
-    create_app(Settings(host="0.0.0.0", api_key="k"), engine_loader=FakeLoader(), store=store)
+    create_app(Settings(host="0.0.0.0", api_key="k" * 32), engine_loader=FakeLoader(), store=store)
     create_app(Settings(host="::1"), engine_loader=FakeLoader(), store=store)
+
+
+def test_a_weak_key_on_a_public_bind_refuses_to_start(tmp_path: Path) -> None:
+    store = FakeStore(tmp_path)
+    with pytest.raises(ConfigurationError, match="an API key of 1 characters; a public bind needs at least 32"):
+        create_app(Settings(host="0.0.0.0", api_key="a"), engine_loader=FakeLoader(), store=store)
+    create_app(Settings(host="127.0.0.1", api_key="a"), engine_loader=FakeLoader(), store=store)  # loopback: fine
 
 
 async def test_big_bodies_are_413(tmp_path: Path) -> None:
@@ -147,6 +154,7 @@ async def test_lifespan_closes_the_models(tmp_path: Path) -> None:
     loader = FakeLoader()
     app = create_app(Settings(), engine_loader=loader, store=FakeStore(tmp_path))
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    client = httpx.AsyncClient(transport=transport, base_url="http://[::1]")
+    async with app.router.lifespan_context(app), client:
         assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
     assert loader.engines["tiny:latest"].closed

@@ -20,7 +20,7 @@ def engine() -> FakeEngine:
 @pytest.fixture
 async def oclient(tmp_path: Path, engine: FakeEngine) -> AsyncIterator[ollama.AsyncClient]:
     async with ollama_harness(tmp_path, engine) as h:
-        client = ollama.AsyncClient(host="http://haven.test", transport=httpx.ASGITransport(app=h.app))
+        client = ollama.AsyncClient(host="http://127.0.0.1:11434", transport=httpx.ASGITransport(app=h.app))
         yield client
         await client._client.aclose()
 

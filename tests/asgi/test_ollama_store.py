@@ -30,14 +30,15 @@ def hub(tmp_path: Path) -> Iterator[FakeHub]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models")
+    # Header-only tiny files (not runnable): the trial load is tested with real ones in test_trial_load.py.
+    return ModelStore(tmp_path / "models", trial_load_timeout=None)
 
 
 @pytest.fixture
 async def client(tmp_path: Path, hub: FakeHub, store: ModelStore) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(home=tmp_path / "home", hf_endpoint=hub.endpoint, download_timeout_seconds=5)
     app = create_app(settings, engine_loader=FakeLoader(), store=store)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=30) as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=30) as c:
         yield c
     await app.state.model_manager.close()
 

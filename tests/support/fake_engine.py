@@ -21,8 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from haven.engine.chat_template import ChatTemplate, prompt_opens_reasoning
+from haven.engine.chat_tokenize import check_encodable, check_limits, check_text_limit, prompt_limits
 from haven.engine.protocol import (
     ChatPrompt,
+    ChatTokens,
     EngineEvent,
     EngineStats,
     Finished,
@@ -167,6 +170,33 @@ class FakeEngine:
         text = "".join(f"<|{m['role']}|>{m.get('content') or ''}\n" for m in messages)
         opened = add_generation_prompt and enable_thinking and self.info.supports_thinking
         return ChatPrompt(text + ("<|assistant|>" if add_generation_prompt else ""), reasoning_opened=opened)
+
+    async def tokenize_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = True,
+        template: str | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
+    ) -> ChatTokens:
+        # The real engine's limits and checks (they are pure functions), then the fake rendering.
+        check_limits(messages, tools, prompt_limits(self.info.context_length), self.info.context_length)
+        if template is not None:  # a model default's template: rendered by the real sandboxed renderer
+            renderer = ChatTemplate(template, bos_token=self.info.bos_token, eos_token=self.info.eos_token)
+            text = renderer.render(messages, tools=tools, add_generation_prompt=add_generation_prompt,
+                                   enable_thinking=enable_thinking, **dict(template_kwargs or {}))
+            prompt = ChatPrompt(text, add_generation_prompt and prompt_opens_reasoning(text))
+        else:
+            prompt = self.render_chat(messages, tools=tools, add_generation_prompt=add_generation_prompt,
+                                      enable_thinking=enable_thinking, template_kwargs=template_kwargs)
+        check_encodable(prompt.text)
+        return ChatTokens(tuple(self.tokenize(prompt.text)), prompt.text, prompt.reasoning_opened)
+
+    async def tokenize_text(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        check_text_limit(text, prompt_limits(self.info.context_length), self.info.context_length)
+        return self.tokenize(text)
 
     async def submit(self, request: GenerationRequest) -> FakeHandle:
         if self.submit_error is not None:

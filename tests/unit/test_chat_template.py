@@ -134,3 +134,56 @@ def test_hf_generation_blocks_render_their_content() -> None:
     source = "{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}{% endfor %}"
     assert ChatTemplate(source).render(USER) == "[Hello]"
     assert scan_template(source).safe
+
+
+# --- bounds: hostile templates (issue 11) -------------------------------------------------------------
+
+HOSTILE = {
+    "silent nested loops": (
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% set x = a * b %}{% endfor %}{% endfor %}",
+        "took longer than",
+    ),
+    "a printing loop": ("{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}", "took"),
+    "lipsum(10**7)": ("{% set x = lipsum(10**7) %}ok", "lipsum() asked for too much text"),
+    "string repetition": ("{% set x = 'a' * 10**10 %}ok", "a repeated sequence exceeds"),
+    "list repetition": ("{% set x = [1] * 10**9 %}", "a repeated sequence exceeds"),
+    "a huge power": ("{{ 10 ** (10 ** 10) }}", "the exponent 10000000000 is too large"),
+    "string doubling": (
+        "{% set ns = namespace(s='a') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "the chat template ran away",  # its memory or its time, whichever runs out first
+    ),
+    "ljust": ("{{ 'a'.ljust(10**10) }}", "a padded string exceeds"),
+    "center filter": ("{{ 'a'|center(10**10) }}", "a filter's width exceeds"),
+    "format width": ("{{ '{:>9999999999}'.format(1) }}", "a format width is too large"),
+    "percent width": ("{{ '%9999999999d' % 1 }}", "a %-format width is too large"),
+    "format filter width": ("{{ '%9999999999d'|format(1) }}", "a %-format width is too large"),
+    "recursion": ("{% macro f(n) %}{{ f(n+1) }}{% endmacro %}{{ f(0) }}", "recursed too deeply"),
+    "overflow": ("{{ [1.5] | map('int') | list }}{{ (1e308 * 10) | int }}", "OverflowError"),
+}
+
+
+@pytest.fixture
+def short_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import haven.engine.chat_template as module
+
+    monkeypatch.setattr(module, "SCAN_SECONDS", 0.3)
+    monkeypatch.setattr(module, "RENDER_SECONDS", 0.3)
+    monkeypatch.setattr(module, "MAX_RENDER_MEMORY", 64 << 20)
+
+
+@pytest.mark.usefixtures("short_budgets")
+@pytest.mark.parametrize("source,reason", HOSTILE.values(), ids=list(HOSTILE))
+def test_hostile_templates_fail_the_scan_and_a_forced_render_is_a_400(source: str, reason: str) -> None:
+    scan = scan_template(source)
+    assert not scan.safe and scan.reason is not None and reason in scan.reason
+    with pytest.raises(ChatTemplateError) as caught:
+        ChatTemplate(source).render(USER)
+    assert reason in caught.value.message and caught.value.status_code == 400
+
+
+def test_a_template_that_only_breaks_on_adversarial_inputs_fails_the_scan() -> None:
+    # Fine on one short message; quadratic blow-up on a long conversation.
+    source = "{% for m in messages %}{% for n in messages %}{{ m.content * 400 }}{% endfor %}{% endfor %}"
+    assert ChatTemplate(source).render(USER)
+    scan = scan_template(source)
+    assert not scan.safe and "a long conversation" in (scan.reason or "")

@@ -19,7 +19,9 @@ from tests.support.tiny_gguf import SSTI_GLOBALS, write_tiny_gguf
 
 
 def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(build_cli(), list(args), env={"COLUMNS": "200"})
+    # The tiny files are header-only (not runnable): no trial load here, see test_trial_load.py for it.
+    env = {"COLUMNS": "200", "HAVEN_TRIAL_LOAD_TIMEOUT_SECONDS": "0"}
+    result = CliRunner().invoke(build_cli(), list(args), env=env)
     return result.exit_code, result.output
 
 

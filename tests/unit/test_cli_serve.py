@@ -35,12 +35,12 @@ def test_public_host_without_key_refuses_to_start(uvicorn_calls: list[dict[str, 
 
 
 def test_flags_become_settings(uvicorn_calls: list[dict[str, Any]]) -> None:
-    code, output = _run("serve", "--host", "0.0.0.0", "--api-key", "k", "--port", "9123", "--parallel", "3")
+    code, output = _run("serve", "--host", "0.0.0.0", "--api-key", "k" * 32, "--port", "9123", "--parallel", "3")
     assert code == 0, output
     [call] = uvicorn_calls
     assert (call["host"], call["port"], call["access_log"]) == ("0.0.0.0", 9123, False)
     settings = call["app"].state.settings
-    assert settings.parallel == 3 and settings.api_key.get_secret_value() == "k"
+    assert settings.parallel == 3 and settings.api_key.get_secret_value() == "k" * 32
 
 
 def test_out_of_range_flag_is_a_usage_error(uvicorn_calls: list[dict[str, Any]]) -> None:

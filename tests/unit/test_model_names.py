@@ -67,3 +67,16 @@ def test_invalid_names_give_one_clear_line(raw: str, complaint: str) -> None:
 def test_default_name_from_a_file_name_is_valid(filename: str, expected: str) -> None:
     assert name_from_filename(filename) == expected
     parse_name(expected)
+
+
+def test_pull_references_are_bounded_and_printable() -> None:
+    from haven.models.names import MAX_REFERENCE_LENGTH, check_reference
+
+    assert check_reference(" hf.co/owner/repo:Q4_K_M ") == "hf.co/owner/repo:Q4_K_M"
+    with pytest.raises(InvalidModelNameError, match="longer than 1,024 characters") as caught:
+        check_reference("hf.co/o/" + "r" * 100_000)
+    assert len(caught.value.message) < 200
+    assert len(check_reference("a" * MAX_REFERENCE_LENGTH)) == MAX_REFERENCE_LENGTH
+    for bad in ("", "   ", "hf.co/o/r\nx", "hf.co/o /r", "hf.co/\x00"):
+        with pytest.raises(InvalidModelNameError):
+            check_reference(bad)

@@ -43,7 +43,8 @@ def hub(model_bytes: bytes) -> Iterator[FakeHub]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models")
+    # Header-only tiny files (not runnable): the trial load is tested with real ones in test_trial_load.py.
+    return ModelStore(tmp_path / "models", trial_load_timeout=None)
 
 
 def _settings(hub: FakeHub, **extra: Any) -> Settings:

@@ -30,7 +30,8 @@ from tests.support.tiny_gguf import SSTI_GLOBALS, SSTI_MRO, truncated, with_tens
 
 @pytest.fixture
 def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models")
+    # Header-only tiny files (not runnable): the trial load is tested with real ones in test_trial_load.py.
+    return ModelStore(tmp_path / "models", trial_load_timeout=None)
 
 
 @pytest.fixture
@@ -195,7 +196,7 @@ def test_failure_while_writing_manifest_leaves_store_unchanged(
 
 
 def _import_in_child(root: str, path: str, name: str) -> None:
-    ModelStore(Path(root)).import_file(Path(path), name)
+    ModelStore(Path(root), trial_load_timeout=None).import_file(Path(path), name)
 
 
 def test_concurrent_imports_from_two_processes(store: ModelStore, tiny: Path, tmp_path: Path) -> None:

@@ -34,8 +34,17 @@ M = TypeVar("M", bound=BaseModel)
 NDJSON = "application/x-ndjson"
 
 
+_OFF_LOOP_BYTES = 64 << 10  # parsing and validating a body this big takes milliseconds: not on the event loop
+
+
 async def _parse(request: Request, model: type[M]) -> M:
     raw = await request.body()
+    if len(raw) > _OFF_LOOP_BYTES:
+        return await asyncio.to_thread(_decode, raw, model)
+    return _decode(raw, model)
+
+
+def _decode(raw: bytes, model: type[M]) -> M:
     try:
         data = json.loads(raw) if raw.strip() else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
