@@ -12,10 +12,17 @@ sockets on its own, nor uvloop, so Haven always runs the standard asyncio loop; 
 the OS-level fence described in docs/sovereignty.md (systemd ``IPAddressDeny=any``, or a network namespace).
 """
 
-from haven.egress.guard import EgressGuard, EgressRefusedError, allowing, install_guard, installed_guard
+from haven.egress.guard import (
+    EgressGuard,
+    EgressRefusedError,
+    allowing,
+    also_allow,
+    install_guard,
+    installed_guard,
+)
 from haven.egress.policy import EgressPolicy, parse_destination
 
 __all__ = [
-    "EgressGuard", "EgressPolicy", "EgressRefusedError", "allowing", "install_guard", "installed_guard",
+    "EgressGuard", "EgressPolicy", "EgressRefusedError", "allowing", "also_allow", "install_guard", "installed_guard",
     "parse_destination",
 ]

@@ -146,14 +146,30 @@ def installed_guard() -> EgressGuard | None:
     return _guard
 
 
+_task = threading.local()
+
+
 @contextmanager
 def allowing(destinations: Iterable[str]) -> Iterator[None]:
-    """Open ``destinations`` (host names or ``host:port``) for one task, such as a pull the user asked for.
-
-    A no-op where no guard is installed (the CLI's own commands, tests)."""
+    """Open ``destinations`` (host names or ``host:port``) for one task, such as a pull the user asked for,
+    on this thread's behalf; :func:`also_allow` adds to it while it runs. A no-op where no guard is installed
+    (the CLI's own commands, tests)."""
     guard = _guard
     if guard is None:
         yield
         return
-    with guard.policy.temporarily_allow(destinations):
-        yield
+    with guard.policy.temporarily_allow(destinations) as extend:
+        previous = getattr(_task, "extend", None)
+        _task.extend = extend
+        try:
+            yield
+        finally:
+            _task.extend = previous
+
+
+def also_allow(destinations: Iterable[str]) -> None:
+    """Within :func:`allowing` on this thread (a pull following a redirect to its CDN): open these too, until
+    that task ends. Outside one, nothing is opened."""
+    extend = getattr(_task, "extend", None)
+    if extend is not None:
+        extend(destinations)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -95,13 +95,21 @@ class EgressPolicy:
                    configured=tuple(parse_destination(d) for d in configured))
 
     @contextmanager
-    def temporarily_allow(self, destinations: Iterable[str]) -> Iterator[None]:
-        """Open the named destinations for the duration of one task (a pull the user asked for), in any mode."""
-        added = [parse_destination(d) for d in destinations]
-        with self._lock:
-            self._temporary.extend(added)
+    def temporarily_allow(self, destinations: Iterable[str]) -> Iterator[Callable[[Iterable[str]], None]]:
+        """Open the named destinations for the duration of one task (a pull the user asked for), in any mode.
+
+        Yields a function that opens more for the same task (the CDN a registry redirects a download to)."""
+        added: list[Destination] = []
+
+        def extend(more: Iterable[str]) -> None:
+            parsed = [parse_destination(d) for d in more]
+            with self._lock:
+                self._temporary.extend(parsed)
+                added.extend(parsed)
+
+        extend(destinations)
         try:
-            yield
+            yield extend
         finally:
             with self._lock:
                 for destination in added:

@@ -20,6 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
+from haven.egress import allowing
 from haven.errors import HashMismatchError, InvalidModelFileError
 from haven.models.hashing import sha256_file
 from haven.models.hub import HubClient, RemoteFile, is_hub_ref, offline_error, parse_ref
@@ -78,11 +81,17 @@ def pull(
     job = _Job(store, settings, report, allow, retries, backoff, token)
     if is_hub_ref(ref):
         hub_ref = parse_ref(ref)
-        with pull_slot(settings.max_concurrent_pulls):
+        # The egress guard opens the hub for exactly as long as this pull runs (issue 17).
+        with pull_slot(settings.max_concurrent_pulls), allowing([_destination(settings.hf_endpoint)]):
             return job.from_hub(hub_ref, ref, name)
     ollama_ref = parse_ollama_ref(ref, settings.ollama_registry)
-    with pull_slot(settings.max_concurrent_pulls):
+    with pull_slot(settings.max_concurrent_pulls), allowing([_destination(settings.ollama_registry)]):
         return job.from_ollama(ollama_ref, name)
+
+
+def _destination(endpoint: str) -> str:
+    url = httpx.URL(endpoint)
+    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
 
 
 class _Job:

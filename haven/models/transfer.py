@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from haven.egress import also_allow
 from haven.errors import DownloadError, PullCancelledError, QueueFullError
 
 MAX_REDIRECTS = 5
@@ -180,6 +181,8 @@ def redirect_guard(endpoint: str) -> Callable[[httpx.Response], None]:
                 f"refusing a redirect from {response.url.host} to {target.scheme}://{target.host}: "
                 "only https redirects are followed"
             )
+        # The egress guard opens the redirect's host for the rest of this pull only (issue 17).
+        also_allow([f"{target.host}:{target.port or 443}"])
 
     return check
 

@@ -63,16 +63,31 @@ def default_loader(settings: Settings) -> EngineLoader:
     return load
 
 
-def _upstream_pool(settings: Settings) -> UpstreamPool | None:
+def _upstream_pool(settings: Settings, accounts: AccountsContext) -> UpstreamPool | None:
     """The configured remote upstreams (HAVEN_HOME/upstreams.yaml), or None when there are none."""
     upstreams = UpstreamsFile.load(settings.home).upstreams
     if not upstreams:
         return None
 
     def redacted(model: str, counts: Mapping[str, int]) -> None:
-        log.info("redacted before upstream: model=%s %s", model, dict(counts))
+        # Counts per type, never the values (issue 17).
+        accounts.log.append("redaction", details={"model": model, **{k.lower(): v for k, v in counts.items()}})
 
     return UpstreamPool.build(upstreams, redact=settings.redact != "off", on_redacted=redacted)
+
+
+def _report_egress_refusals(accounts: AccountsContext) -> None:
+    """Refused outbound connections go to the security log (when `haven serve` installed the guard)."""
+    from haven.egress import installed_guard
+
+    guard = installed_guard()
+    if guard is None:
+        return
+
+    def report(destination: str, event: str) -> None:
+        accounts.log.append("egress_refused", details={"destination": destination, "via": event})
+
+    guard.reporters.append(report)
 
 
 def create_app(
@@ -94,7 +109,8 @@ def create_app(
     metrics = ServerMetrics(manager.stats)
     # The one chat pipeline every API uses (and the seam for accounts, conversations or a remote upstream).
     local = LocalChatBackend(manager, max_tokens_limit=settings.max_tokens_limit, observer=metrics)
-    pool = _upstream_pool(settings)
+    pool = _upstream_pool(settings, accounts)
+    _report_egress_refusals(accounts)
     chat_backend: ChatBackend = local if pool is None else RoutingChatBackend(local, pool)
     if pool is not None:
         metrics.registry.register(UpstreamCollector(pool))

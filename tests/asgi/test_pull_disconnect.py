@@ -33,7 +33,7 @@ def registry(tmp_path: Path) -> Iterator[FakeOllamaRegistry]:
 
 @pytest.fixture
 def served(tmp_path: Path, registry: FakeOllamaRegistry) -> Iterator[tuple[str, ModelStore]]:
-    store = ModelStore(tmp_path / "models")
+    store = ModelStore(tmp_path / "models", trial_load_timeout=None)  # header-only test files
     settings = Settings(home=tmp_path / "home", ollama_registry=registry.endpoint, download_timeout_seconds=60)
     app = create_app(settings, engine_loader=FakeLoader(), store=store)
     with serve_on_loopback(app) as url:

@@ -21,7 +21,7 @@ HAVEN = [sys.executable, "-c", "from haven.cli.main import main; main()"]
 
 def haven(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
-    environ.update({"HAVEN_HOME": str(home), **(env or {})})
+    environ.update({"HAVEN_HOME": str(home), "HAVEN_TRIAL_LOAD_TIMEOUT_SECONDS": "0", **(env or {})})
     return subprocess.run([*HAVEN, *args], env=environ, capture_output=True, text=True, timeout=120)
 
 
@@ -89,7 +89,7 @@ def test_an_upstream_on_another_host_is_said_to_receive_data(tmp_path: Path) -> 
 
 
 def test_a_model_whose_blob_changed_fails_its_hash_check(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path)
+    settings = Settings(home=tmp_path, trial_load_timeout_seconds=0)
     store = ModelStore.from_settings(settings)
     manifest = store.import_file(write_tiny_gguf(tmp_path / "tiny.gguf"), "tiny")
     blob = store.blob_path(manifest)

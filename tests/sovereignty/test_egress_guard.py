@@ -62,7 +62,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, json, socket, sys, threading
     import httpx
-    from haven.egress import EgressPolicy, install_guard, allowing
+    from haven.egress import EgressPolicy, install_guard, allowing, also_allow
 
     refusals = []
     install_guard(EgressPolicy.from_strings(sys.argv[1], sys.argv[2:]), [lambda d, e: refusals.append([d, e])])
@@ -92,7 +92,10 @@ CHILD = textwrap.dedent(
     attempt("allowlisted", lambda: socket.create_connection(("192.0.2.7", 83), timeout=1).close())
     with allowing(["192.0.2.9"]):
         attempt("during_pull", lambda: socket.create_connection(("192.0.2.9", 84), timeout=1).close())
+        also_allow(["192.0.2.10:85"])  # the pull was redirected to its CDN
+        attempt("redirected", lambda: socket.create_connection(("192.0.2.10", 85), timeout=1).close())
     attempt("after_pull", lambda: socket.create_connection(("192.0.2.9", 84), timeout=1).close())
+    attempt("cdn_after_pull", lambda: socket.create_connection(("192.0.2.10", 85), timeout=1).close())
     print(json.dumps({"results": results, "refusals": refusals}))
     """
 )
@@ -112,11 +115,12 @@ def test_deny_mode_refuses_every_outbound_path_and_reports_it() -> None:
         "loopback": "ok", "localhost": "ok", "raw_ip": "refused", "name": "refused", "udp": "refused",
         "httpx": "refused", "asyncio": "refused", "allowlisted": "refused",
         "during_pull": "oserror",  # the guard let it through; the namespace had no route
-        "after_pull": "refused",
+        "redirected": "oserror",
+        "after_pull": "refused", "cdn_after_pull": "refused",
     }
     destinations = [d for d, _ in seen["refusals"]]
     assert "192.0.2.1:80" in destinations and "exfiltrate.invalid:443" in destinations
-    assert len(destinations) == 7
+    assert len(destinations) == 8
 
 
 @requires_netns

@@ -29,7 +29,9 @@ def _run(*args: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def store(haven_env: Path, tmp_path: Path) -> ModelStore:
+def store(haven_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModelStore:
+    monkeypatch.setenv("HAVEN_TRIAL_LOAD_TIMEOUT_SECONDS", "0")  # header-only test files: no trial load
+    get_settings.cache_clear()
     store = ModelStore.from_settings(get_settings())
     store.import_file(write_tiny_gguf(tmp_path / "t.gguf"), "tiny")
     return store

