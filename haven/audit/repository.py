@@ -116,6 +116,9 @@ def save_suite(
                 stance=item.stance,
                 target=item.target,
                 meta=dict(item.metadata),
+                translation_key=item.translation_key,
+                language_detected=item.language_detected,
+                language_confidence=item.language_confidence,
             )
             for n, item in enumerate(items)
         ]
@@ -158,6 +161,9 @@ def load_suite(db: Database, name: str) -> tuple[str, list[SuiteItem]] | None:
                 stance=row.stance,
                 target=row.target,
                 metadata=dict(row.meta or {}),
+                translation_key=row.translation_key,
+                language_detected=row.language_detected,
+                language_confidence=row.language_confidence,
             )
             for row in suite.items
         ]

@@ -75,21 +75,47 @@ def suites_import(
         str, typer.Option("--format", "-f", help="anthropic-csv|speechmap-jsonl|promptfoo-csv|haven-jsonl")
     ],
     name: Annotated[str, typer.Option("--name", "-n", help="Name of the suite in Haven.")],
+    language: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--language",
+            "-l",
+            help="ISO 639-1 code (optionally zh-Hans, pt-BR…): once for every file, or once per file in order. "
+            "Default: detected offline.",
+        ),
+    ] = None,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Import translated files even when some ids are missing in one.")
+    ] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite an imported suite of that name.")] = False,
 ) -> None:
-    """Import external suite files (nothing is stored if any file is malformed)."""
+    """Import external suite files (nothing is stored if any file is malformed).
+
+    Items sharing an id across files of different languages are the same request in translation and are
+    compared across languages in the report.
+    """
     from haven.audit import repository as repo
-    from haven.audit.importers import import_files
+    from haven.audit.importers import import_suite
     from haven.audit.suites import BUILTIN_SUITES
 
     if name in BUILTIN_SUITES:
         raise AuditError(f"{name!r} is a built-in suite; choose another --name.")
-    items = import_files(paths, format, name)
+    result = import_suite(paths, format, name, languages_given=language or (), allow_partial=allow_partial)
+    for f in result.files:
+        detected = f"detected {f.detected} ({f.confidence:.2f})" if f.detected else "not detected"
+        console.print(f"  {escape(str(f.path))}: {f.items} items, language {f.language} ({f.source}; {detected})")
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning: {escape(warning)}[/]")
+    items = result.items
     count = repo.save_suite(
         _db(), name=name, format=format, items=items, sources=[p.name for p in paths], replace=replace
     )
     groups = len({i.group for i in items})
-    console.print(f"Imported {count} items ({groups} groups) from {len(paths)} file(s) as suite {escape(name)}.")
+    pairs = f", {result.translated} ids in translation" if result.translated else ""
+    console.print(
+        f"Imported {count} items ({groups} groups; languages {', '.join(result.languages)}{pairs}) "
+        f"from {len(paths)} file(s) as suite {escape(name)}."
+    )
 
 
 @suites_app.command("list")
