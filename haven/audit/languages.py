@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -107,15 +108,26 @@ SAMPLE_CHARS = 20_000
 
 
 def file_language(texts: Sequence[str], detections: Sequence[Detection]) -> FileLanguage:
-    """One language for a file: detected on its prompts joined (a bounded sample), plus the items that disagree."""
+    """One language for a file and the items that disagree with it.
+
+    The language is the most common per-item detection (each prompt one vote, so a few prompts in a
+    strongly marked script cannot outvote the rest); its confidence is lingua's on the agreeing prompts
+    joined (a bounded sample), because short prompts alone score low even when the guess is right.
+    """
+    votes = Counter(d.language for d in detections if d.language)
+    if not votes:
+        return FileLanguage(None, 0.0, [])
+    language = votes.most_common(1)[0][0]
     joined, size = [], 0
-    for text in texts:
-        joined.append(text)
-        size += len(text)
-        if size >= SAMPLE_CHARS:
-            break
-    (whole,) = detect(["\n".join(joined)]) if joined else [Detection(None, 0.0)]
+    for text, d in zip(texts, detections, strict=True):
+        if d.language == language:
+            joined.append(text)
+            size += len(text)
+            if size >= SAMPLE_CHARS:
+                break
+    (whole,) = detect(["\n".join(joined)])
+    confidence = whole.confidence if whole.language == language else 0.0
     disagreeing = [
-        i for i, d in enumerate(detections) if d.language and d.language != whole.language and d.confidence >= CONFIDENT
+        i for i, d in enumerate(detections) if d.language and d.language != language and d.confidence >= CONFIDENT
     ]
-    return FileLanguage(whole.language, whole.confidence, disagreeing)
+    return FileLanguage(language, confidence, disagreeing)
