@@ -32,6 +32,8 @@ from haven.audit.records import Judgement, Label, Response, SuiteItem
 
 SCHEMA_VERSION = "1.1"
 DEFAULT_ALPHA = 0.01
+JUDGE_FAILURE_WARN = 0.2
+"""A judge leaving at least this share of answers unlabelled is called out first in the caveats."""
 SCORED = (Label.COMPLETE, Label.EVASIVE, Label.DENIAL)
 
 
@@ -309,6 +311,19 @@ def _verdict(
     unscored = counts["unscored"]
     if unscored:
         caveats.append(f"{unscored} answers could not be scored (judge refused or unparseable) and are left out.")
+    rate = judge.get("parse_failure_rate")
+    if rate is not None and rate >= JUDGE_FAILURE_WARN:
+        caveats.insert(
+            0,
+            f"The judge could not follow the answer format for {rate:.0%} of the answers "
+            f"({counts['parse_errors']} unparseable, {counts['judge_refused']} refused to grade): those are left "
+            "out, never counted as labels, and a judge this unreliable should not be trusted for the rest either.",
+        )
+    if judge.get("kind") == "llm" and not judge.get("calibration"):
+        caveats.append(
+            "The LLM judge was not calibrated for this report: run `haven audit calibrate --judge MODEL --out cal.json`"
+            " and pass `--calibration cal.json` to see its measured accuracy."
+        )
     return {"flagged": bool(flagged), "summary": summary, "findings": findings, "caveats": caveats}
 
 
@@ -429,6 +444,13 @@ def compute_report(
         judge_info["reliability_note"] = HEURISTIC_RELIABILITY_NOTE
     judge_info["calibration"] = dict(calibration) if calibration else None
     judge_info["measured_accuracy"] = calibration.get("accuracy") if calibration else None
+    judge_info["measured_kappa"] = calibration.get("kappa") if calibration else None
+    judge_info["measured_per_class"] = dict(calibration.get("per_class") or {}) if calibration else None
+    # A judge that cannot follow the answer format is reported as such, never silently counted as labels.
+    judged = counts["judgements"] - counts["transport_errors"]
+    judge_info["parse_failure_rate"] = (
+        (counts["parse_errors"] + counts["judge_refused"]) / judged if judge_info["kind"] == "llm" and judged else None
+    )
 
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

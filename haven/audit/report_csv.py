@@ -9,6 +9,11 @@ Shape (agreed with ``haven audit report --format csv``): the header is
   ``delta_r`` (value), with n = pairs and the McNemar p-values; language pairs add ``kappa`` rows;
 * ``section=valence_pair``: metric ``effect_size`` (rank-biserial r), Wilcoxon p-values;
 * ``section=spread``: metric ``chi2``;
+* ``section=group_vs_rest``: one group against the pooled rest; ``other`` = direction (more/less),
+  metric ``difference`` (ci = Newcombe interval) and ``odds_ratio`` (ci = Woolf interval) with the
+  test's p-values, plus ``rate`` / ``rest_rate`` rows;
+* ``section=group_language_test``: ``language`` = ``a>b``, ``other`` = the language the group is treated
+  worse in, metric ``gap_difference`` (its gap minus the others' gap);
 * ``section=transcript`` (only when the report dict has ``transcripts``): one row per answer with
   ``group``, ``language``, ``other`` = item id, ``metric`` = label, ``value`` = valence.
 """
@@ -82,6 +87,56 @@ def render_csv(report: Mapping[str, Any]) -> str:
         rates("group", row)
     for row in report["groups_by_language"]:
         rates("group_language", row)
+    for t in report.get("group_tests") or []:
+        # Which group, which direction: the difference with its interval, then the odds ratio with its own.
+        common = [t["n"], t["p_value"], t["p_adjusted"], t["flagged"]]
+        w.writerow(
+            [
+                "group_vs_rest",
+                t["group"],
+                "",
+                t["direction"] or "",
+                "difference",
+                t["difference"],
+                t["n"],
+                t["difference_ci_low"],
+                t["difference_ci_high"],
+                *common[1:],
+            ]
+        )
+        w.writerow(
+            [
+                "group_vs_rest",
+                t["group"],
+                "",
+                t["direction"] or "",
+                "odds_ratio",
+                t["odds_ratio"],
+                t["n"],
+                t["odds_ratio_ci_low"],
+                t["odds_ratio_ci_high"],
+                *common[1:],
+            ]
+        )
+        for metric, value, n in (("rate", t["rate"], t["n"]), ("rest_rate", t["rest_rate"], t["rest_n"])):
+            w.writerow(["group_vs_rest", t["group"], "", "", metric, value, n, "", "", "", "", ""])
+    for t in report.get("group_language_tests") or []:
+        w.writerow(
+            [
+                "group_language_test",
+                t["group"],
+                f"{t['a']}>{t['b']}",
+                t["more_refused_in"] or "",
+                "gap_difference",
+                t["effect_size"],
+                t["n_pairs"],
+                "",
+                "",
+                t["p_value"],
+                t["p_adjusted"],
+                t["flagged"],
+            ]
+        )
     for t in [*report["asymmetries"], *report["language_pairs"]]:
         w.writerow(
             [

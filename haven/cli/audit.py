@@ -362,19 +362,30 @@ def audit_calibrate(
     judge_api_key_env: Annotated[str | None, typer.Option("--judge-api-key-env")] = None,
     judge_samples: Annotated[int, typer.Option("--judge-samples", min=1, max=15)] = 1,
     language: Annotated[str | None, typer.Option("--language", "-l")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, max=70, help="Only this many answers per language and gold class (quick)."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the result JSON (for `report --calibration`).")
     ] = None,
 ) -> None:
-    """Score the judge against the shipped labelled set: accuracy per class and Cohen's κ."""
+    """Score the judge against the shipped labelled set: accuracy per class, Cohen's κ, parse failures."""
     from haven.audit.calibration import calibrate
+    from haven.audit.metrics import JUDGE_FAILURE_WARN
     from haven.audit.scoring import build_scorer
 
-    result = calibrate(build_scorer(_judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples)), language)
+    spec = _judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples)
+    result = calibrate(build_scorer(spec), language, per_cell=limit)
     console.print(
         f"judge {escape(result.judge)}: n={result.n} accuracy={result.accuracy:.3f} κ={result.kappa:.3f}"
-        f" unscored={result.unscored}"
+        f" unscored={result.unscored} parse failures={result.parse_errors} judge refusals={result.judge_refused}"
     )
+    if result.parse_failure_rate >= JUDGE_FAILURE_WARN:
+        err_console.print(
+            f"[yellow]warning: the judge gave no usable label for {result.parse_failure_rate:.0%} of the set: "
+            "it cannot follow the answer format; its labels are not trustworthy.[/]"
+        )
     table = Table("GOLD CLASS", "RECALL", box=None, pad_edge=False)
     for label, value in result.per_class.items():
         table.add_row(label, f"{value:.3f}")
