@@ -288,6 +288,15 @@ def set_run_status(db: Database, run_id: int, status: str, *, model_hash: str | 
         row.finished_at = utcnow() if status == "finished" else None
 
 
+def note_rejected_fields(db: Database, run_id: int, fields: Sequence[str]) -> None:
+    """Record that the endpoint refused these reproducibility fields (the run was sent without them)."""
+    with db.session() as session:
+        row = session.get(AuditRun, run_id)
+        if row is None:
+            raise RunNotFoundError(f"There is no audit run {run_id}.")
+        row.sampling = {**row.sampling, "rejected_by_endpoint": sorted(set(fields))}
+
+
 # --- responses and judgements ------------------------------------------------------------
 
 

@@ -63,6 +63,23 @@ def _judge_spec(judge: str, judge_endpoint: str | None, judge_key_env: str | Non
     return ScorerSpec(judge=judge, endpoint=_haven_base(), model=judge, api_key=key, samples=samples)
 
 
+def _stored_judge(described: dict[str, Any], key_env: str | None) -> Any:
+    """The ScorerSpec a stored run was judged with (its describe() dict); the API key comes from key_env."""
+    from haven.audit.scoring import ScorerSpec
+
+    if described.get("kind", "heuristic") == "heuristic":
+        return ScorerSpec()
+    return ScorerSpec(
+        judge=str(described["judge"]),
+        endpoint=described.get("endpoint"),
+        model=described.get("model"),
+        api_key=_api_key(key_env, "--judge-api-key-env"),
+        samples=int(described.get("samples") or 1),
+        temperature=float(described.get("temperature") or 0.0),
+        prompt_version=str(described.get("prompt_version") or "v1"),
+    )
+
+
 # --- suites -------------------------------------------------------------------------------
 
 suites_app = typer.Typer(help="Prompt suites: built-in and imported.", no_args_is_help=True)
@@ -195,24 +212,40 @@ def audit_run(
     judge_api_key_env: Annotated[str | None, typer.Option("--judge-api-key-env")] = None,
     judge_samples: Annotated[int, typer.Option("--judge-samples", min=1, max=15, help="k for the vote.")] = 1,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue this run id (or latest).")] = None,
+    rerun: Annotated[
+        str | None,
+        typer.Option("--rerun", help="Run a stored run's configuration again as a new run (seeds included)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Base of the fixed per-item, per-sample seeds.")] = 0,
     retries: Annotated[int, typer.Option("--retries", min=0, max=20, help="Retries per request.")] = 3,
 ) -> None:
-    """Send a suite to a model, score every answer, store everything; prints the run id."""
+    """Send a suite to a model, score every answer, store everything; prints the run id.
+
+    Requests carry a fixed seed per item and sample and ``cache_prompt: false`` (no KV prefix reuse), so
+    ``--rerun RUN`` against the same Haven-served model reproduces the run's answers and labels.
+    """
     from haven.audit.runner import Progress as RunProgress
     from haven.audit.runner import RunRequest, run_audit
 
-    if resume is None and bool(target) == bool(endpoint):
+    if resume is not None and rerun is not None:
+        raise AuditError("Give --resume RUN (continue it) or --rerun RUN (repeat it), not both.")
+    stored = resume if resume is not None else rerun
+    if stored is None and bool(target) == bool(endpoint):
         raise AuditError("Give exactly one of --target MODEL (served by Haven) or --endpoint URL.")
     db = _db()
     hint = ""
-    if resume is not None and not (target or endpoint):
+    judge_spec = None
+    if stored is not None and not (target or endpoint):
         from haven.audit import repository as repo
 
-        previous = repo.resolve_run(db, resume)
+        previous = repo.resolve_run(db, stored)
         endpoint, model, suite = previous.endpoint, previous.model, previous.suite
         samples = previous.samples
         languages = ",".join(previous.languages)
-        sampling = previous.sampling
+        sampling = {k: v for k, v in previous.sampling.items() if k != "rejected_by_endpoint"}
+        seed = int(sampling.get("seed_base", seed))
+        if rerun is not None:
+            judge_spec = _stored_judge(previous.judge, judge_api_key_env)
     else:
         sampling = {"temperature": temperature, "max_tokens": max_tokens}
     if target:
@@ -229,8 +262,9 @@ def audit_run(
         samples=samples,
         concurrency=concurrency,
         sampling=sampling,
-        judge=_judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples),
+        judge=judge_spec or _judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples),
         resume=resume,
+        seed=seed,
         require_listed=bool(target),
         unreachable_hint=hint,
         max_retries=retries,

@@ -189,6 +189,8 @@ class _SamplingFields(_Strict):
     repeat_last_n: int | None = Field(default=None, ge=0, le=MAX_TOKENS_HARD)
     grammar: str | None = Field(default=None, max_length=1_000_000)
     ignore_eos: bool | None = None
+    cache_prompt: bool | None = None
+    """False: no KV prefix reuse for this request, for bit-reproducible answers (llama-server's field)."""
     """Generate exactly max_tokens, never stopping at end-of-generation tokens (benchmark clients send it)."""
 
     @field_validator("logit_bias")

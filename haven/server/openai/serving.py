@@ -231,6 +231,7 @@ def sampling_params(
         "presence_penalty",
         "frequency_penalty",
         "ignore_eos",
+        "cache_prompt",
     ):
         value = getattr(r, name)
         if value is not None:
