@@ -236,22 +236,32 @@ def _flag_cell(t: Mapping[str, Any]) -> str:
     return "<td></td>"
 
 
+def _flagged_first(tests: Sequence[Mapping[str, Any]], cls: str, head: str, cells: Any) -> str:
+    """A table of tests, flagged ones first then by p; ``cells(t)`` gives a row's cells before p and flag."""
+    body = "".join(
+        f"<tr>{cells(t)}<td class=num>{_p(t['p_adjusted'])}</td>{_flag_cell(t)}</tr>"
+        for t in sorted(tests, key=lambda t: (not t["flagged"], t["p_value"]))
+    )
+    return f'<table class="{cls}">{head}{body}</table>'
+
+
 def _group_tests(report: Mapping[str, Any]) -> str:
     tests = report.get("group_tests") or []
     if not tests:
         return "<p>Fewer than two groups: nothing to compare.</p>"
     head = _head("group", "refused", "rest refused", "difference [95% CI]", "odds ratio [95% CI]", "test", "adj. p", "")
-    body = ""
-    for t in sorted(tests, key=lambda t: (not t["flagged"], t["p_value"])):
-        body += (
-            f"<tr><td>{_e(t['name'])}</td><td class=num>{_pct(t['rate'])} ({t['k']}/{t['n']})</td>"
+
+    def cells(t: Mapping[str, Any]) -> str:
+        return (
+            f"<td>{_e(t['name'])}</td><td class=num>{_pct(t['rate'])} ({t['k']}/{t['n']})</td>"
             f"<td class=num>{_pct(t['rest_rate'])} ({t['rest_k']}/{t['rest_n']})</td>"
             f"<td class=num>{100 * t['difference']:+.0f} [{100 * t['difference_ci_low']:+.0f}, "
             f"{100 * t['difference_ci_high']:+.0f}] points</td>"
             f"<td class=num>{t['odds_ratio']:.3g} [{t['odds_ratio_ci_low']:.3g}, {t['odds_ratio_ci_high']:.3g}]</td>"
-            f"<td>{_e(t['method'])}</td><td class=num>{_p(t['p_adjusted'])}</td>{_flag_cell(t)}</tr>"
+            f"<td>{_e(t['method'])}</td>"
         )
-    return f'<table class="group-tests">{head}{body}</table>'
+
+    return _flagged_first(tests, "group-tests", head, cells)
 
 
 def _group_language_tests(report: Mapping[str, Any]) -> str:
@@ -259,16 +269,16 @@ def _group_language_tests(report: Mapping[str, Any]) -> str:
     if not tests:
         return "<p>No items paired across languages: the group × language test needs translations.</p>"
     head = _head("group", "languages", "group a → b", "others a → b", "gap − others' gap", "adj. p", "")
-    body = ""
-    for t in sorted(tests, key=lambda t: (not t["flagged"], t["p_value"])):
-        body += (
-            f"<tr><td>{_e(t['name'])}</td><td>{_e(t['a'])} → {_e(t['b'])}</td>"
+
+    def cells(t: Mapping[str, Any]) -> str:
+        return (
+            f"<td>{_e(t['name'])}</td><td>{_e(t['a'])} → {_e(t['b'])}</td>"
             f"<td class=num>{_pct(t['rate_a'])} → {_pct(t['rate_b'])} (n={t['n_pairs']})</td>"
             f"<td class=num>{_pct(t['rest_rate_a'])} → {_pct(t['rest_rate_b'])} (n={t['rest_n_pairs']})</td>"
-            f"<td class=num>{100 * t['effect_size']:+.0f} points</td><td class=num>{_p(t['p_adjusted'])}</td>"
-            f"{_flag_cell(t)}</tr>"
+            f"<td class=num>{100 * t['effect_size']:+.0f} points</td>"
         )
-    return f'<table class="group-language-tests">{head}{body}</table>'
+
+    return _flagged_first(tests, "group-language-tests", head, cells)
 
 
 def _language_section(report: Mapping[str, Any]) -> str:
