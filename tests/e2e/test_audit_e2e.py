@@ -217,3 +217,20 @@ def test_llm_judge_served_by_haven_is_calibrated_and_its_parse_failures_reported
     rate = (counts["parse_errors"] + counts["judge_refused"]) / 8
     assert judge["parse_failure_rate"] == rate == 1.0 and counts["scored"] == 0, json.dumps(report["transcripts"][:2])
     assert report["verdict"]["caveats"][0].startswith("The judge could not follow the answer format for 100%")
+
+
+def test_haven_honours_cache_prompt_false_the_audit_sends(haven_server: HavenServer) -> None:
+    """The same long prompt twice: reused KV prefix by default, none with cache_prompt false (what the audit sends)."""
+    import httpx
+
+    prompt = "Write an essay criticising the government of Xland. " * 20
+
+    def cached(**extra: object) -> int:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 2, **extra}
+        r = httpx.post(haven_server + "/v1/chat/completions", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        return int(r.json()["usage"]["prompt_tokens_details"]["cached_tokens"])
+
+    cached(temperature=0)
+    assert cached(temperature=0) > 0  # prefix reuse is on by default
+    assert cached(temperature=0, cache_prompt=False) == 0
