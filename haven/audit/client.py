@@ -11,6 +11,7 @@ start of a run) raises, :class:`EndpointUnreachableError`, so a dead endpoint is
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from dataclasses import dataclass
@@ -23,6 +24,16 @@ from haven.engine.reasoning import split_reasoning
 from haven.errors import EndpointUnreachableError, ModelNotFoundError
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+REPRO_FIELDS = ("seed", "cache_prompt")
+"""Request fields for reproducibility that a strict server may reject; dropped (and recorded) when it does."""
+NOT_SENT = frozenset({"seed_base", "seed_scheme", "rejected_by_endpoint"})
+"""Keys of a run's sampling record that describe the seeding, not request fields."""
+
+
+def item_seed(seed_base: int, item_id: str, sample_index: int) -> int:
+    """A fixed seed per (item, sample): the same on every rerun, different between items and samples (31 bits)."""
+    digest = hashlib.sha256(f"{seed_base}:{item_id}:{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def api_base(endpoint: str) -> str:
@@ -69,6 +80,8 @@ class EndpointClient:
     ) -> None:
         self.base = api_base(endpoint)
         self.model = model
+        self.rejected_fields: set[str] = set()
+        """Reproducibility fields this endpoint refused with HTTP 400 (then sent without them)."""
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -137,19 +150,36 @@ class EndpointClient:
         # Full jitter: uniform in [0, min(cap, base·2^attempt)], so retrying workers spread out.
         return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
 
-    async def chat(self, item: SuiteItem, sample_index: int, sampling: dict[str, Any]) -> Response:
+    def _body(self, item: SuiteItem, sample_index: int, sampling: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": item.prompt}],
             "stream": False,
-            **sampling,
+            **{k: v for k, v in sampling.items() if k not in NOT_SENT},
         }
+        if "seed_base" in sampling:
+            body["seed"] = item_seed(int(sampling["seed_base"]), item.item_id, sample_index)
+        for name in {*self.rejected_fields, *sampling.get("rejected_by_endpoint", ())}:
+            body.pop(name, None)
+        return body
+
+    def _rejected_field(self, resp: httpx.Response, body: dict[str, Any]) -> str | None:
+        """The reproducibility field a 400 names (e.g. OpenAI's 'Unrecognized request argument: cache_prompt')."""
+        if resp.status_code not in (400, 422):
+            return None
+        text = resp.text[:2000]
+        return next((f for f in REPRO_FIELDS if f in body and f in text), None)
+
+    async def chat(self, item: SuiteItem, sample_index: int, sampling: dict[str, Any]) -> Response:
         error = "no attempt"
         status: int | None = None
         started = time.perf_counter()
-        for attempt in range(self.max_retries + 1):
+        attempt = 0
+        while attempt <= self.max_retries:
             if attempt:
                 await asyncio.sleep(self._delay(attempt - 1))
+            attempt += 1
+            body = self._body(item, sample_index, sampling)
             t0 = time.perf_counter()
             try:
                 resp = await self._http.post(f"{self.base}/chat/completions", json=body)
@@ -157,6 +187,12 @@ class EndpointClient:
                 error, status = f"{type(exc).__name__}: {exc}".strip(": "), None
                 continue
             status = resp.status_code
+            rejected = self._rejected_field(resp, body)
+            if rejected is not None:
+                # A strict server refuses the field: send without it (recorded in the run), at no attempt's cost.
+                self.rejected_fields.add(rejected)
+                attempt -= 1
+                continue
             if status != 200:
                 error = f"HTTP {status}: {resp.text[:200]}"
                 if status in RETRY_STATUSES:

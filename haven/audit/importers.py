@@ -22,7 +22,9 @@ import csv
 import hashlib
 import json
 import re
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import Any
 
 import jsonschema
 
+from haven.audit import languages
 from haven.audit.records import SuiteItem
 from haven.errors import SuiteFormatError
 
@@ -116,7 +119,7 @@ def import_anthropic_csv(path: Path, suite: str) -> list[SuiteItem]:
                     suite=suite,
                     group=group,
                     template_id=template,
-                    language="en",
+                    language="",
                     prompt=row[f"prompt_{side}"],
                     pair_key=f"{pair}:{template}",
                     target=row[f"stance_{side}"],
@@ -138,7 +141,7 @@ def import_speechmap_jsonl(path: Path, suite: str) -> list[SuiteItem]:
                 suite=suite,
                 group=row["category"],
                 template_id=_slug(domain) if domain else "speechmap",
-                language="en",
+                language="",
                 prompt=row["question"],
                 metadata=extra,
             )
@@ -160,7 +163,7 @@ def import_promptfoo_csv(path: Path, suite: str) -> list[SuiteItem]:
                 suite=suite,
                 group=subject,
                 template_id=template,
-                language="en",
+                language="",
                 prompt=prompt,
                 pair_key=template if template_text else None,
                 target=subject,
@@ -194,7 +197,7 @@ def import_haven_jsonl(path: Path, suite: str) -> list[SuiteItem]:
                 suite=suite,
                 group=row["group"],
                 template_id=row.get("template") or "default",
-                language=row.get("language") or "en",
+                language=row.get("language") or "",
                 prompt=row["prompt"],
                 pair_key=row.get("pair_key"),
                 stance=row.get("stance"),
@@ -213,25 +216,199 @@ IMPORTERS: dict[str, Callable[[Path, str], list[SuiteItem]]] = {
 }
 
 
-def import_files(paths: Sequence[Path], format: str, suite: str) -> list[SuiteItem]:
-    """Every item of every file (one suite); raises before anything is returned if any file is bad."""
+@dataclass(frozen=True)
+class FileReport:
+    path: Path
+    language: str
+    source: str
+    """'given' (--language), 'rows' (the file's own language fields) or 'detected'."""
+    items: int
+    detected: str | None
+    """The language most confidently detected in the file's prompts (ISO 639-1), if any."""
+    confidence: float
+    """The detector's confidence in ``detected`` for the file's prompts taken together."""
+    mixed: bool
+    unsure: bool
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    items: list[SuiteItem]
+    files: list[FileReport]
+    warnings: list[str] = field(default_factory=list)
+    """Mixed or unsure files, a --language the prompts contradict, ids missing from a translation."""
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted({i.language for i in self.items})
+
+    @property
+    def translated(self) -> int:
+        """Ids present in two or more languages (each one cross-language pair set)."""
+        by_key: dict[str, set[str]] = defaultdict(set)
+        for i in self.items:
+            if i.translation_key is not None:
+                by_key[i.translation_key].add(i.language)
+        return sum(1 for langs in by_key.values() if len(langs) > 1)
+
+
+def _read_file(path: Path, format: str, suite: str) -> list[SuiteItem]:
+    items = IMPORTERS[format](path, suite)
+    if not items:
+        raise SuiteFormatError(f"{path}: no items in the file (it is empty).")
+    return items
+
+
+def _with_language(
+    path: Path, items: list[SuiteItem], given: str | None, warnings: list[str]
+) -> tuple[list[SuiteItem], FileReport]:
+    """Give every item of one file its language (given, from its rows, or detected) and its detection."""
+    texts = [i.prompt for i in items]
+    detections = languages.detect(texts)
+    summary = languages.file_language(texts, detections)
+    row_langs = {i.language for i in items if i.language}
+    if given is not None:
+        language, source = given, "given"
+        if summary.language and languages.primary(given) != summary.language and not summary.unsure:
+            warnings.append(
+                f"{path}: --language {given} given, but the prompts look like {summary.language} "
+                f"(confidence {summary.confidence:.2f}); imported as {given}."
+            )
+    elif row_langs:
+        if len(row_langs) != 1 or any(not i.language for i in items):
+            # The rows say which language each is: keep them (normalised), detect only the rest.
+            language, source = "", "rows"
+        else:
+            language, source = languages.normalise_language(row_langs.pop()), "rows"
+    else:
+        if summary.language is None:
+            raise SuiteFormatError(
+                f"{path}: cannot detect the language of the prompts; pass --language CODE for this file."
+            )
+        language, source = summary.language, "detected"
+    if summary.mixed(len(items)):
+        others = Counter(detections[i].language for i in summary.disagreeing)
+        warnings.append(
+            f"{path}: mixed languages: {len(summary.disagreeing)} of {len(items)} items look like "
+            f"{', '.join(f'{k} ({v})' for k, v in others.most_common())}, not {summary.language}; "
+            f"all are imported as {language or 'their own language field'}."
+        )
+    if summary.unsure and source == "detected":
+        warnings.append(
+            f"{path}: language detection unsure ({summary.language}, confidence {summary.confidence:.2f}); "
+            f"imported as {language}. Pass --language to be certain."
+        )
+    out = []
+    for item, det in zip(items, detections, strict=True):
+        lang = language or (languages.normalise_language(item.language) if item.language else summary.language)
+        if not lang:
+            raise SuiteFormatError(f"{path}: item {item.item_id!r} has no language and none could be detected.")
+        out.append(
+            replace(item, language=lang, language_detected=det.language, language_confidence=round(det.confidence, 4))
+        )
+    report = FileReport(
+        path=path,
+        language=language or ",".join(sorted({i.language for i in out})),
+        source=source,
+        items=len(out),
+        detected=summary.language,
+        confidence=summary.confidence,
+        mixed=summary.mixed(len(items)),
+        unsure=summary.unsure,
+    )
+    return out, report
+
+
+def import_suite(
+    paths: Sequence[Path],
+    format: str,
+    suite: str,
+    *,
+    languages_given: Sequence[str] = (),
+    allow_partial: bool = False,
+) -> ImportResult:
+    """Every item of every file (one suite), with languages; raises before anything is returned if any file is bad.
+
+    ``languages_given`` is empty (detect, or use the rows' own ``language``), one code (every file) or one
+    code per file, in order. Items sharing an id across files of different languages are one request in
+    translation: their ids become ``ID/LANGUAGE`` and ``translation_key`` is the shared id. A translated file
+    missing ids another language has is an error unless ``allow_partial`` (then it is a warning).
+    """
     if format not in IMPORTERS:
         raise SuiteFormatError(f"Unknown suite format {format!r}; formats: {', '.join(FORMATS)}.")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", suite):
         raise SuiteFormatError(f"Suite name {suite!r} must be letters, digits, '-', '_' or '.'.")
     if not paths:
         raise SuiteFormatError("No files to import.")
+    given = [languages.normalise_language(code) for code in languages_given]
+    if len(given) not in (0, 1, len(paths)):
+        raise SuiteFormatError(
+            f"{len(given)} --language values for {len(paths)} files: give one for every file (in order) or one for all."
+        )
+    per_file: list[str | None] = [*given] * len(paths) if len(given) == 1 else [*given] or [None] * len(paths)
+    warnings: list[str] = []
     items: list[SuiteItem] = []
-    seen: dict[str, Path] = {}
-    for path in paths:
-        file_items = IMPORTERS[format](Path(path), suite)
-        if not file_items:
-            raise SuiteFormatError(f"{path}: no items in the file.")
+    reports: list[FileReport] = []
+    seen: dict[tuple[str, str], Path] = {}
+    digests: dict[str, Path] = {}
+    for raw_path, lang in zip(paths, per_file, strict=True):
+        path = Path(raw_path)
+        digest = hashlib.sha256(_read_text(path).encode()).hexdigest()
+        same = digests.setdefault(digest, path)
+        file_items, report = _with_language(path, _read_file(path, format, suite), lang, warnings)
         for item in file_items:
-            if item.item_id in seen:
+            key = (item.item_id, item.language)
+            if key in seen:
+                hint = " (the two files are identical: the same file given twice?)" if same != path else ""
                 raise SuiteFormatError(
-                    f"{path}: field 'id': duplicate item id {item.item_id!r} (also in {seen[item.item_id]})."
+                    f"{path}: field 'id': duplicate item id {item.item_id!r} in language {item.language} "
+                    f"(also in {seen[key]}){hint}."
                 )
-            seen[item.item_id] = Path(path)
+            seen[key] = path
         items.extend(file_items)
-    return items
+        reports.append(report)
+    items = _pair_translations(items, seen, allow_partial, warnings)
+    return ImportResult(items, reports, warnings)
+
+
+def _pair_translations(
+    items: list[SuiteItem], where: dict[tuple[str, str], Path], allow_partial: bool, warnings: list[str]
+) -> list[SuiteItem]:
+    ids_by_language: dict[str, set[str]] = defaultdict(set)
+    for item in items:
+        ids_by_language[item.language].add(item.item_id)
+    shared = {
+        i for i in set().union(*ids_by_language.values()) if sum(i in ids for ids in ids_by_language.values()) > 1
+    }
+    if not shared:
+        # No translations: ids stay as they are; each item is its own translation key (never paired by accident).
+        return [replace(i, translation_key=i.item_id) for i in items]
+    everything = set().union(*ids_by_language.values())
+    problems = []
+    for language, ids in sorted(ids_by_language.items()):
+        missing = sorted(everything - ids)
+        if missing:
+            files = sorted({str(where[(i.item_id, i.language)]) for i in items if i.language == language})
+            problems.append(
+                f"{', '.join(files)} ({language}) lacks {len(missing)} id(s) that another language has: "
+                + ", ".join(repr(m) for m in missing[:5])
+                + (", …" if len(missing) > 5 else "")
+            )
+    if problems and not allow_partial:
+        raise SuiteFormatError(
+            "Translated files do not have the same ids: "
+            + "; ".join(problems)
+            + ". Pass --allow-partial to import them anyway (unmatched items are not compared across languages)."
+        )
+    warnings.extend(f"partial translation: {p}." for p in problems)
+    out = [replace(i, item_id=f"{i.item_id}/{i.language}", translation_key=i.item_id) for i in items]
+    new_ids = Counter(i.item_id for i in out)
+    if len(new_ids) != len(out):
+        clash = next(i for i, count in new_ids.items() if count > 1)
+        raise SuiteFormatError(f"Item id {clash!r} clashes with a translated item's id (ID/LANGUAGE); rename it.")
+    return out
+
+
+def import_files(paths: Sequence[Path], format: str, suite: str) -> list[SuiteItem]:
+    """Items only (see import_suite); languages detected or read from the rows."""
+    return import_suite(paths, format, suite).items

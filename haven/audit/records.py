@@ -44,6 +44,14 @@ class SuiteItem:
     target: str | None = None
     """The entity whose valence the judge scores (usually the group's display name)."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    translation_key: str | None = None
+    """Items with the same translation_key in different languages are one request in translation
+    (imported suites: the id the files share). None: built-in suites pair languages by
+    template, group and stance."""
+    language_detected: str | None = None
+    """Imported items: the language the offline detector found in the prompt (None: not detected)."""
+    language_confidence: float | None = None
+    """The detector's confidence in ``language_detected``, 0 … 1."""
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,33 @@ def _facts(report: Mapping[str, Any]) -> str:
     return f"<table>{cells}</table><table>{counts}</table>"
 
 
+def _calibration(report: Mapping[str, Any]) -> str:
+    """The judge's measured accuracy per class, κ and parse failures, from its calibration run."""
+    judge = report["judge"]
+    cal = judge.get("calibration")
+    notes = []
+    rate = judge.get("parse_failure_rate")
+    if rate is not None:
+        notes.append(
+            f"<p>Judge output that could not be read as a label in this run: {_pct(rate)} of answers "
+            f"({report['counts']['parse_errors']} parse failures, {report['counts']['judge_refused']} judge refusals)"
+            " — left out, never counted as labels.</p>"
+        )
+    if not cal:
+        return "".join(notes)
+    per_class = "".join(
+        f"<tr><td>{_e(k)}</td><td class=num>{_pct(v)}</td></tr>" for k, v in (cal.get("per_class") or {}).items()
+    )
+    unscored = cal.get("unscored") or 0
+    n = cal.get("n") or 0
+    notes.append(
+        f"<p>Calibration of this judge on {n} labelled answers: accuracy {_pct(cal.get('accuracy'))}, "
+        f"Cohen's κ {cal.get('kappa', 0):.2f}, unparseable or refused {unscored} ({_pct(unscored / n if n else None)})."
+        f"</p><table class=calibration>{_head('gold class', 'recall')}{per_class}</table>"
+    )
+    return "".join(notes)
+
+
 def _heatmap(report: Mapping[str, Any]) -> str:
     hm = report["heatmap"]
     if not hm["groups"]:
@@ -201,6 +228,59 @@ def _tests_table(tests: Sequence[Mapping[str, Any]], *, valence: bool = False, l
     return f"<table>{head}{body}</table>{more}"
 
 
+def _flag_cell(t: Mapping[str, Any]) -> str:
+    if t["flagged"]:
+        return '<td class="flag">flagged</td>'
+    if t.get("explained_by"):
+        return f"<td><small>explained by {_e(', '.join(t['explained_by']))}</small></td>"
+    return "<td></td>"
+
+
+def _flagged_first(tests: Sequence[Mapping[str, Any]], cls: str, head: str, cells: Any) -> str:
+    """A table of tests, flagged ones first then by p; ``cells(t)`` gives a row's cells before p and flag."""
+    body = "".join(
+        f"<tr>{cells(t)}<td class=num>{_p(t['p_adjusted'])}</td>{_flag_cell(t)}</tr>"
+        for t in sorted(tests, key=lambda t: (not t["flagged"], t["p_value"]))
+    )
+    return f'<table class="{cls}">{head}{body}</table>'
+
+
+def _group_tests(report: Mapping[str, Any]) -> str:
+    tests = report.get("group_tests") or []
+    if not tests:
+        return "<p>Fewer than two groups: nothing to compare.</p>"
+    head = _head("group", "refused", "rest refused", "difference [95% CI]", "odds ratio [95% CI]", "test", "adj. p", "")
+
+    def cells(t: Mapping[str, Any]) -> str:
+        return (
+            f"<td>{_e(t['name'])}</td><td class=num>{_pct(t['rate'])} ({t['k']}/{t['n']})</td>"
+            f"<td class=num>{_pct(t['rest_rate'])} ({t['rest_k']}/{t['rest_n']})</td>"
+            f"<td class=num>{100 * t['difference']:+.0f} [{100 * t['difference_ci_low']:+.0f}, "
+            f"{100 * t['difference_ci_high']:+.0f}] points</td>"
+            f"<td class=num>{t['odds_ratio']:.3g} [{t['odds_ratio_ci_low']:.3g}, {t['odds_ratio_ci_high']:.3g}]</td>"
+            f"<td>{_e(t['method'])}</td>"
+        )
+
+    return _flagged_first(tests, "group-tests", head, cells)
+
+
+def _group_language_tests(report: Mapping[str, Any]) -> str:
+    tests = report.get("group_language_tests") or []
+    if not tests:
+        return "<p>No items paired across languages: the group × language test needs translations.</p>"
+    head = _head("group", "languages", "group a → b", "others a → b", "gap − others' gap", "adj. p", "")
+
+    def cells(t: Mapping[str, Any]) -> str:
+        return (
+            f"<td>{_e(t['name'])}</td><td>{_e(t['a'])} → {_e(t['b'])}</td>"
+            f"<td class=num>{_pct(t['rate_a'])} → {_pct(t['rate_b'])} (n={t['n_pairs']})</td>"
+            f"<td class=num>{_pct(t['rest_rate_a'])} → {_pct(t['rest_rate_b'])} (n={t['rest_n_pairs']})</td>"
+            f"<td class=num>{100 * t['effect_size']:+.0f} points</td>"
+        )
+
+    return _flagged_first(tests, "group-language-tests", head, cells)
+
+
 def _language_section(report: Mapping[str, Any]) -> str:
     langs = _rate_table(report["languages"], ["language"])
     pairs = report["language_pairs"]
@@ -214,7 +294,13 @@ def _language_section(report: Mapping[str, Any]) -> str:
         for t in pairs
     )
     head = _head("a", "b", "pairs", "κ", "agreement", "ΔR (a − b)", "adj. p", "")
-    return langs + f"<table>{head}{rows}</table>" + _group_language_grid(report)
+    return (
+        langs
+        + f"<table>{head}{rows}</table>"
+        + _group_language_grid(report)
+        + "<h3>Group × language</h3>"
+        + _group_language_tests(report)
+    )
 
 
 def _group_language_grid(report: Mapping[str, Any]) -> str:
@@ -288,27 +374,29 @@ def render_html(report: Mapping[str, Any]) -> str:
         if even
         else ""
     )
+    blocks: list[tuple[str, str, str]] = [
+        ("run", "Run and judge", _facts(report) + _calibration(report)),
+        ("heatmap", "Refusal by group and template (broad)", _heatmap(report)),
+        (
+            "groups",
+            "Refusal rate per group",
+            _bars(report["groups"], "name")
+            + _rate_table(report["groups"], ["group", "name"])
+            + "<h3>Each group against the rest</h3>"
+            + _group_tests(report)
+            + f"<p>Spread across groups (omnibus): χ² = {spread['statistic']:.2f} (dof {spread['dof']}, "
+            f"{_e(spread['method'])}), adjusted p = {_p(spread['p_adjusted'])}"
+            f"{' — flagged' if spread['flagged'] else ''}.</p>",
+        ),
+        ("pairs", "Paired asymmetries (mirrored prompts)", _tests_table(report["asymmetries"]) + even_html),
+        ("valence", "Valence toward the named group", _tests_table(report["valence"], valence=True)),
+        ("languages", "Languages", _language_section(report)),
+        ("transcripts", "Transcripts", _transcripts(report)),
+    ]
     sections = [
         f"<h1>{_e(title)}</h1>",
-        _verdict(report),
-        "<h2>Run and judge</h2>",
-        _facts(report),
-        "<h2>Refusal by group and template (broad)</h2>",
-        _heatmap(report),
-        "<h2>Refusal rate per group</h2>",
-        _bars(report["groups"], "name"),
-        _rate_table(report["groups"], ["group", "name"]),
-        f"<p>Spread across groups: χ² = {spread['statistic']:.2f} (dof {spread['dof']}, {_e(spread['method'])}), "
-        f"adjusted p = {_p(spread['p_adjusted'])}{' — flagged' if spread['flagged'] else ''}.</p>",
-        "<h2>Paired asymmetries (mirrored prompts)</h2>",
-        _tests_table(report["asymmetries"]),
-        even_html,
-        "<h2>Valence toward the named group</h2>",
-        _tests_table(report["valence"], valence=True),
-        "<h2>Languages</h2>",
-        _language_section(report),
-        "<h2>Transcripts</h2>",
-        _transcripts(report),
+        '<section id="verdict">' + _verdict(report) + "</section>",
+        *(f'<section id="{sid}"><h2>{_e(h)}</h2>{body}</section>' for sid, h, body in blocks),
         f"<p><small>Report schema {_e(report['schema_version'])}, generated {_e(report['generated_at'])}; "
         f"α = {report['alpha']}, Holm correction over {report['tests_in_family']} tests.</small></p>",
     ]

@@ -116,6 +116,9 @@ def save_suite(
                 stance=item.stance,
                 target=item.target,
                 meta=dict(item.metadata),
+                translation_key=item.translation_key,
+                language_detected=item.language_detected,
+                language_confidence=item.language_confidence,
             )
             for n, item in enumerate(items)
         ]
@@ -158,6 +161,9 @@ def load_suite(db: Database, name: str) -> tuple[str, list[SuiteItem]] | None:
                 stance=row.stance,
                 target=row.target,
                 metadata=dict(row.meta or {}),
+                translation_key=row.translation_key,
+                language_detected=row.language_detected,
+                language_confidence=row.language_confidence,
             )
             for row in suite.items
         ]
@@ -280,6 +286,15 @@ def set_run_status(db: Database, run_id: int, status: str, *, model_hash: str | 
         if model_hash:
             row.model_hash = model_hash
         row.finished_at = utcnow() if status == "finished" else None
+
+
+def note_rejected_fields(db: Database, run_id: int, fields: Sequence[str]) -> None:
+    """Record that the endpoint refused these reproducibility fields (the run was sent without them)."""
+    with db.session() as session:
+        row = session.get(AuditRun, run_id)
+        if row is None:
+            raise RunNotFoundError(f"There is no audit run {run_id}.")
+        row.sampling = {**row.sampling, "rejected_by_endpoint": sorted(set(fields))}
 
 
 # --- responses and judgements ------------------------------------------------------------

@@ -59,6 +59,22 @@ class RunRequest:
     max_retries: int = 3
     backoff_s: float = 0.5
     timeout_s: float = 300.0
+    seed: int = 0
+    """Base of the fixed per-(item, sample) seeds (client.item_seed); recorded with the run."""
+    cache_prompt: bool = False
+    """Sent as ``cache_prompt``: False turns KV prefix reuse off (Haven, llama-server) for reproducible answers."""
+
+    def effective_sampling(self) -> dict[str, Any]:
+        """The sampling as sent and recorded: the user's settings plus the reproducibility fields.
+
+        A rerun of a stored run passes its recorded sampling back, seed and cache_prompt included.
+        """
+        return {
+            "seed_base": self.seed,
+            "seed_scheme": "sha256(seed_base:item_id:sample) & 0x7fffffff",
+            "cache_prompt": self.cache_prompt,
+            **self.sampling,
+        }
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,7 @@ def config_key(req: RunRequest, suite_version: str, languages: Sequence[str], mo
             "samples": req.samples,
             "endpoint": api_base(req.endpoint),
             "model": model,
-            "sampling": req.sampling,
+            "sampling": req.effective_sampling(),
             "judge": spec,
         },
         sort_keys=True,
@@ -119,7 +135,7 @@ async def run_audit(db: Database, req: RunRequest, progress: ProgressFn | None =
             suite_version=suite.version,
             languages=languages,
             samples=req.samples,
-            sampling=req.sampling,
+            sampling=req.effective_sampling(),
             judge=req.judge.describe(),
             config_key=key,
             item_count=len(items) * req.samples,
@@ -147,7 +163,11 @@ async def run_audit(db: Database, req: RunRequest, progress: ProgressFn | None =
         repo.set_run_status(db, run.id, "running", model_hash=info.model_hash)
         if run.model is None:
             _record_model(db, run.id, info.model)
-        return await _drive(db, run, items, by_id, req, client, scorer, progress, resumed)
+        result = await _drive(db, run, items, by_id, req, client, scorer, progress, resumed)
+        if client.rejected_fields:
+            repo.note_rejected_fields(db, run.id, sorted(client.rejected_fields))
+            result = RunResult(repo.resolve_run(db, run.id), result.attempted, result.transport_errors, result.resumed)
+        return result
     except BaseException:
         # Ctrl-C, cancellation or an error: what is stored stays, and the run is resumable.
         repo.set_run_status(db, run.id, "interrupted")
@@ -187,6 +207,7 @@ async def _drive(
     stored = {(r.item_id, r.sample_index): r for r in repo.load_responses(db, run.id)} if have - judged else {}
     to_score = [(by_id[k[0]], stored[k]) for k in sorted(have - judged) if k[0] in by_id and k in stored]
 
+    sampling = run.sampling or req.effective_sampling()  # a resumed run keeps its recorded seeds
     state = Progress(total=len(items) * samples, run_id=run.id)
     state.done = state.total - len(to_ask) - len(to_score)
     state.resumed_from = state.done
@@ -213,7 +234,7 @@ async def _drive(
                 if judgement is not None:
                     repo.save_judgement(db, run.id, judgement)
             else:
-                response = await client.chat(item, what, req.sampling)
+                response = await client.chat(item, what, sampling)
                 judgement = await _score(scorer, item, response)
                 # Response and judgement are stored together: a resume never sees half an item.
                 writer.add(response, judgement)

@@ -190,3 +190,98 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+# --- one group against the pooled rest -----------------------------------------------------------
+
+
+def fisher_exact_two_sided(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Fisher's exact test (two-sided) of k1/n1 against k2/n2: the exact test for unpaired counts."""
+    if min(n1, n2) <= 0 or not (0 <= k1 <= n1 and 0 <= k2 <= n2):
+        raise ValueError("need 0 <= k <= n and n > 0 for both samples")
+    _, p = sps.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]])
+    return min(1.0, float(p))
+
+
+def matched_sets_exact(sets: Sequence[tuple[bool, int, int]]) -> float:
+    """Exact conditional test of one member against the rest of matched sets (1 : M matching).
+
+    Each set is ``(member_refused, refused_in_set, set_size)``. Given how many answers of a set were
+    refused, under "the member is treated like its mirrors" each of the ``set_size`` answers is equally
+    likely to be among the refused, so the member is refused with probability ``refused/size``,
+    independently across sets. The number of sets where the member was refused then follows a
+    Poisson-binomial law, computed exactly by convolution; the two-sided p sums every outcome no more
+    likely than the observed one (Fisher's convention). Sets where nobody or everybody was refused
+    carry no information. With sets of two this is exactly the exact McNemar test.
+    """
+    probs: list[float] = []
+    observed = 0
+    for refused, total, size in sets:
+        if size < 2 or not 0 <= total <= size:
+            raise ValueError("each set needs size >= 2 and 0 <= refused <= size")
+        if 0 < total < size:
+            probs.append(total / size)
+            observed += int(refused)
+    if not probs:
+        return 1.0
+    dist = np.array([1.0])
+    for p in probs:
+        dist = np.convolve(dist, [1.0 - p, p])
+    p_obs = dist[observed]
+    return float(min(1.0, dist[dist <= p_obs * (1 + 1e-7)].sum()))
+
+
+def newcombe_difference_ci(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (method 10, 1998) for p1 − p2, from two Wilson intervals."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_interval(k1, n1, level)
+    l2, u2 = wilson_interval(k2, n2, level)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return (max(-1.0, lo), min(1.0, hi))
+
+
+def odds_ratio_ci(a: int, b: int, c: int, d: int, level: float = 0.95) -> tuple[float, float, float]:
+    """Odds ratio (a·d)/(b·c) of the table [[a, b], [c, d]] with Woolf's log interval.
+
+    A zero cell would make the ratio 0 or infinite, so then 0.5 is added to every cell
+    (Haldane–Anscombe); the ratio stays finite and JSON-safe and its direction stays right.
+    """
+    if 0 in (a, b, c, d):
+        a_, b_, c_, d_ = a + 0.5, b + 0.5, c + 0.5, d + 0.5
+    else:
+        a_, b_, c_, d_ = float(a), float(b), float(c), float(d)
+    log_or = math.log(a_ * d_ / (b_ * c_))
+    se = math.sqrt(1 / a_ + 1 / b_ + 1 / c_ + 1 / d_)
+    z = float(sps.norm.ppf(0.5 + level / 2))
+    return (math.exp(log_or), math.exp(log_or - z * se), math.exp(log_or + z * se))
+
+
+def shift_exact_test(member: Sequence[int], rest: Sequence[int]) -> float:
+    """Exact test that paired differences in {−1, 0, +1} are no larger for ``member`` than for ``rest``.
+
+    Used for group × language: each translated item gives d = refused(lang b) − refused(lang a).
+    Under "the group's language gap is the rest's", the member's items are a random draw without
+    replacement from all items, so (#+1, #−1) among them is multivariate hypergeometric and the sum
+    S = #+1 − #−1 has an exactly enumerable law. Two-sided: outcomes whose |S − E[S]| is at least the
+    observed. (A group refused in every language shifts nothing: only differences count.)
+    """
+    pool = [*member, *rest]
+    if any(x not in (-1, 0, 1) for x in pool):
+        raise ValueError("differences must be -1, 0 or +1")
+    n, m = len(pool), len(member)
+    if m == 0 or m == n:
+        return 1.0
+    plus, minus = pool.count(1), pool.count(-1)
+    zero = n - plus - minus
+    s_obs = member.count(1) - member.count(-1)
+    expected = m * (plus - minus) / n
+    total = math.comb(n, m)
+    extreme = 0
+    for x_plus in range(max(0, m - minus - zero), min(plus, m) + 1):
+        for x_minus in range(max(0, m - x_plus - zero), min(minus, m - x_plus) + 1):
+            x_zero = m - x_plus - x_minus
+            if abs((x_plus - x_minus) - expected) >= abs(s_obs - expected) - 1e-9:
+                extreme += math.comb(plus, x_plus) * math.comb(minus, x_minus) * math.comb(zero, x_zero)
+    return min(1.0, extreme / total)

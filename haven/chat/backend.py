@@ -154,6 +154,9 @@ class Sampling:
     """Token id → bias, in the model's own vocabulary."""
     mirostat: Mirostat | None = None
     ignore_eos: bool = False
+    cache_prompt: bool = True
+    """Reuse a cached KV prefix (llama-server's ``cache_prompt``); False recomputes the whole prompt, so a
+    seeded request gives the same answer whatever ran before it (the audit's reproducible runs)."""
 
 
 @dataclass(frozen=True)

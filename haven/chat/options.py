@@ -165,6 +165,7 @@ def sampling_params(
         "logprobs": logprobs,
         "logit_bias": dict(sampling.logit_bias),
         "ignore_eos": sampling.ignore_eos,
+        "cache_prompt": sampling.cache_prompt,
     }
     for name in _KNOBS:
         value = getattr(sampling, name)

@@ -108,6 +108,8 @@ def request_body(request: ChatRequest, kind: str) -> dict[str, Any]:
         body["logit_bias"] = {str(token): bias for token, bias in s.logit_bias.items()}
     if s.ignore_eos:
         body["ignore_eos"] = True
+    if not s.cache_prompt and kind in ("llama-server", "haven"):
+        body["cache_prompt"] = False
     limits = request.limits
     if limits.max_tokens is not None:
         body["max_tokens"] = limits.max_tokens

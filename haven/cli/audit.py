@@ -63,6 +63,23 @@ def _judge_spec(judge: str, judge_endpoint: str | None, judge_key_env: str | Non
     return ScorerSpec(judge=judge, endpoint=_haven_base(), model=judge, api_key=key, samples=samples)
 
 
+def _stored_judge(described: dict[str, Any], key_env: str | None) -> Any:
+    """The ScorerSpec a stored run was judged with (its describe() dict); the API key comes from key_env."""
+    from haven.audit.scoring import ScorerSpec
+
+    if described.get("kind", "heuristic") == "heuristic":
+        return ScorerSpec()
+    return ScorerSpec(
+        judge=str(described["judge"]),
+        endpoint=described.get("endpoint"),
+        model=described.get("model"),
+        api_key=_api_key(key_env, "--judge-api-key-env"),
+        samples=int(described.get("samples") or 1),
+        temperature=float(described.get("temperature") or 0.0),
+        prompt_version=str(described.get("prompt_version") or "v1"),
+    )
+
+
 # --- suites -------------------------------------------------------------------------------
 
 suites_app = typer.Typer(help="Prompt suites: built-in and imported.", no_args_is_help=True)
@@ -75,21 +92,47 @@ def suites_import(
         str, typer.Option("--format", "-f", help="anthropic-csv|speechmap-jsonl|promptfoo-csv|haven-jsonl")
     ],
     name: Annotated[str, typer.Option("--name", "-n", help="Name of the suite in Haven.")],
+    language: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--language",
+            "-l",
+            help="ISO 639-1 code (optionally zh-Hans, pt-BR…): once for every file, or once per file in order. "
+            "Default: detected offline.",
+        ),
+    ] = None,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Import translated files even when some ids are missing in one.")
+    ] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite an imported suite of that name.")] = False,
 ) -> None:
-    """Import external suite files (nothing is stored if any file is malformed)."""
+    """Import external suite files (nothing is stored if any file is malformed).
+
+    Items sharing an id across files of different languages are the same request in translation and are
+    compared across languages in the report.
+    """
     from haven.audit import repository as repo
-    from haven.audit.importers import import_files
+    from haven.audit.importers import import_suite
     from haven.audit.suites import BUILTIN_SUITES
 
     if name in BUILTIN_SUITES:
         raise AuditError(f"{name!r} is a built-in suite; choose another --name.")
-    items = import_files(paths, format, name)
+    result = import_suite(paths, format, name, languages_given=language or (), allow_partial=allow_partial)
+    for f in result.files:
+        detected = f"detected {f.detected} ({f.confidence:.2f})" if f.detected else "not detected"
+        console.print(f"  {escape(str(f.path))}: {f.items} items, language {f.language} ({f.source}; {detected})")
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning: {escape(warning)}[/]")
+    items = result.items
     count = repo.save_suite(
         _db(), name=name, format=format, items=items, sources=[p.name for p in paths], replace=replace
     )
     groups = len({i.group for i in items})
-    console.print(f"Imported {count} items ({groups} groups) from {len(paths)} file(s) as suite {escape(name)}.")
+    pairs = f", {result.translated} ids in translation" if result.translated else ""
+    console.print(
+        f"Imported {count} items ({groups} groups; languages {', '.join(result.languages)}{pairs}) "
+        f"from {len(paths)} file(s) as suite {escape(name)}."
+    )
 
 
 @suites_app.command("list")
@@ -169,24 +212,40 @@ def audit_run(
     judge_api_key_env: Annotated[str | None, typer.Option("--judge-api-key-env")] = None,
     judge_samples: Annotated[int, typer.Option("--judge-samples", min=1, max=15, help="k for the vote.")] = 1,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue this run id (or latest).")] = None,
+    rerun: Annotated[
+        str | None,
+        typer.Option("--rerun", help="Run a stored run's configuration again as a new run (seeds included)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Base of the fixed per-item, per-sample seeds.")] = 0,
     retries: Annotated[int, typer.Option("--retries", min=0, max=20, help="Retries per request.")] = 3,
 ) -> None:
-    """Send a suite to a model, score every answer, store everything; prints the run id."""
+    """Send a suite to a model, score every answer, store everything; prints the run id.
+
+    Requests carry a fixed seed per item and sample and ``cache_prompt: false`` (no KV prefix reuse), so
+    ``--rerun RUN`` against the same Haven-served model reproduces the run's answers and labels.
+    """
     from haven.audit.runner import Progress as RunProgress
     from haven.audit.runner import RunRequest, run_audit
 
-    if resume is None and bool(target) == bool(endpoint):
+    if resume is not None and rerun is not None:
+        raise AuditError("Give --resume RUN (continue it) or --rerun RUN (repeat it), not both.")
+    stored = resume if resume is not None else rerun
+    if stored is None and bool(target) == bool(endpoint):
         raise AuditError("Give exactly one of --target MODEL (served by Haven) or --endpoint URL.")
     db = _db()
     hint = ""
-    if resume is not None and not (target or endpoint):
+    judge_spec = None
+    if stored is not None and not (target or endpoint):
         from haven.audit import repository as repo
 
-        previous = repo.resolve_run(db, resume)
+        previous = repo.resolve_run(db, stored)
         endpoint, model, suite = previous.endpoint, previous.model, previous.suite
         samples = previous.samples
         languages = ",".join(previous.languages)
-        sampling = previous.sampling
+        sampling = {k: v for k, v in previous.sampling.items() if k != "rejected_by_endpoint"}
+        seed = int(sampling.get("seed_base", seed))
+        if rerun is not None:
+            judge_spec = _stored_judge(previous.judge, judge_api_key_env)
     else:
         sampling = {"temperature": temperature, "max_tokens": max_tokens}
     if target:
@@ -203,8 +262,9 @@ def audit_run(
         samples=samples,
         concurrency=concurrency,
         sampling=sampling,
-        judge=_judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples),
+        judge=judge_spec or _judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples),
         resume=resume,
+        seed=seed,
         require_listed=bool(target),
         unreachable_hint=hint,
         max_retries=retries,
@@ -336,19 +396,30 @@ def audit_calibrate(
     judge_api_key_env: Annotated[str | None, typer.Option("--judge-api-key-env")] = None,
     judge_samples: Annotated[int, typer.Option("--judge-samples", min=1, max=15)] = 1,
     language: Annotated[str | None, typer.Option("--language", "-l")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, max=70, help="Only this many answers per language and gold class (quick)."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the result JSON (for `report --calibration`).")
     ] = None,
 ) -> None:
-    """Score the judge against the shipped labelled set: accuracy per class and Cohen's κ."""
+    """Score the judge against the shipped labelled set: accuracy per class, Cohen's κ, parse failures."""
     from haven.audit.calibration import calibrate
+    from haven.audit.metrics import JUDGE_FAILURE_WARN
     from haven.audit.scoring import build_scorer
 
-    result = calibrate(build_scorer(_judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples)), language)
+    spec = _judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples)
+    result = calibrate(build_scorer(spec), language, per_cell=limit)
     console.print(
         f"judge {escape(result.judge)}: n={result.n} accuracy={result.accuracy:.3f} κ={result.kappa:.3f}"
-        f" unscored={result.unscored}"
+        f" unscored={result.unscored} parse failures={result.parse_errors} judge refusals={result.judge_refused}"
     )
+    if result.parse_failure_rate >= JUDGE_FAILURE_WARN:
+        err_console.print(
+            f"[yellow]warning: the judge gave no usable label for {result.parse_failure_rate:.0%} of the set: "
+            "it cannot follow the answer format; its labels are not trustworthy.[/]"
+        )
     table = Table("GOLD CLASS", "RECALL", box=None, pad_edge=False)
     for label, value in result.per_class.items():
         table.add_row(label, f"{value:.3f}")

@@ -41,6 +41,10 @@ class SamplingParams:
     ignore_eos: bool = False
     """Ban every end-of-generation token, so the request runs to ``max_tokens`` (or the context's end):
     fixed-length output for benchmarks, as llama-server and vLLM offer. Stop strings still apply."""
+    cache_prompt: bool = True
+    """False: evaluate the whole prompt afresh instead of reusing a slot's KV prefix (llama-server's
+    ``cache_prompt``). Reused and recomputed KV can differ numerically, so reproducible runs (the
+    audit, issue 13) switch reuse off."""
 
 
 @dataclass(frozen=True)

@@ -261,6 +261,8 @@ class Scheduler:
                     return
                 work = self._pending.popleft()
             slot, keep = self._pick_slot(free, work.prompt)
+            if not work.request.sampling.cache_prompt:
+                keep = 0  # the request asked for no prefix reuse (reproducibility, issue 13)
             keep = min(keep, len(work.prompt) - 1)  # the last prompt token must be decoded for logits
             if len(slot.tokens) > keep:
                 self.backend.seq_rm(slot.seq_id, keep, -1)

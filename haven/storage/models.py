@@ -71,6 +71,10 @@ class AuditSuiteItem(Base):
     stance: Mapped[str | None] = mapped_column(String(20), nullable=True)
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # issue 13 (migration 0003): translations and detected language of imported items
+    translation_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    language_detected: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    language_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     suite: Mapped[AuditSuite] = relationship(back_populates="items")
 

@@ -180,7 +180,7 @@ def test_cli_import_list_show(tmp_path: Path) -> None:
     )
     code, output = _cli("audit", "suites", "import", str(path), "--format", "haven-jsonl", "--name", "mine")
     assert code == 0, output
-    assert "Imported 2 items (2 groups) from 1 file(s) as suite mine." in output
+    assert "Imported 2 items (2 groups; languages en) from 1 file(s) as suite mine." in output
     code, output = _cli("audit", "suites", "import", str(path), "--format", "haven-jsonl", "--name", "mine")
     assert code == 1 and "already exists; pass --replace" in output
     code, output = _cli("audit", "suites", "list")

@@ -57,7 +57,12 @@ def test_one_country_refused_is_flagged_with_direction_and_holm() -> None:
         assert t["p_adjusted"] >= t["p_value"]
     assert report["spread"]["flagged"] is True
     assert report["verdict"]["flagged"] is True
-    assert "Items about China were refused more often" in report["verdict"]["summary"]
+    summary = report["verdict"]["summary"]
+    assert "Requests about China were refused 100% of the time (36/36) against 0% (0/108)" in summary
+    assert "China is refused more often" in summary
+    assert any("Items about China were refused more often" in f for f in report["verdict"]["findings"])
+    (china_test,) = [t for t in report["group_tests"] if t["flagged"]]
+    assert (china_test["group"], china_test["method"], china_test["direction"]) == ("China", "matched_sets", "more")
     hm = report["heatmap"]
     assert hm["rates"][hm["groups"].index("China")] == [1.0] * 12
 

@@ -78,7 +78,13 @@ def test_run_stores_every_answer_and_labels_refusals(db: Database, small_suite: 
         6,
         6,
     )
-    assert run.sampling == {"temperature": 0.0, "max_tokens": 512}
+    assert run.sampling == {
+        "temperature": 0.0,
+        "max_tokens": 512,
+        "seed_base": 0,
+        "seed_scheme": "sha256(seed_base:item_id:sample) & 0x7fffffff",
+        "cache_prompt": False,
+    }
     assert seen[-1] == 6
     assert all(r["model"] == "m1" and r["temperature"] == 0.0 and r["max_tokens"] == 512 for r in requests)
     labels = _labels(db, run.id)
@@ -319,3 +325,35 @@ def test_cli_resume_compare_and_calibrate(haven_env: Path) -> None:
     code, output = _haven("audit", "calibrate", "--judge", "heuristic", "--language", "en")
     assert code == 0, output
     assert output.startswith("judge heuristic: n=") and "κ=" in output and "DENIAL" in output
+
+
+def test_requests_carry_a_fixed_seed_per_item_and_sample_and_no_prefix_reuse(
+    db: Database, small_suite: list[SuiteItem]
+) -> None:
+    from haven.audit.client import item_seed
+
+    with FakeOpenAI() as server:
+        run = asyncio.run(run_audit(db, _req(server.base_url, samples=2, seed=7))).run
+        first = server.requests
+        again = asyncio.run(run_audit(db, _req(server.base_url, samples=2, seed=7))).run  # a finished run: new run
+        second = server.requests[len(first) :]
+    assert again.id != run.id and again.sampling == run.sampling
+    assert all(r["cache_prompt"] is False and "seed_base" not in r for r in first)
+    seeds = {(r["messages"][0]["content"], r["seed"]) for r in first}
+    assert seeds == {(r["messages"][0]["content"], r["seed"]) for r in second}
+    assert len({r["seed"] for r in first}) == 2 * len(small_suite)  # distinct per item and sample
+    assert item_seed(7, "t/Aland/en", 0) == item_seed(7, "t/Aland/en", 0) != item_seed(7, "t/Aland/en", 1)
+
+
+def test_a_strict_server_rejecting_cache_prompt_is_asked_without_it_and_the_run_says_so(
+    db: Database, small_suite: list[SuiteItem]
+) -> None:
+    def strict(prompt: str, request: dict[str, Any]) -> Reply:
+        if "cache_prompt" in request:
+            return Reply(status=400, raw=b'{"error": {"message": "Unrecognized request argument: cache_prompt"}}')
+        return Reply("Fine.")
+
+    with FakeOpenAI(strict) as server:
+        result = asyncio.run(run_audit(db, _req(server.base_url, max_retries=0)))
+    assert result.transport_errors == 0 and result.run.responses == len(small_suite)
+    assert result.run.sampling["rejected_by_endpoint"] == ["cache_prompt"]

@@ -148,8 +148,11 @@ def test_target_refusing_one_country_is_flagged_against_that_country(judge_serve
         assert not any(t["flagged"] for t in report["language_pairs"] + report["valence"])
         assert report["verdict"]["flagged"] is True
         summary = report["verdict"]["summary"]
-        assert "Items about China were refused more often" in summary
+        assert "Requests about China were refused 100% of the time (28/28) against 0% (0/588)" in summary
         assert "Most implicated: China, refused more often than 21 other groups." in summary
+        (china,) = [t for t in report["group_tests"] if t["flagged"]]
+        assert (china["group"], china["method"], china["direction"]) == ("CN", "matched_sets", "more")
+        assert not any(t["flagged"] for t in report["group_language_tests"])
 
 
 def test_target_refusing_one_language_is_flagged_between_languages(judge_server: FakeOpenAI, tmp_path: Path) -> None:

@@ -53,6 +53,15 @@ class CalibrationResult:
     """confusion[gold][predicted] = count; predicted may also be UNSCORED or ERROR."""
     unscored: int
     per_language: dict[str, float] = field(default_factory=dict)
+    parse_errors: int = 0
+    """Judge replies with no readable label (a judge that cannot follow the format)."""
+    judge_refused: int = 0
+    """Judge replies that refused to grade."""
+
+    @property
+    def parse_failure_rate(self) -> float:
+        """Share of the set the judge gave no usable label for (parse errors + refusals)."""
+        return (self.parse_errors + self.judge_refused) / self.n if self.n else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,11 +75,20 @@ class CalibrationResult:
             "per_language": self.per_language,
             "confusion": self.confusion,
             "unscored": self.unscored,
+            "parse_errors": self.parse_errors,
+            "judge_refused": self.judge_refused,
+            "parse_failure_rate": self.parse_failure_rate,
         }
 
 
 def summarise(
-    judge: str, language: str | None, records: Sequence[dict[str, Any]], predicted: Sequence[str]
+    judge: str,
+    language: str | None,
+    records: Sequence[dict[str, Any]],
+    predicted: Sequence[str],
+    *,
+    parse_errors: int = 0,
+    judge_refused: int = 0,
 ) -> CalibrationResult:
     gold = [r["gold_label"] for r in records]
     confusion: dict[str, dict[str, int]] = {g: {} for g in GOLD_LABELS}
@@ -95,12 +113,31 @@ def summarise(
         confusion=confusion,
         unscored=sum(1 for p in predicted if p not in GOLD_LABELS),
         per_language=per_language,
+        parse_errors=parse_errors,
+        judge_refused=judge_refused,
     )
 
 
-async def acalibrate(scorer: Scorer, language: str | None = None, *, concurrency: int = 8) -> CalibrationResult:
+def stratified(records: Sequence[dict[str, Any]], per_cell: int) -> list[dict[str, Any]]:
+    """The first ``per_cell`` records of every (language, gold class): a small balanced subset, in file order."""
+    taken: dict[tuple[str, str], int] = {}
+    out = []
+    for r in records:
+        key = (r["language"], r["gold_label"])
+        if taken.get(key, 0) < per_cell:
+            taken[key] = taken.get(key, 0) + 1
+            out.append(r)
+    return out
+
+
+async def acalibrate(
+    scorer: Scorer, language: str | None = None, *, concurrency: int = 8, per_cell: int | None = None
+) -> CalibrationResult:
     records = load_set(language)
+    if per_cell is not None:
+        records = stratified(records, per_cell)
     sem = asyncio.Semaphore(concurrency)
+    failures = {"parse": 0, "refused": 0}
 
     async def one(r: dict[str, Any]) -> str:
         item = SuiteItem(
@@ -114,15 +151,24 @@ async def acalibrate(scorer: Scorer, language: str | None = None, *, concurrency
         )
         async with sem:
             j = await scorer.score(item, Response(item_id=r["id"], sample_index=0, content=r["response"]))
+        failures["parse"] += int(j.parse_error)
+        failures["refused"] += int(j.judge_refused)
         return j.label.value if j.label is not Label.ERROR else "ERROR"
 
     predicted = await asyncio.gather(*(one(r) for r in records))
-    return summarise(scorer.name, language, records, predicted)
+    return summarise(
+        scorer.name, language, records, predicted, parse_errors=failures["parse"], judge_refused=failures["refused"]
+    )
 
 
-def calibrate(scorer: Scorer, language: str | None = None, *, concurrency: int = 8) -> CalibrationResult:
-    """Score ``scorer`` against the labelled set (blocking; use ``acalibrate`` inside a loop)."""
-    return asyncio.run(acalibrate(scorer, language, concurrency=concurrency))
+def calibrate(
+    scorer: Scorer, language: str | None = None, *, concurrency: int = 8, per_cell: int | None = None
+) -> CalibrationResult:
+    """Score ``scorer`` against the labelled set (blocking; use ``acalibrate`` inside a loop).
+
+    ``per_cell`` limits the set to that many answers per language and gold class (a quick check).
+    """
+    return asyncio.run(acalibrate(scorer, language, concurrency=concurrency, per_cell=per_cell))
 
 
-__all__ = ["CalibrationResult", "acalibrate", "calibrate", "load_set", "provenance", "summarise"]
+__all__ = ["CalibrationResult", "acalibrate", "calibrate", "load_set", "provenance", "stratified", "summarise"]

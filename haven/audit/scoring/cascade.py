@@ -156,8 +156,8 @@ class LLMJudgeScorer(Scorer):
             if probs is None and self.spec.samples > 1:
                 # Greedy votes would all agree with the first; sample the extra ones.
                 vote_temperature = self.spec.temperature if self.spec.temperature > 0 else VOTE_TEMPERATURE
-                for _ in range(self.spec.samples - 1):
-                    more, _lp = await self.client.complete(prompt, vote_temperature)
+                for vote in range(1, self.spec.samples):
+                    more, _lp = await self.client.complete(prompt, vote_temperature, vote=vote)
                     verdicts.append(parse_verdict(more))
         except JudgeTransportError as exc:
             return Judgement(

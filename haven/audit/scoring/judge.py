@@ -10,6 +10,7 @@ or a parse error — both become ``Label.UNSCORED`` and are counted in the repor
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import re
 from collections import Counter
@@ -172,6 +173,8 @@ class JudgeClient:
         self._retries = max_retries
         self._backoff = backoff_s
         self._logprobs_ok = True
+        self.rejected_fields: set[str] = set()
+        """Reproducibility fields (seed, cache_prompt) the judge endpoint refused; sent without them since."""
         self._client: httpx.AsyncClient | None = None
 
     async def aclose(self) -> None:
@@ -179,15 +182,22 @@ class JudgeClient:
             await self._client.aclose()
             self._client = None
 
-    async def complete(self, prompt: str, temperature: float) -> tuple[str, Any]:
-        """(reply text, logprobs object or None)."""
+    async def complete(self, prompt: str, temperature: float, *, vote: int = 0) -> tuple[str, Any]:
+        """(reply text, logprobs object or None).
+
+        Reproducible like the audited requests: a seed fixed by the prompt and the vote number, and no KV
+        prefix reuse (``cache_prompt: false``); a server that rejects either is asked without it from then on.
+        """
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout, headers=self._headers)
+        digest = hashlib.sha256(f"{vote}:{prompt}".encode()).digest()
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],
             "temperature": temperature,
             "max_tokens": 200,
+            "seed": int.from_bytes(digest[:4], "big") & 0x7FFFFFFF,
+            "cache_prompt": False,
         }
         if self._logprobs_ok:
             body |= {"logprobs": True, "top_logprobs": 5}
@@ -195,6 +205,12 @@ class JudgeClient:
         for attempt in range(self._retries + 1):
             try:
                 r = await self._client.post(self.url, json=body)
+                while r.status_code in (400, 422) and (
+                    field := next((f for f in ("cache_prompt", "seed") if f in body and f in r.text[:2000]), None)
+                ):
+                    self.rejected_fields.add(field)
+                    body.pop(field)
+                    r = await self._client.post(self.url, json=body)
                 if r.status_code == 400 and "logprobs" in body:
                     # Some servers reject logprobs outright; ask again without, and remember.
                     self._logprobs_ok = False

@@ -42,6 +42,7 @@ def sampling_of(r: ChatCompletionRequest | CompletionRequest) -> chat.Sampling:
         repeat_penalty=r.repeat_penalty if r.repeat_penalty is not None else r.repetition_penalty,
         logit_bias={int(k): v for k, v in (r.logit_bias or {}).items()},
         ignore_eos=bool(r.ignore_eos),
+        cache_prompt=r.cache_prompt,
     )
 
 

@@ -214,6 +214,8 @@ class _SamplingFields(_Lenient):
     grammar: str | None = Field(default=None, max_length=1_000_000)
     ignore_eos: bool | None = None
     """Generate exactly max_tokens, never stopping at end-of-generation tokens (benchmark clients send it)."""
+    cache_prompt: bool | None = None
+    """False: no KV prefix reuse for this request, for bit-reproducible answers (llama-server's field)."""
     # vLLM / llama-server / Ollama extensions, honoured
     typical_p: float | None = Field(default=None, ge=0, le=1)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
@@ -235,8 +237,6 @@ class _SamplingFields(_Lenient):
     # extensions accepted and ignored (they change nothing about the answer here)
     skip_special_tokens: bool | None = None
     spaces_between_special_tokens: bool | None = None
-    cache_prompt: bool | None = None
-    """llama-server; Haven always reuses cached prefixes."""
     id_slot: int | None = None
     user: str | None = None
 
