@@ -195,4 +195,3 @@ class LlamaEngine:
 def load_engine(path: str, *, name: str, sha256: str, settings: Settings) -> LlamaEngine:
     """Load ``path`` with ``settings`` (context_length, parallel, batch_size, threads, …)."""
     return LlamaEngine(path, name=name, sha256=sha256, settings=settings)
-

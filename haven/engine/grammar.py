@@ -17,7 +17,7 @@ from typing import Any
 
 from haven.engine.json_grammar.limits import DEFAULT_LIMITS, GrammarLimits
 from haven.engine.json_grammar.scan import check_gbnf
-from haven.engine.json_grammar.schema import ANNOTATIONS, SUPPORTED, check_schema, compile_schema
+from haven.engine.json_grammar.schema import ANNOTATIONS, SUPPORTED, check_schema, compile_schema, schema_depth_ok
 
 __all__ = [
     "ANNOTATIONS",
@@ -28,6 +28,7 @@ __all__ = [
     "GrammarLimits",
     "bounded_gbnf",
     "check_json_schema",
+    "check_json_schema_depth",
     "json_schema_to_gbnf",
 ]
 
@@ -73,6 +74,13 @@ def check_json_schema(schema: Any, *, param: str = "json_schema", limits: Gramma
     (a schema nested 150 deep is a 400, not a RecursionError). Use it wherever a request's schema is
     checked before generation."""
     check_schema(schema, limits=limits, param=param)
+
+
+def check_json_schema_depth(schema: Any, *, param: str = "json_schema", limits: GrammarLimits = DEFAULT_LIMITS) -> None:
+    """GrammarError (400) when ``schema`` is nested deeper than ``max_schema_depth`` or larger than
+    ``max_schema_nodes``; call it before any recursive or costly validation (``jsonschema``'s meta-schema
+    check overflows Python's stack near 100 levels and takes seconds on a 10,000-value schema)."""
+    schema_depth_ok(schema, limits, param=param)
 
 
 def bounded_gbnf(text: str, *, limits: GrammarLimits = DEFAULT_LIMITS, param: str = "grammar") -> str:

@@ -36,9 +36,12 @@ def _escape_char(ch: str, specials: str) -> str:
         return "\\t"
     if code < 0x20 or code == 0x7F:
         return f"\\x{code:02X}"
-    if 0xD800 <= code <= 0xDFFF:  # a lone surrogate cannot be written as UTF-8
-        return f"\\u{code:04X}"
-    return ch
+    if code < 0x7F:
+        return ch
+    # everything else as an escape: the grammar text stays ASCII (no raw C1 controls or lone surrogates)
+    if code <= 0xFF:
+        return f"\\x{code:02X}"
+    return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
 
 
 def literal(text: str) -> str:
@@ -52,6 +55,9 @@ def class_char(ch: str) -> str:
 
 
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9-]+")
+_PRIMITIVE_NAMES = frozenset({"root", "ws", "key-char"})
+"""Names a compiled rule must never take (``root`` is written by :meth:`RuleSet.text`; the
+schema compiler's shared rules are all named ``json-…``, and hints never start with that)."""
 
 
 class RuleSet:
@@ -63,16 +69,17 @@ class RuleSet:
         self.rules: dict[str, str] = {}
         self._by_body: dict[str, str] = {}
         self._reserved: set[str] = set()
+        self._counters: dict[str, int] = {}
         self._size = 0
         self._deadline = time.monotonic() + limits.max_compile_seconds
 
     # --- rules ----------------------------------------------------------------------------
     def fresh_name(self, hint: str) -> str:
         base = _NAME_BAD.sub("-", hint).strip("-")[:40] or "r"
-        name, i = base, 1
-        while name in self.rules or name in self._reserved:
-            i += 1
-            name = f"{base}-{i}"
+        name = base
+        while name in self.rules or name in self._reserved or name in _PRIMITIVE_NAMES:
+            self._counters[base] = self._counters.get(base, 1) + 1
+            name = f"{base}-{self._counters[base]}"
         return name
 
     def reserve(self, hint: str) -> str:
@@ -101,7 +108,7 @@ class RuleSet:
         if self._size > self.limits.max_gbnf_bytes:
             raise limit_error(
                 "The grammar compiled from this schema",
-                f"over {self.limits.max_gbnf_bytes} bytes",
+                f"more than {self.limits.max_gbnf_bytes} bytes",
                 "max_gbnf_bytes",
                 self.limits.max_gbnf_bytes,
                 param=self.param,

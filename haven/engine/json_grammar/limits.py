@@ -16,6 +16,9 @@ from haven.errors import GrammarError
 class GrammarLimits:
     max_schema_depth: int = 100
     """Nesting of the JSON schema document (objects and arrays inside each other)."""
+    max_schema_nodes: int = 5000
+    """Values (objects, arrays, strings, numbers…) in the schema document: the meta-schema check alone
+    costs about half a millisecond per value."""
     max_gbnf_bytes: int = 256 * 1024
     """Size of a grammar's text, whether user-supplied or compiled from a schema."""
     max_gbnf_depth: int = 64
@@ -41,4 +44,4 @@ DEFAULT_LIMITS = GrammarLimits()
 
 def limit_error(what: str, value: int | float | str, limit: str, bound: int | float, *, param: str) -> GrammarError:
     """The one wording of a limit refusal: names the limit, the value and the bound."""
-    return GrammarError(f"{what} is {value}, over the limit {limit} = {bound}.", param=param)
+    return GrammarError(f"{what} exceeds the limit {limit} = {bound} (got {value}).", param=param)

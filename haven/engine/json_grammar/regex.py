@@ -60,8 +60,25 @@ def _subtract(ranges: Ranges, remove: Ranges) -> Ranges:
     return out
 
 
-# Raw in a JSON string: anything but '"', '\\', control characters, DEL and (unencodable) surrogates.
-_NOT_RAW: Ranges = [(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C), (0x7F, 0x7F), (0xD800, 0xDFFF)]
+# Raw in a JSON string (RFC 8259): anything but '"', '\\', control characters and (unencodable) surrogates.
+_NOT_RAW: Ranges = [(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C), (0xD800, 0xDFFF)]
+
+
+def raw_class(excluded: str = "") -> str:
+    """A *positive* class of the characters a JSON string may hold unescaped, minus ``excluded``.
+
+    Positive, not ``[^...]``: llama.cpp matches a token that ends inside a multi-byte character against
+    the range of code points it could still become, and a negated class refuses it when that range
+    touches any excluded character — ``[^\\uD800-\\uDFFF]`` would refuse every Hangul syllable
+    from U+D000 spelled byte by byte."""
+    ranges = _subtract([(0, _MAX_CP)], _NOT_RAW + [(ord(c), ord(c)) for c in excluded])
+    return "[" + _class_body(ranges) + "]"
+
+
+def _class_body(ranges: Ranges) -> str:
+    return "".join(
+        class_char(chr(lo)) if lo == hi else f"{class_char(chr(lo))}-{class_char(chr(hi))}" for lo, hi in ranges
+    )
 
 
 def charset_gbnf(ranges: Ranges) -> str:
@@ -69,15 +86,12 @@ def charset_gbnf(ranges: Ranges) -> str:
     alts: list[str] = []
     raw = _subtract(ranges, _NOT_RAW)
     if raw:
-        body = "".join(
-            class_char(chr(lo)) if lo == hi else f"{class_char(chr(lo))}-{class_char(chr(hi))}" for lo, hi in raw
-        )
-        alts.append(f"[{body}]")
+        alts.append(f"[{_class_body(raw)}]")
     for lo, hi in _normalize(ranges):
         for cp in range(max(lo, 0), min(hi, 0x7F) + 1):
             if cp in _SHORT_ESCAPES:
                 alts.append(literal(_SHORT_ESCAPES[cp]))
-            elif cp < 0x20 or cp == 0x7F:
+            elif cp < 0x20:
                 alts.append(literal(f"\\u{cp:04x}"))
     if not alts:
         return ""

@@ -72,7 +72,7 @@ def check_gbnf(text: str, limits: GrammarLimits = DEFAULT_LIMITS, *, param: str 
             if depth > limits.max_gbnf_depth:
                 raise limit_error(
                     "The grammar's parenthesis nesting",
-                    f"over {limits.max_gbnf_depth}",
+                    f"more than {limits.max_gbnf_depth}",
                     "max_gbnf_depth",
                     limits.max_gbnf_depth,
                     param=param,
@@ -116,12 +116,12 @@ def check_gbnf(text: str, limits: GrammarLimits = DEFAULT_LIMITS, *, param: str 
         elements += last if c not in "*+?{" else 0
         if rules > limits.max_rules:
             raise limit_error(
-                "The grammar's rule count", f"over {limits.max_rules}", "max_rules", limits.max_rules, param=param
+                "The grammar's rule count", f"more than {limits.max_rules}", "max_rules", limits.max_rules, param=param
             )
         if elements > limits.max_elements:
             raise limit_error(
                 "The grammar's expanded size",
-                f"over {limits.max_elements} elements",
+                f"more than {limits.max_elements} elements",
                 "max_elements",
                 limits.max_elements,
                 param=param,

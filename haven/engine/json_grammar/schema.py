@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,17 +35,21 @@ import jsonschema
 import jsonschema.exceptions
 
 from haven.engine.json_grammar.formats import FORMATS
-from haven.engine.json_grammar.gbnf import RuleSet, class_char, literal
+from haven.engine.json_grammar.gbnf import RuleSet, literal
 from haven.engine.json_grammar.limits import DEFAULT_LIMITS, GrammarLimits, limit_error
 from haven.engine.json_grammar.numbers import MAX_DIGITS, integer_range
-from haven.engine.json_grammar.regex import pattern_gbnf
+from haven.engine.json_grammar.regex import pattern_gbnf, raw_class
 from haven.errors import GrammarError
 
-PRIMITIVES = r"""ws ::= | " " | "\n" [ \t]{0,20}
+_RAW = raw_class()
+PRIMITIVES = (
+    r"""ws ::= | " " | "\n" [ \t]{0,20}
 json-hex4 ::= [0-9a-cA-CefEF] [0-9a-fA-F]{3} | [dD] [0-7] [0-9a-fA-F]{2}
-json-char ::= [^"\\\x00-\x1F\x7F] | "\\" (["\\/bfnrt] | "u" json-hex4)
-key-char ::= [^"\\\x00-\x1F\x7F]
-json-string ::= "\"" json-char* "\""
+"""
+    f"""json-char ::= {_RAW} | "\\\\" (["\\\\/bfnrt] | "u" json-hex4)
+key-char ::= {_RAW}
+"""
+    r"""json-string ::= "\"" json-char* "\""
 json-int ::= "-"? ("0" | [1-9] [0-9]{0,15})
 json-number ::= json-int ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?
 json-boolean ::= "true" | "false"
@@ -54,6 +59,7 @@ json-member ::= json-string ws ":" ws json-value ws
 json-object ::= "{" ws (json-member ("," ws json-member)*)? "}"
 json-array ::= "[" ws (json-value ws ("," ws json-value ws)*)? "]"
 """
+)
 
 ANNOTATIONS = frozenset(
     {
@@ -97,14 +103,25 @@ def _is_annotation(key: str) -> bool:
 
 
 def schema_depth_ok(schema: Any, limits: GrammarLimits, *, param: str) -> None:
-    """Refuse a schema document nested deeper than ``max_schema_depth`` (iterative: no recursion)."""
+    """Refuse a schema document nested deeper than ``max_schema_depth`` or with more than
+    ``max_schema_nodes`` values (iterative: no recursion, linear time)."""
     stack: list[tuple[Any, int]] = [(schema, 1)]
+    nodes = 0
     while stack:
         node, depth = stack.pop()
+        nodes += 1
+        if nodes > limits.max_schema_nodes:
+            raise limit_error(
+                "The JSON schema's size",
+                f"more than {limits.max_schema_nodes} values",
+                "max_schema_nodes",
+                limits.max_schema_nodes,
+                param=param,
+            )
         if depth > limits.max_schema_depth:
             raise limit_error(
                 "The JSON schema's nesting depth",
-                f"over {limits.max_schema_depth}",
+                f"more than {limits.max_schema_depth}",
                 "max_schema_depth",
                 limits.max_schema_depth,
                 param=param,
@@ -128,6 +145,8 @@ def check_schema(schema: Any, *, limits: GrammarLimits = DEFAULT_LIMITS, param: 
     except jsonschema.exceptions.SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         raise GrammarError(f"Invalid JSON schema at {where}: {exc.message}.", param=param) from exc
+    except (OverflowError, ValueError, re.error) as exc:  # a ``pattern`` Python's re cannot compile
+        raise GrammarError(f"Invalid JSON schema: {exc}.", param=param) from None
     except RecursionError:  # unreachable below max_schema_depth; never a 500
         raise GrammarError("The JSON schema is nested too deeply to check.", param=param) from None
 
@@ -588,8 +607,7 @@ class _Compiler:
             children = [c for c in node if c]
             for c in children:
                 alts.append(f"{literal(c)} {build(node[c], depth + 1)}")
-            excluded = "".join(class_char(c) for c in children)
-            alts.append(f'[^"\\\\\\x00-\\x1F\\x7F{excluded}] key-char* "\\""')
+            alts.append(f'{raw_class("".join(children))} key-char* "\\""')
             return self.rules.add("key-rest", " | ".join(alts))
 
         return f'"\\"" {build(trie, 0)}'

@@ -102,6 +102,8 @@ def format_schema(fmt: Format) -> dict[str, Any] | None:
         jsonschema.validators.validator_for(fmt).check_schema(fmt)
     except jsonschema.SchemaError as exc:
         raise InvalidRequestError(f"format is not a valid JSON schema: {exc.message}.", param="format") from None
+    except RecursionError:  # issue 11: a schema nested ~100 deep overflows jsonschema's recursive check
+        raise InvalidRequestError("format is nested too deeply to be a usable JSON schema.", param="format") from None
     return fmt
 
 

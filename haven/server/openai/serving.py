@@ -150,6 +150,8 @@ def check_schema(schema: Mapping[str, Any], param: str) -> None:
         jsonschema.validators.validator_for(schema).check_schema(dict(schema))
     except jsonschema.SchemaError as exc:
         raise InvalidRequestError(f"{param} is not a valid JSON schema: {exc.message}.", param=param) from None
+    except RecursionError:  # issue 11: a schema nested ~100 deep overflows jsonschema's recursive check
+        raise InvalidRequestError(f"{param} is nested too deeply to be a usable JSON schema.", param=param) from None
 
 
 class _ChatPlan:

@@ -1,0 +1,371 @@
+"""Haven's JSON schema → GBNF compiler and the grammar bounds, checked with llama.cpp's own grammar.
+
+Each feature: documents the schema allows are accepted token by token, documents it forbids are
+not. The limits: the payloads that crashed or exhausted the server, and a generated corpus of deep,
+wide and huge schemas and GBNF texts, each a GrammarError (400) or a grammar llama.cpp parses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from haven.engine.grammar import bounded_gbnf, check_json_schema, json_schema_to_gbnf
+from haven.engine.json_grammar.gbnf import RuleSet
+from haven.engine.json_grammar.limits import DEFAULT_LIMITS
+from haven.engine.json_grammar.numbers import integer_range
+from haven.errors import GrammarError
+from tests.support.grammar_check import GrammarChecker, vocab_of
+
+CTRL = "\x07"
+
+# (schema, accepted documents, refused documents)
+CASES: list[tuple[dict[str, Any], list[str], list[str]]] = [
+    (
+        {
+            "type": "object",
+            "properties": {
+                "a": {"type": "string", "maxLength": 5},
+                "b": {"type": "integer", "minimum": 3, "maximum": 120},
+            },
+            "required": ["a"],
+        },
+        ['{"a": "xy"}', '{"a":"","b":3}', '{"a": "abcde", "b": 120}'],
+        ['{"b":3}', '{"a":"abcdef"}', '{"a":"x","b":2}', '{"a":"x","b":121}', f'{{"a":"{CTRL}"}}'],
+    ),
+    (
+        {"type": "string"},
+        ['"a\\n\\u00e9\\"\\\\\\/"', '""', '"é€😀"'],
+        [f'"{CTRL}"', '"\\x"', '"\\ud800"', '"a', '"\n"'],
+    ),
+    (
+        {"type": "string", "format": "date"},
+        ['"2024-02-29"', '"2023-12-31"', '"2000-02-29"'],
+        ['"2023-02-29"', '"1900-02-29"', '"2023-13-01"', '"0000-01-01"', '"2023-04-31"'],
+    ),
+    ({"type": "string", "format": "time"}, ['"10:00:00Z"', '"23:59:59.123+05:30"'], ['"24:00:00Z"', '"10:00:00"']),
+    (
+        {"type": "string", "format": "uuid"},
+        ['"123e4567-e89b-12d3-a456-426614174000"'],
+        ['"123e4567e89b12d3a456426614174000"'],
+    ),
+    (
+        {"type": "string", "format": "date-time"},
+        ['"2024-01-01T10:00:00Z"', '"2024-01-01T10:00:00.5+02:00"'],
+        ['"2024-01-01 10:00:00Z"'],
+    ),
+    ({"type": "string", "format": "email"}, ['"a.b@example.com"'], ['"ab"', '"a@b"']),
+    ({"type": "string", "pattern": "^[a-c]+-\\d{2}$"}, ['"ab-12"'], ['"ad-12"', '"ab-1"', '"ab-123"']),
+    ({"type": "string", "pattern": 'x"'}, ['"ax\\"b"', '"x\\""'], ['"ab"']),
+    (
+        {"type": "string", "pattern": "^(ab|cd){2,3}[^a-z]?$"},
+        ['"abcd"', '"cdcdab1"'],
+        ['"ab"', '"abcdabcd"', '"abcdz"'],
+    ),
+    (
+        {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 3},
+        ["[1, 2]", "[1,2,3]"],
+        ["[1]", "[1,2,3,4]", "[]"],
+    ),
+    (
+        {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "items": False, "minItems": 1},
+        ['["a"]', '["a", 1]'],
+        ["[]", "[1]", '["a",1,2]'],
+    ),
+    ({"enum": ["cat", "dog", 1, None]}, ['"cat"', "1", "null"], ['"cow"', "2"]),
+    ({"type": "string", "enum": ["cat", 1]}, ['"cat"'], ["1"]),
+    ({"const": {"a": [1, 2]}}, ['{"a": [1, 2]}'], ['{"a":[1]}']),
+    ({"anyOf": [{"type": "string"}, {"type": "integer"}]}, ['"x"', "5"], ["5.5", "null"]),
+    ({"oneOf": [{"type": "boolean"}, {"type": "null"}]}, ["true", "null"], ['"x"']),
+    ({"type": ["string", "null"]}, ['"x"', "null"], ["1"]),
+    ({"type": "integer", "nullable": True}, ["1", "null"], ['"1"']),
+    (
+        {
+            "allOf": [
+                {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                {"properties": {"b": {"type": "string"}}},
+            ]
+        },
+        ['{"a":1}', '{"a":1,"b":"x"}'],
+        ['{"b":"x"}', '{"a":"1"}'],
+    ),
+    (
+        {
+            "$defs": {
+                "node": {
+                    "type": "object",
+                    "properties": {
+                        "v": {"type": "integer"},
+                        "next": {"anyOf": [{"$ref": "#/$defs/node"}, {"type": "null"}]},
+                    },
+                    "required": ["v", "next"],
+                }
+            },
+            "$ref": "#/$defs/node",
+        },
+        ['{"v":1,"next":{"v":2,"next":null}}'],
+        ['{"v":1}', '{"v":1,"next":{"v":2}}'],
+    ),
+    (
+        {"type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": {"type": "string"}},
+        ['{"a":1,"b":"x"}', '{"ab":"y"}', '{"zz": "q"}'],
+        ['{"b":1}', '{"a":1,"a":"x"}'],
+    ),
+    ({"type": "object", "additionalProperties": False}, ["{}"], ['{"a":1}']),
+    (
+        {"type": "object"},
+        ['{"a": [1, {"b": null}]}', "{}"],
+        ["[]", '{"a":1'],
+    ),
+    ({"type": "object", "properties": {"a": {"type": "integer"}}}, ['{"a": 1}', "{}"], ['{"b": 1}']),
+    ({"type": "number", "minimum": 0, "maximum": 1}, ["0", "0.5", "1", "0.999"], ["1.5", "-0.1", "2", "1e0"]),
+    ({"type": "number", "minimum": -2, "maximum": -1}, ["-1", "-1.5", "-2"], ["-2.5", "0", "-0.5"]),
+    ({"type": "number"}, ["-0.5e10", "3", "1.25E-2"], ["01", ".5", "1.", "+1", "NaN"]),
+    ({"type": "integer", "exclusiveMinimum": -5, "maximum": 5}, ["-4", "0", "5"], ["-5", "6", "-0", "1.0"]),
+    (
+        {"type": "string", "minLength": 3, "maxLength": 40},
+        ['"abc"', '"' + "x" * 40 + '"'],
+        ['"ab"', '"' + "x" * 41 + '"'],
+    ),
+    ({"type": "string", "minLength": 100}, ['"' + "ab" * 50 + '"'], ['"' + "a" * 99 + '"']),
+    ({"type": "string", "maxLength": 20000}, ['"' + "hello " * 500 + '"'], ["1"]),
+    (
+        {"type": "array", "items": {"type": "boolean"}, "maxItems": 100},
+        ["[" + ",".join(["true"] * 100) + "]"],
+        ["[" + ",".join(["true"] * 101) + "]"],
+    ),
+    ({}, ['{"a": 1}', "[1]", '"x"', "1", "true", "null"], ["nul", f'"{CTRL}"']),
+]
+
+
+@pytest.fixture(scope="module")
+def checker(make_test_model: Callable[..., Path]) -> Iterator[GrammarChecker]:
+    with vocab_of(make_test_model()) as vocab:
+        yield GrammarChecker(vocab)
+
+
+@pytest.mark.parametrize(("schema", "good", "bad"), CASES, ids=[json.dumps(c[0])[:60] for c in CASES])
+def test_grammar_accepts_valid_documents_and_refuses_the_rest(
+    checker: GrammarChecker, schema: dict[str, Any], good: list[str], bad: list[str]
+) -> None:
+    gbnf = json_schema_to_gbnf(schema)
+    assert checker.parses(gbnf), gbnf
+    for text in good:
+        assert checker.accepts(gbnf, text), (text, gbnf)
+    for text in bad:
+        assert not checker.accepts(gbnf, text), (text, gbnf)
+
+
+def test_the_checker_itself_can_refuse(checker: GrammarChecker) -> None:
+    assert not checker.parses("root ::= ( oops")
+    assert not checker.accepts('root ::= "a"', "b")
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"$ref": "#"}, "left recursion"),
+        ({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}, "left recursion"),
+        ({"$ref": "#/$defs/x"}, "points to nothing"),
+        ({"$ref": "#anchor"}, "not anchors"),
+        ({"type": "string", "minLength": 3, "pattern": "^a+$"}, "cannot be combined"),
+        ({"allOf": [{"type": "string"}, {"type": "integer"}]}, "nothing in common"),
+        ({"allOf": [{"pattern": "a"}, {"pattern": "b"}]}, "cannot merge two different values of 'pattern'"),
+        ({"type": "string", "pattern": "(a)\\1"}, "escape \\\\1"),
+        ({"type": "string", "pattern": "a\\b"}, "escape \\\\b"),
+        ({"type": "string", "pattern": "a^b"}, "anchor"),
+        ({"type": "integer", "minimum": 5, "maximum": 4}, "satisfies its bounds"),
+        ({"type": "string", "enum": [1, 2]}, "no value"),
+        ({"type": "array", "uniqueItems": True}, "keyword 'uniqueItems'"),
+        ({"type": "object", "minProperties": 2}, "keyword 'minProperties'"),
+        ({"type": "object", "properties": {"a": {"strict": True}}}, "keyword 'strict' at #/properties/\"a\""),
+    ],
+)
+def test_what_cannot_be_enforced_is_an_error_naming_it(schema: dict[str, Any], message: str) -> None:
+    with pytest.raises(GrammarError, match=message) as info:
+        json_schema_to_gbnf(schema)
+    assert info.value.status_code == 400
+
+
+def test_no_op_values_and_annotations_are_accepted() -> None:
+    json_schema_to_gbnf(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "T",
+            "description": "d",
+            "type": "array",
+            "uniqueItems": False,
+            "examples": [[]],
+            "x-extension": 1,
+        }
+    )
+
+
+# --- the payloads of the issue and the limits ----------------------------------------------------
+
+
+def _nested_schema(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
+    return schema
+
+
+def test_twenty_thousand_nested_parentheses_are_refused_before_llama_cpp() -> None:
+    grammar = "root ::= " + "(" * 20000 + '"a"' + ")" * 20000
+    with pytest.raises(GrammarError, match="max_gbnf_depth"):
+        bounded_gbnf(grammar)
+
+
+def test_max_length_twenty_thousand_compiles_to_a_shallow_grammar(checker: GrammarChecker) -> None:
+    gbnf = json_schema_to_gbnf({"type": "string", "maxLength": 20000})
+    assert len(gbnf) < 4000
+    assert checker.parses(gbnf)
+    assert checker.accepts(gbnf, '"' + "y" * 3000 + '"')
+
+
+def test_min_length_a_billion_is_a_limit_error_naming_the_limit() -> None:
+    with pytest.raises(GrammarError, match="max_length") as info:
+        json_schema_to_gbnf({"type": "string", "minLength": 1_000_000_000})
+    assert "1000000000" in info.value.message
+
+
+def test_schema_nested_150_deep_is_refused_without_recursion_error() -> None:
+    for check in (json_schema_to_gbnf, check_json_schema):
+        with pytest.raises(GrammarError, match="max_schema_depth"):
+            check(_nested_schema(150))
+    json_schema_to_gbnf(_nested_schema(30))
+
+
+@pytest.mark.parametrize("k", [33, 100, 999, 20000, 99999, 100000])
+def test_optional_repetition_depth_grows_like_the_square_root(k: int) -> None:
+    rules = RuleSet(DEFAULT_LIMITS, param="t")
+    expr = rules.repeat("x", 0, k)
+    text = rules.text(expr)
+    spans = [int(m.group(1)) for m in re.finditer(r"\{0,(\d+)\}", text)]
+    # nested optional depth along one branch: at most two spans of about sqrt(k)
+    assert max(spans) <= int(k**0.5) + 2
+    assert len(text) < 2000
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0, 0), (5, 5), (0, 40), (33, 33), (1025, 1025), (3, 100), (64, 2000)])
+def test_bounded_repetition_matches_exactly_the_counts(checker: GrammarChecker, lo: int, hi: int) -> None:
+    rules = RuleSet(DEFAULT_LIMITS, param="t")
+    gbnf = rules.text(rules.repeat('"a"', lo, hi) or '""')
+    for n in {0, lo - 1, lo, (lo + hi) // 2, hi, hi + 1} - {-1}:
+        assert checker.accepts(gbnf, "a" * n) == (lo <= n <= hi), n
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0, 9), (3, 120), (-50, -3), (-7, 13), (99, 1001), (None, -10), (10, None)])
+def test_integer_ranges_are_exact(checker: GrammarChecker, lo: int | None, hi: int | None) -> None:
+    gbnf = "root ::= " + " | ".join(integer_range(lo, hi)) + "\n"
+    a = lo if lo is not None else (hi or 0) - 300
+    b = hi if hi is not None else (lo or 0) + 300
+    for n in range(a - 12, b + 12):
+        expected = (lo is None or n >= lo) and (hi is None or n <= hi)
+        assert checker.accepts(gbnf, str(n)) == expected, n
+
+
+@pytest.mark.parametrize(
+    ("grammar", "limit"),
+    [
+        ("root ::= " + '"a"' * 10 + "{0,5000}", "max_repetition"),
+        ("root ::= [a-z]{3000}", "max_repetition"),
+        ("root ::= x\n" + "".join(f"x ::= y{i}\n" for i in range(5000)), "max_rules"),
+        ('root ::= "' + "a" * 300_000 + '"', "max_gbnf_bytes"),
+        ("root ::= " + " ".join(['"abcdefghij"{1000}'] * 30), "max_elements"),
+    ],
+)
+def test_gbnf_over_a_limit_is_refused_naming_it(grammar: str, limit: str) -> None:
+    with pytest.raises(GrammarError, match=limit):
+        bounded_gbnf(grammar)
+
+
+@pytest.mark.parametrize(
+    "grammar",
+    ['root ::= "a', "root ::= [a-", "root ::= (a", "root ::= a)", 'x ::= "a"', "root ::= a{,}", "root ::= \x00"],
+)
+def test_malformed_gbnf_is_refused_by_the_scanner(grammar: str) -> None:
+    with pytest.raises(GrammarError):
+        bounded_gbnf(grammar)
+
+
+def test_ordinary_gbnf_passes_the_scanner_unchanged(checker: GrammarChecker) -> None:
+    grammar = (
+        'root ::= greeting ("," ws name)?  # a comment\ngreeting ::= "hi" | "hello"\n'
+        "ws ::= [ \\t]{0,4}\nname ::= [a-z]+\n"
+    )
+    assert bounded_gbnf(grammar) == grammar
+    assert checker.accepts(grammar, "hello, bob")
+
+
+def _fuzz_schemas() -> Iterator[Any]:
+    for depth in (10, 40, 60, 99, 150, 1000):
+        yield _nested_schema(depth)
+        items: Any = {"type": "integer"}
+        for _ in range(depth):
+            items = {"type": "array", "items": items, "maxItems": 3}
+        yield items
+        any_of: Any = {"type": "null"}
+        for _ in range(depth):
+            any_of = {"anyOf": [any_of, {"type": "boolean"}]}
+        yield any_of
+    for width in (10, 300, 1500, 5000):
+        yield {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(width)}}
+        yield {"enum": [f"v{i}" for i in range(width)]}
+        yield {"type": "array", "prefixItems": [{"type": "integer"}] * width}
+        yield {"allOf": [{"anyOf": [{"const": i}, {"const": -i}]} for i in range(min(width, 40))]}
+    for size in (1999, 2000, 20000, 99999, 100_001, 10**9, 10**18):
+        yield {"type": "string", "maxLength": size}
+        yield {"type": "string", "minLength": size}
+        yield {"type": "array", "minItems": size}
+        yield {"type": "string", "pattern": f"^a{{{size}}}$"}
+    yield {"type": "string", "pattern": "(" * 5000 + ")" * 5000}
+    yield {"type": "string", "pattern": "a" * 5000}
+    yield {"type": "integer", "minimum": -(10**300)}
+    yield {"type": "number", "maximum": 1e308}
+    yield {"properties": {"k" * 100_000: {}}, "required": ["k" * 100_000]}
+
+
+def _fuzz_grammars() -> Iterator[str]:
+    for depth in (10, 64, 65, 1000, 20000):
+        yield "root ::= " + "(" * depth + '"a"' + ")" * depth
+    for count in (10, 1999, 2000, 2001, 20000, 10**9):
+        yield f"root ::= [a-z]{{0,{count}}}"
+        yield f'root ::= "ab"{{{count}}}'
+    for n in (100, 4000, 20000):
+        yield "root ::= r0\n" + "".join(f"r{i} ::= r{i + 1}\n" for i in range(n)) + f'r{n} ::= "a"'
+        yield "root ::= " + " | ".join(f'"{i}"' for i in range(n))
+    yield "root ::= " + "[" * 1000
+    yield 'root ::= "' + "\\" * 10001 + '"'
+
+
+def test_fuzzed_deep_wide_and_huge_schemas_are_400s_or_grammars_llama_cpp_parses(checker: GrammarChecker) -> None:
+    outcomes = {"error": 0, "ok": 0}
+    for schema in _fuzz_schemas():
+        try:
+            gbnf = json_schema_to_gbnf(schema)
+        except GrammarError as exc:
+            assert exc.status_code == 400 and exc.message
+            outcomes["error"] += 1
+            continue
+        assert checker.parses(gbnf), json.dumps(schema)[:200]
+        outcomes["ok"] += 1
+    assert outcomes["error"] > 5 and outcomes["ok"] > 5, outcomes
+
+
+def test_fuzzed_gbnf_texts_are_400s_or_grammars_llama_cpp_parses(checker: GrammarChecker) -> None:
+    outcomes = {"error": 0, "ok": 0, "llama": 0}
+    for grammar in _fuzz_grammars():
+        try:
+            bounded_gbnf(grammar)
+        except GrammarError:
+            outcomes["error"] += 1
+            continue
+        outcomes["ok" if checker.parses(grammar) else "llama"] += 1
+    assert outcomes["error"] > 5 and outcomes["ok"] > 5, outcomes
