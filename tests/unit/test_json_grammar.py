@@ -21,6 +21,7 @@ from haven.engine.json_grammar.limits import DEFAULT_LIMITS
 from haven.engine.json_grammar.numbers import integer_range
 from haven.errors import GrammarError
 from tests.support.grammar_check import GrammarChecker, vocab_of
+from tests.support.grammar_corpus import fuzz_grammars, fuzz_schemas, nested_schema
 
 CTRL = "\x07"
 
@@ -209,13 +210,6 @@ def test_no_op_values_and_annotations_are_accepted() -> None:
 # --- the payloads of the issue and the limits ----------------------------------------------------
 
 
-def _nested_schema(depth: int) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "string"}
-    for _ in range(depth):
-        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
-    return schema
-
-
 def test_twenty_thousand_nested_parentheses_are_refused_before_llama_cpp() -> None:
     grammar = "root ::= " + "(" * 20000 + '"a"' + ")" * 20000
     with pytest.raises(GrammarError, match="max_gbnf_depth"):
@@ -238,8 +232,8 @@ def test_min_length_a_billion_is_a_limit_error_naming_the_limit() -> None:
 def test_schema_nested_150_deep_is_refused_without_recursion_error() -> None:
     for check in (json_schema_to_gbnf, check_json_schema):
         with pytest.raises(GrammarError, match="max_schema_depth"):
-            check(_nested_schema(150))
-    json_schema_to_gbnf(_nested_schema(30))
+            check(nested_schema(150))
+    json_schema_to_gbnf(nested_schema(30))
 
 
 @pytest.mark.parametrize("k", [33, 100, 999, 20000, 99999, 100000])
@@ -304,50 +298,9 @@ def test_ordinary_gbnf_passes_the_scanner_unchanged(checker: GrammarChecker) -> 
     assert checker.accepts(grammar, "hello, bob")
 
 
-def _fuzz_schemas() -> Iterator[Any]:
-    for depth in (10, 40, 60, 99, 150, 1000):
-        yield _nested_schema(depth)
-        items: Any = {"type": "integer"}
-        for _ in range(depth):
-            items = {"type": "array", "items": items, "maxItems": 3}
-        yield items
-        any_of: Any = {"type": "null"}
-        for _ in range(depth):
-            any_of = {"anyOf": [any_of, {"type": "boolean"}]}
-        yield any_of
-    for width in (10, 300, 1500, 5000):
-        yield {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(width)}}
-        yield {"enum": [f"v{i}" for i in range(width)]}
-        yield {"type": "array", "prefixItems": [{"type": "integer"}] * width}
-        yield {"allOf": [{"anyOf": [{"const": i}, {"const": -i}]} for i in range(min(width, 40))]}
-    for size in (1999, 2000, 20000, 99999, 100_001, 10**9, 10**18):
-        yield {"type": "string", "maxLength": size}
-        yield {"type": "string", "minLength": size}
-        yield {"type": "array", "minItems": size}
-        yield {"type": "string", "pattern": f"^a{{{size}}}$"}
-    yield {"type": "string", "pattern": "(" * 5000 + ")" * 5000}
-    yield {"type": "string", "pattern": "a" * 5000}
-    yield {"type": "integer", "minimum": -(10**300)}
-    yield {"type": "number", "maximum": 1e308}
-    yield {"properties": {"k" * 100_000: {}}, "required": ["k" * 100_000]}
-
-
-def _fuzz_grammars() -> Iterator[str]:
-    for depth in (10, 64, 65, 1000, 20000):
-        yield "root ::= " + "(" * depth + '"a"' + ")" * depth
-    for count in (10, 1999, 2000, 2001, 20000, 10**9):
-        yield f"root ::= [a-z]{{0,{count}}}"
-        yield f'root ::= "ab"{{{count}}}'
-    for n in (100, 4000, 20000):
-        yield "root ::= r0\n" + "".join(f"r{i} ::= r{i + 1}\n" for i in range(n)) + f'r{n} ::= "a"'
-        yield "root ::= " + " | ".join(f'"{i}"' for i in range(n))
-    yield "root ::= " + "[" * 1000
-    yield 'root ::= "' + "\\" * 10001 + '"'
-
-
 def test_fuzzed_deep_wide_and_huge_schemas_are_400s_or_grammars_llama_cpp_parses(checker: GrammarChecker) -> None:
     outcomes = {"error": 0, "ok": 0}
-    for schema in _fuzz_schemas():
+    for schema in fuzz_schemas():
         try:
             gbnf = json_schema_to_gbnf(schema)
         except GrammarError as exc:
@@ -361,7 +314,7 @@ def test_fuzzed_deep_wide_and_huge_schemas_are_400s_or_grammars_llama_cpp_parses
 
 def test_fuzzed_gbnf_texts_are_400s_or_grammars_llama_cpp_parses(checker: GrammarChecker) -> None:
     outcomes = {"error": 0, "ok": 0, "llama": 0}
-    for grammar in _fuzz_grammars():
+    for grammar in fuzz_grammars():
         try:
             bounded_gbnf(grammar)
         except GrammarError:

@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import json
 import math
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,8 +103,10 @@ def format_schema(fmt: Format) -> dict[str, Any] | None:
         jsonschema.validators.validator_for(fmt).check_schema(fmt)
     except jsonschema.SchemaError as exc:
         raise InvalidRequestError(f"format is not a valid JSON schema: {exc.message}.", param="format") from None
-    except RecursionError:  # issue 11: a schema nested ~100 deep overflows jsonschema's recursive check
-        raise InvalidRequestError("format is nested too deeply to be a usable JSON schema.", param="format") from None
+    except (RecursionError, OverflowError, re.error):  # issue 9/11: nested ~100 deep, or a pattern re refuses
+        raise InvalidRequestError(
+            "format is too deeply nested, or has a pattern Python cannot compile.", param="format"
+        ) from None
     return fmt
 
 

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import struct
 import time
 import uuid
@@ -150,8 +151,10 @@ def check_schema(schema: Mapping[str, Any], param: str) -> None:
         jsonschema.validators.validator_for(schema).check_schema(dict(schema))
     except jsonschema.SchemaError as exc:
         raise InvalidRequestError(f"{param} is not a valid JSON schema: {exc.message}.", param=param) from None
-    except RecursionError:  # issue 11: a schema nested ~100 deep overflows jsonschema's recursive check
-        raise InvalidRequestError(f"{param} is nested too deeply to be a usable JSON schema.", param=param) from None
+    except (RecursionError, OverflowError, re.error):  # issue 9/11: nested ~100 deep, or a pattern re refuses
+        raise InvalidRequestError(
+            f"{param} is too deeply nested, or has a pattern Python cannot compile.", param=param
+        ) from None
 
 
 class _ChatPlan:
