@@ -322,3 +322,76 @@ def test_fuzzed_gbnf_texts_are_400s_or_grammars_llama_cpp_parses(checker: Gramma
             continue
         outcomes["ok" if checker.parses(grammar) else "llama"] += 1
     assert outcomes["error"] > 5 and outcomes["ok"] > 5, outcomes
+
+
+# --- the schemas real clients send ---------------------------------------------------------------
+
+
+def test_a_pydantic_model_schema_compiles_and_accepts_its_own_dumps(checker: GrammarChecker) -> None:
+    import datetime
+    import enum
+    import uuid
+
+    from pydantic import BaseModel, Field
+
+    class Color(enum.Enum):
+        red = "red"
+        green = "green"
+
+    class Address(BaseModel):
+        street: str = Field(min_length=1, max_length=30)
+        zip: str | None = Field(default=None, pattern=r"^\d{5}$")
+
+    class Person(BaseModel):
+        name: str
+        age: int = Field(ge=0, le=150)
+        score: float = Field(ge=0, le=1)
+        color: Color
+        tags: list[str] = Field(default_factory=list, max_length=3)
+        home: Address
+        born: datetime.date
+        id: uuid.UUID
+
+    gbnf = json_schema_to_gbnf(Person.model_json_schema())
+    person = Person(
+        name='Ann "A" \\ B',
+        age=150,
+        score=0.25,
+        color=Color.green,
+        tags=["x", "é"],
+        home=Address(street="Main 1", zip="12345"),
+        born=datetime.date(2000, 2, 29),
+        id=uuid.UUID(int=7),
+    )
+    assert checker.accepts(gbnf, person.model_dump_json())
+    assert checker.accepts(gbnf, person.model_dump_json(indent=2))
+    assert not checker.accepts(gbnf, person.model_dump_json().replace('"age":150', '"age":151'))
+
+
+def test_forced_tool_call_schemas_compile(checker: GrammarChecker) -> None:
+    weather = {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    }
+    clock = {"name": "now", "parameters": {"type": "object", "properties": {}}}
+    calls = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"name": {"const": t["name"]}, "arguments": t["parameters"]},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+            for t in (weather, clock)
+        ]
+    }
+    gbnf = json_schema_to_gbnf(calls)
+    assert checker.accepts(gbnf, '{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}}')
+    assert checker.accepts(gbnf, '{"name": "now", "arguments": {}}')
+    assert not checker.accepts(gbnf, '{"name": "get_weather", "arguments": {}}')
+    assert not checker.accepts(gbnf, '{"name": "other", "arguments": {}}')
