@@ -51,22 +51,8 @@ def check_gbnf(text: str, limits: GrammarLimits = DEFAULT_LIMITS, *, param: str 
             defined.add(name.group())
             rules += 1
             i, last = define.end(), 0
-        elif c == '"':
-            j, count = i + 1, 0
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-                count += 1
-            if j >= n:
-                raise GrammarError(f"The grammar has an unterminated string at offset {i}.", param=param)
-            i, last = j + 1, count + 1
-        elif c == "[":
-            j, count = i + 1, 0
-            while j < n and text[j] != "]":
-                j += 2 if text[j] == "\\" else 1
-                count += 1
-            if j >= n:
-                raise GrammarError(f"The grammar has an unterminated character class at offset {i}.", param=param)
-            i, last = j + 1, count + 1
+        elif c in '"[':
+            i, last = _skip_quoted(text, i, '"' if c == '"' else "]", param=param)
         elif c == "(":
             depth += 1
             if depth > limits.max_gbnf_depth:
@@ -130,3 +116,15 @@ def check_gbnf(text: str, limits: GrammarLimits = DEFAULT_LIMITS, *, param: str 
         raise GrammarError("The grammar has an unclosed '('.", param=param)
     if "root" not in defined:
         raise GrammarError("The grammar has no 'root' rule.", param=param)
+
+
+def _skip_quoted(text: str, start: int, close: str, *, param: str) -> tuple[int, int]:
+    """(offset after the literal or class opening at ``start``, its element count), escapes honoured."""
+    j, count = start + 1, 0
+    while j < len(text) and text[j] != close:
+        j += 2 if text[j] == "\\" else 1
+        count += 1
+    if j >= len(text):
+        what = "string" if close == '"' else "character class"
+        raise GrammarError(f"The grammar has an unterminated {what} at offset {start}.", param=param)
+    return j + 1, count + 1

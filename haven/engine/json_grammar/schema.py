@@ -239,16 +239,13 @@ class _Compiler:
                 continue
             raise self.error(f"JSON schema keyword '{key}' at {path} is not supported for constrained output.")
 
+    def _check_alternatives(self, what: str, count: int) -> None:
+        if count > self.limits.max_alternatives:
+            raise limit_error(what, count, "max_alternatives", self.limits.max_alternatives, param=self.param)
+
     def _alternatives(self, alts: Sequence[str], path: str) -> str:
         unique = list(dict.fromkeys(a for a in alts))
-        if len(unique) > self.limits.max_alternatives:
-            raise limit_error(
-                f"The number of alternatives at {path}",
-                len(unique),
-                "max_alternatives",
-                self.limits.max_alternatives,
-                param=self.param,
-            )
+        self._check_alternatives(f"The number of alternatives at {path}", len(unique))
         if len(unique) == 1:
             return unique[0]
         return self.rules.add("alt", " | ".join(unique))
@@ -335,14 +332,7 @@ class _Compiler:
                         if b is not False
                     ]
             branches = [self._merge2(self._merge2(b, m, path), o, path) for b in branches for o in options]
-            if len(branches) > self.limits.max_alternatives:
-                raise limit_error(
-                    f"The branches of allOf at {path}",
-                    len(branches),
-                    "max_alternatives",
-                    self.limits.max_alternatives,
-                    param=self.param,
-                )
+            self._check_alternatives(f"The branches of allOf at {path}", len(branches))
         return branches[0] if len(branches) == 1 else {"anyOf": branches}
 
     def _merge2(self, a: Mapping[str, Any], b: Mapping[str, Any], path: str) -> dict[str, Any]:
