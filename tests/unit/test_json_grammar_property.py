@@ -197,3 +197,38 @@ def test_grammar_compilation_runs_off_the_event_loop(engine: LlamaEngine, monkey
     assert threads[-1] is not loop_thread
     loop_thread = asyncio.run(run(SamplingParams(max_tokens=2)))
     assert threads[-1] is loop_thread  # no grammar: no thread hop on the hot path
+
+
+def test_a_caller_leaving_while_the_grammar_compiles_cancels_the_request(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    cancelled: list[str] = []
+    original_submit, original_cancel = engine.scheduler.submit, engine.scheduler.cancel
+
+    def slow_submit(request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> Any:
+        release.wait(10)
+        return original_submit(request, loop)
+
+    def recording_cancel(request_id: str) -> None:
+        cancelled.append(request_id)
+        original_cancel(request_id)
+
+    monkeypatch.setattr(engine.scheduler, "submit", slow_submit)
+    monkeypatch.setattr(engine.scheduler, "cancel", recording_cancel)
+
+    async def leave_early() -> None:
+        request = GenerationRequest([1, 2, 3], SamplingParams(json_schema={}, max_tokens=64), request_id="gone")
+        task = asyncio.ensure_future(engine.submit(request))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        for _ in range(200):  # the executor finishes the submit, then the callback cancels it
+            if cancelled:
+                return
+            await asyncio.sleep(0.01)
+
+    asyncio.run(leave_early())
+    assert cancelled == ["gone"]
