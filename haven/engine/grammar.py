@@ -65,7 +65,13 @@ def json_schema_to_gbnf(
     schema: Mapping[str, Any] | bool, *, limits: GrammarLimits = DEFAULT_LIMITS, param: str = "json_schema"
 ) -> str:
     """GBNF text whose root accepts only JSON documents valid against ``schema`` (GrammarError if it
-    uses an unsupported keyword, is invalid, or is over a limit)."""
+    uses an unsupported keyword, is invalid, or is over a limit).
+
+    An empty schema ``{}`` means "any JSON object" here, as the engine's contract says
+    (:attr:`SamplingParams.json_schema`): Ollama ``format: "json"`` and OpenAI ``json_object`` send it.
+    ``True`` is any JSON value."""
+    if isinstance(schema, Mapping) and not schema:
+        schema = {"type": "object"}
     return bounded_gbnf(compile_schema(schema, limits=limits, param=param), limits=limits, param=param)
 
 

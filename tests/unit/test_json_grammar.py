@@ -140,7 +140,7 @@ CASES: list[tuple[dict[str, Any], list[str], list[str]]] = [
         ["[" + ",".join(["true"] * 100) + "]"],
         ["[" + ",".join(["true"] * 101) + "]"],
     ),
-    ({}, ['{"a": 1}', "[1]", '"x"', "1", "true", "null"], ["nul", f'"{CTRL}"']),
+    ({}, ['{"a": [1, {"b": null}]}', "{}"], ["[1]", '"x"', "nul", f'{{"a": "{CTRL}"}}']),  # {}: any object
 ]
 
 
@@ -160,6 +160,13 @@ def test_grammar_accepts_valid_documents_and_refuses_the_rest(
         assert checker.accepts(gbnf, text), (text, gbnf)
     for text in bad:
         assert not checker.accepts(gbnf, text), (text, gbnf)
+
+
+def test_true_is_any_json_value(checker: GrammarChecker) -> None:
+    gbnf = json_schema_to_gbnf(True)
+    for text in ('{"a": [1]}', "[1, 2]", '"x"', "-1.5e3", "true", "null"):
+        assert checker.accepts(gbnf, text)
+    assert not checker.accepts(gbnf, "nul")
 
 
 def test_the_checker_itself_can_refuse(checker: GrammarChecker) -> None:

@@ -55,9 +55,9 @@ json-number ::= json-int ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?
 json-boolean ::= "true" | "false"
 json-null ::= "null"
 json-value ::= json-object | json-array | json-string | json-number | json-boolean | json-null
-json-member ::= json-string ws ":" ws json-value ws
-json-object ::= "{" ws (json-member ("," ws json-member)*)? "}"
-json-array ::= "[" ws (json-value ws ("," ws json-value ws)*)? "]"
+json-member ::= json-string ":" ws json-value
+json-object ::= "{" ws (json-member ("," ws json-member)* ws)? "}"
+json-array ::= "[" ws (json-value ("," ws json-value)* ws)? "]"
 """
 )
 
@@ -547,15 +547,19 @@ class _Compiler:
                 continue
             value = self.visit(sub, where, frozenset())
             kv = self.rules.add(
-                f"{path_hint(name)}-kv", f'{literal(json.dumps(name, ensure_ascii=False))} ws ":" ws {value} ws'
+                f"{path_hint(name)}-kv", f'{literal(json.dumps(name, ensure_ascii=False))} ":" ws {value}'
             )
             members.append((kv, name in required))
         tail = None
         if extra_value is not None:
             key = self._key_not_in(names)
-            tail = self.rules.add("extra-kv", f'{key} ws ":" ws {extra_value} ws')
+            tail = self.rules.add("extra-kv", f'{key} ":" ws {extra_value}')
         body = self._members(members, tail)
-        return self.rules.add("object", f'"{{" ws {body} "}}"' if body else '"{" ws "}"')
+        if not body:
+            return self.rules.add("object", '"{" ws "}"')
+        if any(required for _, required in members):
+            return self.rules.add("object", f'"{{" ws {body} ws "}}"')
+        return self.rules.add("object", f'"{{" ws ({body} ws)? "}}"')
 
     def _members(self, items: Sequence[tuple[str, bool]], tail: str | None) -> str:
         """Comma-separated members: every required item, optional ones or not, in order, then any tail."""
@@ -616,14 +620,11 @@ class _Compiler:
             prefix = prefix[:hi]
         if rest is None:
             rest = bool(not prefix or lo > len(prefix))
-        elements = [
-            self.rules.add("item", f"{self.visit(s, f'{path}/prefixItems/{i}', frozenset())} ws")
-            for i, s in enumerate(prefix)
-        ]
+        elements = [self.visit(s, f"{path}/prefixItems/{i}", frozenset()) for i, s in enumerate(prefix)]
         tail: str | None = None
         tail_lo, tail_hi = max(0, lo - len(prefix)), None if hi is None else hi - len(prefix)
         if rest is not False and tail_hi != 0:
-            tail = self.rules.add("item", f"{self.visit(rest, f'{path}/items', frozenset())} ws")
+            tail = self.visit(rest, f"{path}/items", frozenset())
         elif lo > len(prefix):
             raise self.error(f"minItems {lo} at {path} needs more items than prefixItems allows.")
         required = min(lo, len(prefix))
@@ -640,18 +641,20 @@ class _Compiler:
                 None if tail_hi is None else tail_hi - 1,
                 what=f"the item count at {path}",
             )
-            first = f"{tail} {more}".strip()
-            if tail_lo == 0:
-                first = f"({first})?"
+            first = f"{tail} {more}".strip()  # optional as a whole when minItems is 0 (below)
         for i in range(len(prefix) - 1, 0, -1):
             seq = f'"," ws {elements[i]} {after}'.strip()
             after = self.rules.add("more-items", seq if i < required else f"({seq})?")
         if prefix:
             first = f"{elements[0]} {after}".strip()
-            first = self.rules.add("items", first if required >= 1 else f"({first})?")
+            first = self.rules.add("items", first)
         elif first:
             first = self.rules.add("items", first)
-        return self.rules.add("array", f'"[" ws {first} "]"' if first else '"[" ws "]"')
+        if not first:
+            return self.rules.add("array", '"[" ws "]"')
+        if lo > 0:
+            return self.rules.add("array", f'"[" ws {first} ws "]"')
+        return self.rules.add("array", f'"[" ws ({first} ws)? "]"')
 
 
 def path_hint(name: str) -> str:
