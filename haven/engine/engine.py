@@ -249,7 +249,23 @@ class LlamaEngine:
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         self._check_open()
-        return self.scheduler.submit(request, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        if request.sampling.grammar is None and request.sampling.json_schema is None:
+            return self.scheduler.submit(request, loop)
+        # Compiling a schema and llama.cpp's grammar parse are CPU work: never on the event loop.
+        future = loop.run_in_executor(None, self.scheduler.submit, request, loop)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The caller left while the grammar compiled: cancel the request once it is queued.
+            scheduler = self.scheduler
+
+            def cancel_when_queued(done: asyncio.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    scheduler.cancel(done.result().request_id)
+
+            future.add_done_callback(cancel_when_queued)
+            raise
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         out: list[list[float]] = []

@@ -102,11 +102,12 @@ def validate_sampling(params: SamplingParams, *, n_vocab: int, max_tokens_limit:
 
 def grammar_text(params: SamplingParams) -> str | None:
     """The GBNF grammar the request constrains output to (JSON schemas converted), if any."""
-    if params.json_schema is not None:
-        from haven.engine.grammar import json_schema_to_gbnf
+    from haven.engine.grammar import bounded_gbnf, json_schema_to_gbnf
 
+    if params.json_schema is not None:
         return json_schema_to_gbnf(params.json_schema)
-    return params.grammar
+    # User GBNF is bounded (size, nesting, repetition) before llama.cpp's recursive parser sees it.
+    return bounded_gbnf(params.grammar) if params.grammar is not None else None
 
 
 @dataclass

@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from haven.engine.json_grammar.utf8 import unsafe_utf8_tokens
 from haven.engine.llama_backend import LlamaBackend
 from haven.engine.packing import bridge_gaps, holes_after
 from haven.engine.protocol import (
@@ -93,6 +94,7 @@ class Scheduler:
         # A throwaway token cannot be taken back from a recurrent state (no partial seq_rm).
         self._bridging_off = backend.is_recurrent
         self.timings = StepTimings()
+        self._utf8_banned: dict[int, float] | None = None
         self._timings_lock = threading.Lock()
         self._outbox: list[tuple[Handle, list[EngineEvent]]] = []
         self.prompt_tokens_total = 0
@@ -141,6 +143,8 @@ class Scheduler:
             reasoning_opened=request.reasoning_opened,
         )
         grammar = grammar_text(params)
+        if grammar is not None:  # issue 9: invalid UTF-8 would escape the grammar (json_grammar/utf8.py)
+            params = dataclasses.replace(params, logit_bias={**params.logit_bias, **self._utf8_bans()})
         chain = build_chain(
             params, vocab=self.backend.vocab, n_vocab=n_vocab, grammar=grammar, context_length=self.n_ctx_seq
         )
@@ -160,6 +164,12 @@ class Scheduler:
             chain.free()
             raise refusal
         return handle
+
+    def _utf8_bans(self) -> dict[int, float]:
+        if self._utf8_banned is None:
+            banned = unsafe_utf8_tokens(self.backend.vocab, self.backend.n_vocab)
+            self._utf8_banned = dict.fromkeys(banned, float("-inf"))
+        return self._utf8_banned
 
     def _refusal(self, request_id: str) -> HavenError | None:
         """Why a request cannot be queued now (shut down, queue full, id in use); call under ``_cond``."""

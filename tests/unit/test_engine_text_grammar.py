@@ -45,9 +45,12 @@ def test_object_schema_lists_its_properties_in_the_grammar() -> None:
         ({"type": "object", "properties": {"x": {"if": {}, "then": {}}}}, "'if' at #/properties/\"x\""),
         ({"type": "object", "patternProperties": {"^a": {}}}, "'patternProperties'"),
         ({"$ref": "https://example.com/s.json"}, "Only local '\\$ref's"),
-        ({"$ref": "#/$defs/missing"}, "Cannot turn this JSON schema into a grammar"),
-        ({"type": "string", "pattern": "abc"}, "Pattern must start with"),
-        ({"type": "object", "properties": {"a": False}}, "matches nothing"),
+        ({"$ref": "#/$defs/missing"}, "points to nothing"),
+        ({"type": "string", "pattern": "a(?=b)"}, "lookaround"),
+        ({"type": "object", "properties": {"a": False}, "required": ["a"]}, "required but can never be valid"),
+        ({"anyOf": [False]}, "matches nothing"),
+        ({"type": "number", "multipleOf": 3}, "keyword 'multipleOf'"),
+        ({"type": "string", "format": "hostname"}, "format 'hostname' at # is not supported"),
     ],
 )
 def test_bad_or_unsupported_schemas_raise_grammar_error(schema: dict[str, Any], message: str) -> None:
