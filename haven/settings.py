@@ -120,6 +120,24 @@ class Settings(BaseSettings):
         default=32768, ge=1, le=1_048_576, description="Largest max_tokens a request may ask for."
     )
 
+    # --- engine performance (issue 14) ---------------------------------------------------------
+    speculative: Literal["off", "ngram"] = Field(
+        default="ngram",
+        description="Speculative decoding: ngram drafts from each request's own prompt and output (same output, "
+        "faster on text that repeats its input); off disables it. Per-request override: speculative.",
+    )
+    speculative_draft_max: int = Field(
+        default=8, ge=1, le=32, description="Most tokens drafted per request and step (speculative decoding)."
+    )
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
+        default="f16",
+        description="KV cache element type for K and V: q8_0 halves its memory, q4_0 quarters it "
+        "(quantized V needs flash attention).",
+    )
+    flash_attention: Literal["auto", "on", "off"] = Field(
+        default="auto", description="llama.cpp flash attention: auto (on where supported), on, or off."
+    )
+
     # --- model store / pulling ---------------------------------------------------------------
     hf_endpoint: str = Field(
         default="https://huggingface.co", description="Hugging Face hub (or mirror) used by `haven models pull`."

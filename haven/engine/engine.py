@@ -102,6 +102,8 @@ class LlamaEngine:
                 max_queue=settings.max_queue,
                 prefix_cache=settings.prefix_cache,
                 max_tokens_limit=settings.max_tokens_limit,
+                speculative=settings.speculative,
+                speculative_draft_max=settings.speculative_draft_max,
                 # Keyed by the file's hash: a state file is only ever loaded into the same model.
                 state_dir=settings.home / "kv-state" / sha256 if re.fullmatch(r"[0-9a-f]{8,128}", sha256) else None,
             ),
