@@ -17,7 +17,7 @@ from typing import Any
 
 from haven.engine.chat_template import ChatTemplate, prompt_opens_reasoning
 from haven.engine.llama_backend import LlamaBackend
-from haven.engine.memory import check_budget, default_budget, estimate
+from haven.engine.memory import check_budget, check_kv_cache_type, default_budget, estimate, kv_bytes_per_slot
 from haven.engine.protocol import ChatPrompt, EngineStats, GenerationHandle, GenerationRequest, ModelInfo
 from haven.engine.scheduler import Scheduler, SchedulerConfig, StepTimings
 from haven.errors import EngineError, InvalidRequestError, ModelLoadError
@@ -26,6 +26,12 @@ from haven.settings import Settings
 
 def _memory_guard(settings: Settings, weights_bytes: int) -> Any:
     def check(backend: LlamaBackend) -> None:
+        check_kv_cache_type(
+            settings.kv_cache_type,
+            flash_attention=settings.flash_attention,
+            head_dim_k=backend.head_dim("key"),
+            head_dim_v=backend.head_dim("value"),
+        )
         est = estimate(
             weights_bytes=weights_bytes,
             n_layer=backend.n_layer,
@@ -35,6 +41,7 @@ def _memory_guard(settings: Settings, weights_bytes: int) -> Any:
             batch_size=settings.batch_size,
             n_vocab=backend.n_vocab,
             n_embd=backend.n_embd,
+            kv_cache_type=settings.kv_cache_type,
         )
         budget = settings.memory_budget_bytes or default_budget()
         check_budget(est, budget=budget, context_length=settings.context_length, parallel=settings.parallel)
@@ -61,6 +68,8 @@ class LlamaEngine:
             gpu_layers=settings.gpu_layers,
             verbose=settings.log_level == "debug",
             before_context=_memory_guard(settings, file.stat().st_size),
+            kv_cache_type=settings.kv_cache_type,
+            flash_attention=settings.flash_attention,
         )
         try:
             self._finish_init(name, sha256, settings)
@@ -104,6 +113,13 @@ class LlamaEngine:
                 max_tokens_limit=settings.max_tokens_limit,
                 speculative=settings.speculative,
                 speculative_draft_max=settings.speculative_draft_max,
+                kv_cache_type=settings.kv_cache_type,
+                kv_bytes_per_slot=kv_bytes_per_slot(
+                    n_layer=backend.n_layer,
+                    n_embd_kv=backend.n_embd_kv,
+                    context_length=backend.n_ctx_seq,
+                    kv_cache_type=settings.kv_cache_type,
+                ),
                 # Keyed by the file's hash: a state file is only ever loaded into the same model.
                 state_dir=settings.home / "kv-state" / sha256 if re.fullmatch(r"[0-9a-f]{8,128}", sha256) else None,
             ),
