@@ -99,7 +99,11 @@ class Settings(BaseSettings):
     parallel: int = Field(default=4, ge=1, le=256, description="Sequence slots per loaded model (concurrent requests).")
     batch_size: int = Field(default=512, ge=1, le=65536, description="Logical batch size (tokens per llama_decode).")
     prefill_chunk: int = Field(
-        default=256, ge=1, le=65536, description="Prompt tokens one request may add to a step (chunked prefill)."
+        default=256,
+        ge=1,
+        le=65536,
+        description="Prompt tokens a step adds in total while other requests are decoding (chunked prefill; "
+        "bounds their inter-token latency).",
     )
     threads: int = Field(
         default_factory=_physical_cores, ge=1, le=1024, description="CPU threads for decoding; default physical cores."

@@ -12,14 +12,15 @@ docs/engine.md ("Scheduling under load"). In short:
   waiting behind a 1,500-token document), but every step a request waits lowers its rank by
   ``AGEING_TOKENS``, so a long prompt is never starved by a stream of short ones;
 * **fair share between clients** — a free slot goes to the queued request whose client (user or
-  API key) holds the fewest slots, oldest first among equals, so one client's burst of requests
-  cannot keep everyone else in the queue; anonymous requests share one key.
+  API key) holds the fewest slots; among equals, to the client admitted least recently (round
+  robin), then the oldest request. One client's burst of requests cannot keep everyone else in
+  the queue; anonymous requests share one key.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 AGEING_TOKENS = 64
@@ -33,11 +34,23 @@ class Queued:
     """Arrival order (smaller = earlier)."""
 
 
-def pick_next(queued: Sequence[Queued], active_per_client: Counter[str]) -> int:
-    """Index in ``queued`` of the request that gets the next free slot (fair share, then FIFO)."""
+def pick_next(
+    queued: Sequence[Queued], active_per_client: Counter[str], last_admitted: Mapping[str, int] | None = None
+) -> int:
+    """Index in ``queued`` of the request that gets the next free slot.
+
+    Fewest slots held by its client first, then the client admitted least recently (``last_admitted``:
+    client → admission counter; never admitted counts as oldest), then arrival order.
+    """
     if not queued:
         raise ValueError("nothing is queued")
-    return min(range(len(queued)), key=lambda i: (active_per_client[queued[i].client_key], queued[i].order))
+    last = last_admitted or {}
+
+    def rank(i: int) -> tuple[int, int, int]:
+        key = queued[i].client_key
+        return active_per_client[key], last.get(key, -1), queued[i].order
+
+    return min(range(len(queued)), key=rank)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,8 @@ class Scheduler:
         self.speculation = SpeculationStats()
         self._cost = StepCostModel()
         self._arrivals = 0
+        self._admissions = 0
+        self._last_admitted: dict[str, int] = {}
         if config.state_dir is not None and config.prefix_cache:
             self._restore_state(config.state_dir)
         self._thread = threading.Thread(target=self._run, name="haven-scheduler", daemon=True)
@@ -292,8 +294,13 @@ class Scheduler:
                 # Fair share: the client holding the fewest slots goes first, then arrival order.
                 per_client = Counter(w.request.client_key for w in self._active)
                 queued = [Queued(w.request.client_key, w.order) for w in self._pending]
-                work = self._pending[pick_next(queued, per_client)]
+                work = self._pending[pick_next(queued, per_client, self._last_admitted)]
                 self._pending.remove(work)
+                self._admissions += 1
+                self._last_admitted[work.request.client_key] = self._admissions
+                if len(self._last_admitted) > 4096:  # forget clients with nothing queued or running
+                    keep = {w.request.client_key for w in (*self._pending, *self._active, work)}
+                    self._last_admitted = {k: v for k, v in self._last_admitted.items() if k in keep}
             slot, keep = self._pick_slot(free, work.prompt)
             keep = min(keep, len(work.prompt) - 1)  # the last prompt token must be decoded for logits
             if len(slot.tokens) > keep:
