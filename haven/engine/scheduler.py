@@ -299,8 +299,8 @@ class Scheduler:
                 self._admissions += 1
                 self._last_admitted[work.request.client_key] = self._admissions
                 if len(self._last_admitted) > 4096:  # forget clients with nothing queued or running
-                    keep = {w.request.client_key for w in (*self._pending, *self._active, work)}
-                    self._last_admitted = {k: v for k, v in self._last_admitted.items() if k in keep}
+                    known = {w.request.client_key for w in (*self._pending, *self._active, work)}
+                    self._last_admitted = {k: v for k, v in self._last_admitted.items() if k in known}
             slot, keep = self._pick_slot(free, work.prompt)
             keep = min(keep, len(work.prompt) - 1)  # the last prompt token must be decoded for logits
             if len(slot.tokens) > keep:
