@@ -427,8 +427,10 @@ class Scheduler:
                 events, work.events = work.events, []
                 self._outbox.append((work.handle, events))
         self._record(t0, t2 - t1, sample_s, batch.n, n_sampled)
-        # The whole step (decode, sampling, text pipeline) is what a wider step must pay for.
-        self._cost.observe(batch.n, time.perf_counter() - t0)
+        if n_prompt == 0:
+            # Fitted on decoding steps only (the decision it informs): the whole step — decode, sampling,
+            # text pipeline — is what a wider step pays for; prompt chunks run in another regime.
+            self._cost.observe(batch.n, time.perf_counter() - t0)
 
     def _plan_prefill(self, decoding: list[Work], selected: set[int]) -> dict[int, tuple[Work, int]]:
         """Prompt tokens each prefilling request adds this step (see :mod:`.policy`)."""
