@@ -36,6 +36,11 @@ SERVE_SETTINGS = [
     "cors_origins",
     "log_level",
     "log_json",
+    # issue 14: speculative decoding and the KV cache
+    "speculative",
+    "speculative_draft_max",
+    "kv_cache_type",
+    "flash_attention",
 ]
 
 
