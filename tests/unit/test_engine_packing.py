@@ -72,6 +72,73 @@ async def test_fresh_slots_are_taken_so_every_step_is_one_pass(make_test_model: 
         await engine.close()
 
 
+async def test_an_idle_slot_between_busy_ones_is_bridged_and_left_intact(
+    make_test_model: Callable[..., Path],
+) -> None:
+    engine = tiny_engine(make_test_model(), parallel=3, batch_size=64)
+    try:
+        chats = [engine.tokenize(text) for text in ("First chat about rivers", "Second chat", "Third chat on cities")]
+        # Fill the three slots (one request each, concurrently), so each holds one chat's tokens.
+        firsts = await asyncio.gather(*(generate(engine, p, temperature=0, max_tokens=6) for p in chats))
+        slots = engine.scheduler.slots
+        owner = {tuple(slot.tokens[: len(chat)]): slot.seq_id for slot in slots for chat in chats}
+        middle = next(i for i, chat in enumerate(chats) if owner[tuple(chat)] == 1)
+        outer = [i for i in range(3) if i != middle]
+        middle_tokens = list(slots[1].tokens)
+
+        # Follow-ups of the two outer chats reuse slots 0 and 2 and run together; slot 1 idles.
+        follow = [chats[i] + firsts[i].token_ids + engine.tokenize(" and more") for i in outer]
+        alone = []
+        for prompt in follow:  # reference: each on its own (reuse keeps them in the same slots)
+            alone.append(await generate(engine, prompt, temperature=0, max_tokens=10))
+        batches = _record_batches(engine)
+        together = await asyncio.gather(*(generate(engine, p, temperature=0, max_tokens=10) for p in follow))
+        for a, b in zip(alone, together, strict=True):
+            assert a.token_ids == b.token_ids
+            assert b.finished.usage.cached_tokens > 0
+
+        bridged = [e for entries in batches for e in entries if e[0] == 1]
+        assert bridged, "slot 1 was never bridged"
+        assert all(not wants_logits for _, _, wants_logits in bridged)
+        # At the slot's next free position (and after it when the step verifies drafts: every row of a
+        # step has the same width, see speculative).
+        assert min(pos for _, pos, _ in bridged) == len(middle_tokens)
+        assert all(pos >= len(middle_tokens) for _, pos, _ in bridged)
+        # The bridge token was removed again: slot 1's KV and tokens are what its chat left.
+        assert slots[1].tokens == middle_tokens
+        assert engine.backend.seq_pos_max(1) == len(middle_tokens) - 1
+        again = await generate(engine, chats[middle] + firsts[middle].token_ids, temperature=0, max_tokens=4)
+        assert again.finished.usage.cached_tokens == len(middle_tokens)
+    finally:
+        await engine.close()
+
+
+async def test_slot_choice_prefers_prefix_then_contiguity_then_least_held(
+    make_test_model: Callable[..., Path],
+) -> None:
+    engine = tiny_engine(make_test_model(), parallel=4, batch_size=64)
+    try:
+        scheduler = engine.scheduler
+        slots = scheduler.slots
+        slots[0].work = object()  # type: ignore[assignment]  # busy
+        slots[1].tokens = [5, 6, 7, 8, 9]
+        slots[2].tokens = [5, 6, 7]
+        slots[3].tokens = [1]
+        free = slots[1:]
+        # No shared prefix anywhere: slot 1 keeps the busy range contiguous, though it holds the most.
+        assert scheduler._pick_slot(free, [42, 43]) == (slots[1], 0)
+        # A shared prefix beats contiguity.
+        assert scheduler._pick_slot(free, [1, 2]) == (slots[3], 1)
+        slots[0].work = None
+        # Nothing busy: the slot holding the least is the cheapest to lose.
+        assert scheduler._pick_slot(slots, [42]) == (slots[0], 0)
+    finally:
+        for slot in engine.scheduler.slots:
+            slot.work = None
+            slot.tokens = []
+        await engine.close()
+
+
 async def test_steps_that_verify_drafts_give_every_row_the_same_width(make_test_model: Callable[..., Path]) -> None:
     """llama.cpp's split_equal takes the same number of tokens from every sequence of a micro-batch: rows of
     unequal width would cost extra passes, so drafting rows pad the others to the step's width."""

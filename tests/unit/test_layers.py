@@ -28,37 +28,10 @@ ALLOWED: dict[str, set[str]] = {
     "egress": {"settings"},
     "audit": {"chat", "storage", "models", "engine", "settings"},
     "web": set(),
-    "server": {
-        "engine",
-        "models",
-        "chat",
-        "storage",
-        "accounts",
-        "conversations",
-        "securitylog",
-        "redaction",
-        "egress",
-        "audit",
-        "web",
-        "settings",
-        "settings_doc",
-    },
-    "cli": {
-        "engine",
-        "models",
-        "chat",
-        "storage",
-        "accounts",
-        "conversations",
-        "securitylog",
-        "redaction",
-        "egress",
-        "audit",
-        "server",
-        "web",
-        "settings",
-        "settings_doc",
-    },
+    "server": {"engine", "models", "chat", "storage", "accounts", "conversations", "securitylog", "redaction",
+               "egress", "audit", "web", "settings", "settings_doc"},
+    "cli": {"engine", "models", "chat", "storage", "accounts", "conversations", "securitylog", "redaction", "egress",
+            "audit", "server", "web", "settings", "settings_doc"},
 }
 SHARED = {"errors", "__init__"}
 # Third-party modules a layer must never import.
@@ -113,11 +86,8 @@ def violations_of(layer: str) -> list[str]:
 
 
 def test_every_package_has_a_layer() -> None:
-    packages = {
-        p.stem if p.suffix == ".py" else p.name
-        for p in HAVEN.iterdir()
-        if (p.is_dir() and (p / "__init__.py").exists()) or p.suffix == ".py"
-    }
+    packages = {p.stem if p.suffix == ".py" else p.name for p in HAVEN.iterdir()
+                if (p.is_dir() and (p / "__init__.py").exists()) or p.suffix == ".py"}
     assert packages - set(ALLOWED) - SHARED - {"settings", "settings_doc"} == set()
 
 
@@ -142,6 +112,4 @@ def test_the_rule_catches_a_violation(tmp_path: Path, monkeypatch: pytest.Monkey
     (bad / "leak.py").write_text("from haven.audit.records import SuiteItem\nimport fastapi\n", encoding="utf-8")
     monkeypatch.setattr(__import__(__name__, fromlist=["HAVEN"]), "HAVEN", tmp_path)
     assert violations_of("storage") == [
-        "haven/storage/leak.py imports haven.audit.records",
-        "haven/storage/leak.py imports fastapi",
-    ]
+        "haven/storage/leak.py imports haven.audit.records", "haven/storage/leak.py imports fastapi"]
