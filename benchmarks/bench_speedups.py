@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.bench_engine import _running, haven_home, random_prompt, vocab_size
+from benchmarks.bench_engine import _running, haven_home
 from benchmarks.harness import BenchContext, Result, free_port
 
 HAVEN_CLI = Path(sys.executable).parent / "haven"
@@ -281,7 +281,7 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str) -> list[
 # --- KV cache -------------------------------------------------------------------------------------------
 
 
-def kv_bytes_rows(model: Path, label: str) -> list[Result]:
+def kv_bytes_rows(ctx: BenchContext, model: Path, label: str) -> list[Result]:
     from haven.engine.engine import load_engine
     from haven.errors import HavenError
     from haven.settings import Settings
@@ -300,7 +300,7 @@ def kv_bytes_rows(model: Path, label: str) -> list[Result]:
     return rows
 
 
-def _completions_rate(url: str, prompt: list[int], tokens: int) -> float:
+def _completions_rate(url: str, prompt: str, tokens: int) -> float:
     async def go() -> float:
         async with httpx.AsyncClient(timeout=1800) as client:
             body = {"model": "bench", "prompt": prompt, "max_tokens": tokens, "temperature": 0.0, "ignore_eos": True}
@@ -314,7 +314,7 @@ def _completions_rate(url: str, prompt: list[int], tokens: int) -> float:
 
 
 def kv_decode(ctx: BenchContext, plan: Plan, model: Path, label: str) -> Result:
-    prompt = random_prompt(64, random.Random(3), vocab_size(model))
+    prompt = text_prompt(64, random.Random(3))
     with haven_home(model) as home, haven(ctx, home, plan, "--kv-cache-type", "q8_0", "--speculative", "off") as url:
         ours = _completions_rate(url, prompt, plan.kv_decode_tokens)
     peer = None
@@ -325,7 +325,7 @@ def kv_decode(ctx: BenchContext, plan: Plan, model: Path, label: str) -> Result:
                   "tok/s", 0.95)  # fmt: skip
 
 
-def kv_quality(plan: Plan, model: Path, label: str) -> list[Result]:
+def kv_quality(ctx: BenchContext, plan: Plan, model: Path, label: str) -> list[Result]:
     """Mean KL(p_f16 ‖ p_q) of next-token distributions over a fixed text, per quantized type."""
     import numpy as np
 
@@ -363,18 +363,27 @@ def kv_quality(plan: Plan, model: Path, label: str) -> list[Result]:
 @dataclass(frozen=True)
 class Arrival:
     at: float
-    prompt: list[int]
+    prompt: str
     max_tokens: int
 
 
-def trace(plan: Plan, rate: float, n_vocab: int, seed: int = 14) -> list[Arrival]:
+_WORDS = sorted({w.strip('.,"').lower() for w in _PARAGRAPH.split()} - {""})
+
+
+def text_prompt(n_words: int, rng: random.Random) -> str:
+    """Seeded text of ``n_words`` common English words (about as many tokens). Text, not token ids:
+    Haven's /v1/completions reads a list of ints as a batch of prompts (at most 16)."""
+    return " ".join(rng.choice(_WORDS) for _ in range(n_words))
+
+
+def trace(plan: Plan, rate: float, seed: int = 14) -> list[Arrival]:
     """Seeded Poisson arrivals at ``rate`` per second; prompt and output lengths uniform over the plan's ranges."""
     rng = random.Random(seed)
     t = 0.0
     out = []
     for _ in range(plan.trace_requests):
         t += rng.expovariate(rate)
-        out.append(Arrival(t, random_prompt(rng.randint(*plan.prompt_range), rng, n_vocab),
+        out.append(Arrival(t, text_prompt(rng.randint(*plan.prompt_range), rng),
                            rng.randint(*plan.output_range)))  # fmt: skip
     return out
 
@@ -423,25 +432,24 @@ def _pct(values: Sequence[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def capacity(url: str, plan: Plan, n_vocab: int) -> float:
+def capacity(url: str, plan: Plan) -> float:
     """Requests/s with every slot busy (closed loop over the same length mix)."""
-    arrivals = [Arrival(0.0, a.prompt, a.max_tokens) for a in trace(plan, 1.0, n_vocab, seed=99)]
+    arrivals = [Arrival(0.0, a.prompt, a.max_tokens) for a in trace(plan, 1.0, seed=99)]
     t0 = time.perf_counter()
     replay(url, arrivals)
     return len(arrivals) / (time.perf_counter() - t0)
 
 
 def latency_under_load(ctx: BenchContext, plan: Plan, model: Path, label: str) -> list[Result]:
-    n_vocab = vocab_size(model)
     have_peer = ctx.peer("llama-server") is not None
     with haven_home(model) as home, haven(ctx, home, plan) as url:
-        cap = capacity(url, plan, n_vocab)
+        cap = capacity(url, plan)
         ctx.log(f"capacity (Haven, closed loop): {cap:.2f} requests/s")
-        ours = {frac: replay(url, trace(plan, cap * frac, n_vocab)) for frac in (0.5, 0.8, 1.0)}
+        ours = {frac: replay(url, trace(plan, cap * frac)) for frac in (0.5, 0.8, 1.0)}
     theirs: dict[float, dict[str, float]] = {}
     if have_peer:
         with llama_server(ctx, model, plan) as url:
-            theirs = {frac: replay(url, trace(plan, cap * frac, n_vocab)) for frac in (0.5, 0.8, 1.0)}
+            theirs = {frac: replay(url, trace(plan, cap * frac)) for frac in (0.5, 0.8, 1.0)}
     rows = []
     peer = f"llama-server -np {plan.parallel}"
     for frac in (0.5, 0.8, 1.0):
@@ -464,23 +472,35 @@ def latency_under_load(ctx: BenchContext, plan: Plan, model: Path, label: str) -
 # --- the module -----------------------------------------------------------------------------------------
 
 
+def _section(ctx: BenchContext, name: str, fn: Any, *args: Any) -> list[Result]:
+    """One section's rows; a failure becomes one failed row and the other sections still run."""
+    try:
+        rows = fn(ctx, *args)
+    except Exception as exc:  # noqa: BLE001 - a benchmark section must not sink the others
+        ctx.log(f"{name} failed: {exc!r}")
+        return [Result(name, None, None, "", "", notes=f"failed: {type(exc).__name__}: {exc}"[:300])]
+    return rows if isinstance(rows, list) else [rows]
+
+
 def run(ctx: BenchContext) -> list[Result]:
     plan = QUICK if ctx.quick else FULL
     results: list[Result] = []
     real = real_model(ctx)
     if real is not None:
-        results += speculation(ctx, plan, real, "smollm2:135m")
-        results += kv_quality(plan, real, "smollm2:135m")
-        results += kv_bytes_rows(real, "smollm2:135m")
+        tag = "smollm2:135m"
+        results += _section(ctx, f"{tag}: speculation", speculation, plan, real, tag)
+        results += _section(ctx, f"{tag}: KV quality", kv_quality, plan, real, tag)
+        results += _section(ctx, f"{tag}: KV bytes", kv_bytes_rows, real, tag)
     if ctx.quick and real is not None:  # the smoke run: prove every path on the small model only
-        results.append(kv_decode(ctx, plan, real, "smollm2:135m"))
-        results += latency_under_load(ctx, plan, real, "smollm2:135m")
+        results += _section(ctx, "smollm2:135m: q8_0 KV decode", kv_decode, plan, real, "smollm2:135m")
+        results += _section(ctx, "smollm2:135m: latency under load", latency_under_load, plan, real, "smollm2:135m")
         return results
     factory = ctx.model("q8_0")
-    results += kv_bytes_rows(factory, "0.5B q8_0")
-    results.append(kv_decode(ctx, plan, factory, "0.5B q8_0"))
-    results += speculation(ctx, plan, factory, "0.5B q8_0")
-    results += latency_under_load(ctx, plan, factory, "0.5B q8_0")
+    tag = "0.5B q8_0"
+    results += _section(ctx, f"{tag}: KV bytes", kv_bytes_rows, factory, tag)
+    results += _section(ctx, f"{tag}: q8_0 KV decode", kv_decode, plan, factory, tag)
+    results += _section(ctx, f"{tag}: speculation", speculation, plan, factory, tag)
+    results += _section(ctx, f"{tag}: latency under load", latency_under_load, plan, factory, tag)
     return results
 
 
