@@ -3,14 +3,18 @@
 Each step (compare llama.cpp's ``server_context::update_slots``):
 
 1. apply cancellations (the slot is freed and its generated KV trimmed with ``llama_memory_seq_rm``);
-2. admit queued requests into free slots, choosing the slot whose cached tokens share the
+2. admit queued requests into free slots — the client holding the fewest slots first, round
+   robin among equals (:mod:`.policy`) — choosing the slot whose cached tokens share the
    longest prefix with the prompt (prefix reuse) and trimming the rest of its KV;
 3. pack one ``llama_batch`` in ascending sequence id: the next token of every decoding sequence
-   and chunks of pending prompts (at most ``prefill_chunk`` per request, ``n_batch`` in total),
-   bridging short holes of idle slots so llama.cpp needs one pass (see :mod:`.packing`);
+   with its speculative draft (every row of a step one width, see :mod:`.speculative`), and prompt
+   tokens — at most ``prefill_chunk`` in total while anyone decodes, shortest prompt first with
+   ageing (:mod:`.policy`) — bridging short holes of idle slots so llama.cpp needs one pass
+   (see :mod:`.packing`);
 4. one ``llama_decode``;
-5. sample each sequence that produced logits, run its text pipeline, and hand the events to
-   the request's :class:`~haven.engine.slots.Handle` (one event-loop wakeup per batch of events).
+5. sample each sequence that produced logits (a drafted row: position by position while the
+   sample equals the draft, then trim the rest from the KV cache), run its text pipeline, and
+   hand the events to the request's :class:`~haven.engine.slots.Handle` (one event-loop wakeup per batch of events).
 
 Requests join and leave between steps. An error in one request finishes that request with
 reason ``error``; the loop keeps serving the others. The async side never touches llama.cpp.
