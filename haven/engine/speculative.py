@@ -12,9 +12,10 @@ model disagrees with, and trims the rest from the KV cache (``llama_memory_seq_r
 Why the output does not change:
 
 * greedy: a draft token is kept only when it is the argmax of the target's logits at that
-  position, so the tokens are the ones plain decoding produces (bit-identical on quantized
-  weights; on f32 weights a multi-token batch changes logits by ~1e-7, which can only matter at an
-  exact tie);
+  position, so the tokens are the ones plain decoding produces from the same logits. A multi-token
+  batch may compute them with other CPU kernels (bit-identical on the tiny test model; on real
+  Q4_1 weights the last digits move, which flips a choice only at a near-tie, as plain batching
+  does — measured in docs/engine.md);
 * temperature > 0: the standard speculative-sampling rule (Leviathan et al. 2023; Chen et al.
   2023) accepts a drafted token ``d`` with probability ``min(1, p(d) / q(d))`` and on rejection
   samples from ``norm(max(0, p − q))``. An n-gram draft is deterministic (``q = δ_d``), so the rule
