@@ -102,7 +102,11 @@ class Settings(BaseSettings):
     parallel: int = Field(default=4, ge=1, le=256, description="Sequence slots per loaded model (concurrent requests).")
     batch_size: int = Field(default=512, ge=1, le=65536, description="Logical batch size (tokens per llama_decode).")
     prefill_chunk: int = Field(
-        default=256, ge=1, le=65536, description="Prompt tokens one request may add to a step (chunked prefill)."
+        default=256,
+        ge=1,
+        le=65536,
+        description="Prompt tokens a step adds in total while other requests are decoding (chunked prefill; "
+        "bounds their inter-token latency).",
     )
     threads: int = Field(
         default_factory=_physical_cores, ge=1, le=1024, description="CPU threads for decoding; default physical cores."
@@ -133,6 +137,25 @@ class Settings(BaseSettings):
         default="both",
         description="Field that carries a reply's thinking in OpenAI responses: DeepSeek's reasoning_content, "
         "vLLM's reasoning, or both.",
+    )
+
+    # --- engine performance (issue 14) ---------------------------------------------------------
+    speculative: Literal["off", "ngram"] = Field(
+        default="off",
+        description="Speculative decoding: ngram drafts from each request's own prompt and output (greedy output "
+        "unchanged up to numerical near-ties, see docs/engine.md; faster on text that repeats its input). Off by "
+        "default; per-request override: speculative.",
+    )
+    speculative_draft_max: int = Field(
+        default=8, ge=1, le=32, description="Most tokens drafted per request and step (speculative decoding)."
+    )
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
+        default="f16",
+        description="KV cache element type for K and V: q8_0 halves its memory, q4_0 quarters it "
+        "(quantized V needs flash attention).",
+    )
+    flash_attention: Literal["auto", "on", "off"] = Field(
+        default="auto", description="llama.cpp flash attention: auto (on where supported), on, or off."
     )
 
     # --- model store / pulling ---------------------------------------------------------------

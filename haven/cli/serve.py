@@ -49,6 +49,12 @@ SERVE_SETTINGS = [
     "header_timeout_seconds",
     "keep_alive_timeout_seconds",
     "max_connections",
+
+    # issue 14: speculative decoding and the KV cache
+    "speculative",
+    "speculative_draft_max",
+    "kv_cache_type",
+    "flash_attention",
 ]
 
 

@@ -28,7 +28,7 @@ from haven.engine.chat_tokenize import (
 )
 from haven.engine.config import EngineConfig
 from haven.engine.llama_backend import LlamaBackend
-from haven.engine.memory import check_budget, default_budget, estimate
+from haven.engine.memory import check_budget, check_kv_cache_type, default_budget, estimate, kv_bytes_per_slot
 from haven.engine.protocol import (
     ChatPrompt,
     ChatTokens,
@@ -44,6 +44,12 @@ from haven.errors import EngineError, InvalidRequestError, ModelLoadError
 
 def _memory_guard(config: EngineConfig, weights_bytes: int) -> Any:
     def check(backend: LlamaBackend) -> None:
+        check_kv_cache_type(
+            config.kv_cache_type,
+            flash_attention=config.flash_attention,
+            head_dim_k=backend.head_dim("key"),
+            head_dim_v=backend.head_dim("value"),
+        )
         est = estimate(
             weights_bytes=weights_bytes,
             n_layer=backend.n_layer,
@@ -53,6 +59,7 @@ def _memory_guard(config: EngineConfig, weights_bytes: int) -> Any:
             batch_size=config.batch_size,
             n_vocab=backend.n_vocab,
             n_embd=backend.n_embd,
+            kv_cache_type=config.kv_cache_type,
         )
         budget = config.memory_budget_bytes or default_budget()
         check_budget(est, budget=budget, context_length=config.context_length, parallel=config.parallel)
@@ -79,6 +86,8 @@ class LlamaEngine:
             gpu_layers=config.gpu_layers,
             verbose=config.verbose,
             before_context=_memory_guard(config, file.stat().st_size),
+            kv_cache_type=config.kv_cache_type,
+            flash_attention=config.flash_attention,
         )
         try:
             self._finish_init(name, sha256, config)
@@ -125,6 +134,15 @@ class LlamaEngine:
                 max_queue=config.max_queue,
                 prefix_cache=config.prefix_cache,
                 max_tokens_limit=config.max_tokens_limit,
+                speculative=config.speculative,
+                speculative_draft_max=config.speculative_draft_max,
+                kv_cache_type=config.kv_cache_type,
+                kv_bytes_per_slot=kv_bytes_per_slot(
+                    n_layer=backend.n_layer,
+                    n_embd_kv=backend.n_embd_kv,
+                    context_length=backend.n_ctx_seq,
+                    kv_cache_type=config.kv_cache_type,
+                ),
                 # Keyed by the file's hash: a state file is only ever loaded into the same model.
                 state_dir=config.state_dir / sha256
                 if config.state_dir is not None and re.fullmatch(r"[0-9a-f]{8,128}", sha256)

@@ -62,6 +62,14 @@ def init_backend(verbose: bool = False) -> None:
             _backend_ready = True
 
 
+_GGML_KV_TYPES = {"f16": ll.GGML_TYPE_F16, "q8_0": ll.GGML_TYPE_Q8_0, "q4_0": ll.GGML_TYPE_Q4_0}
+_FLASH_ATTENTION = {
+    "auto": ll.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": ll.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": ll.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
+
+
 class Batch:
     """A preallocated ``llama_batch`` filled by direct writes into its C arrays."""
 
@@ -109,6 +117,8 @@ class LlamaBackend:
         gpu_layers: int = 0,
         verbose: bool = False,
         before_context: Callable[[LlamaBackend], None] | None = None,
+        kv_cache_type: str = "f16",
+        flash_attention: str = "auto",
     ) -> None:
         """``before_context(self)`` runs after the (memory-mapped) model is loaded and before the
         context allocates its KV cache: the memory guard raises there so nothing big is allocated."""
@@ -139,12 +149,18 @@ class LlamaBackend:
         cparams.n_threads_batch = threads
         cparams.kv_unified = False
         cparams.no_perf = True
+        # K and V share one type; llama.cpp needs flash attention for a quantized V (auto turns it on).
+        cparams.type_k = cparams.type_v = _GGML_KV_TYPES[kv_cache_type]
+        cparams.flash_attn_type = _FLASH_ATTENTION[flash_attention]
+        # Speculative decoding verifies several drafted tokens of one sequence per step: each needs logits.
+        cparams.n_outputs_max_per_seq = 0
         ctx = ll.llama_init_from_model(model, cparams)
         if not ctx:
             ll.llama_model_free(model)
             raise ModelLoadError(
-                f"llama.cpp could not create a context of {context_length} tokens × {parallel} slots; "
-                "lower context_length or parallel."
+                f"llama.cpp could not create a context of {context_length} tokens × {parallel} slots "
+                f"(KV cache {kv_cache_type}, flash attention {flash_attention}); lower context_length or parallel"
+                + (", or use kv_cache_type f16." if kv_cache_type != "f16" else ".")
             )
         self.ctx = ctx
         self.memory = ll.llama_get_memory(ctx)
@@ -208,11 +224,14 @@ class LlamaBackend:
 
     @property
     def n_embd_kv(self) -> int:
+        return self.head_dim("key") * self.n_head_kv
+
+    def head_dim(self, which: str = "key") -> int:
+        """Size of one attention head's key (or ``"value"``) vector."""
         arch = self.meta("general.architecture") or ""
-        key_length = self.meta(f"{arch}.attention.key_length")
+        length = self.meta(f"{arch}.attention.{which}_length")
         n_head = int(ll.llama_model_n_head(self.model))
-        head_dim = int(key_length) if key_length else self.n_embd // max(1, n_head)
-        return head_dim * self.n_head_kv
+        return int(length) if length else self.n_embd // max(1, n_head)
 
     @property
     def is_recurrent(self) -> bool:

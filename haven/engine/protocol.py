@@ -46,6 +46,12 @@ class SamplingParams:
     ``cache_prompt``). Reused and recomputed KV can differ numerically, so reproducible runs (the
     audit, issue 13) switch reuse off."""
 
+    speculative: str | None = None
+    """Per-request override of the server's speculative decoding: ``"off"`` or ``"ngram"`` (None: the
+    server's setting). Output is the same either way; only speed changes."""
+    speculative_draft_max: int | None = None
+    """Most tokens drafted per step for this request (1..32; None: the server's setting)."""
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -57,6 +63,9 @@ class GenerationRequest:
     the generation prompt), so the first generated text is reasoning."""
     split_reasoning: bool = True
     """Split ``<think>…</think>`` into reasoning events; False passes it through as content."""
+    client_key: str = ""
+    """Who asked (a user or API key id; "" = anonymous): the scheduler shares slots and prefill fairly
+    between keys, so one client's burst cannot hold everyone else's requests in the queue."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,10 @@ class Usage:
     completion_tokens: int
     cached_tokens: int = 0
     """Prompt tokens whose KV entries were reused from a previous request (prefix reuse)."""
+    drafted_tokens: int = 0
+    """Tokens proposed by speculative decoding and verified by the model."""
+    accepted_tokens: int = 0
+    """Drafted tokens the model agreed with (each saved one decoding step)."""
 
     @property
     def total_tokens(self) -> int:
@@ -175,6 +188,18 @@ class EngineStats:
     cached_tokens_total: int = 0
     prompt_tokens_total: int = 0
     completion_tokens_total: int = 0
+    drafted_tokens_total: int = 0
+    """Speculative decoding: tokens drafted and verified, and how many of them were accepted."""
+    accepted_tokens_total: int = 0
+    kv_cache_type: str = "f16"
+    """llama.cpp's KV cache element type (K and V)."""
+    kv_bytes_per_slot: int = 0
+    """KV cache bytes one sequence slot holds at its full context (``context_length`` tokens)."""
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Share of drafted tokens accepted (0 when nothing was drafted)."""
+        return self.accepted_tokens_total / self.drafted_tokens_total if self.drafted_tokens_total else 0.0
 
 
 @runtime_checkable

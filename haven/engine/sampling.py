@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from haven.engine.protocol import SamplingParams
+from haven.engine.speculative import DRAFT_MAX_LIMIT, SPECULATIVE_MODES
 from haven.engine.stop import validate_stops
 from haven.errors import GrammarError, InvalidRequestError
 
@@ -96,6 +97,20 @@ def validate_sampling(params: SamplingParams, *, n_vocab: int, max_tokens_limit:
             raise InvalidRequestError(
                 f"logit_bias for token {token} must be a number, got {bias!r}.", param="logit_bias"
             )
+    if params.speculative is not None and params.speculative not in SPECULATIVE_MODES:
+        raise InvalidRequestError(
+            f"speculative must be one of {', '.join(SPECULATIVE_MODES)}, got {params.speculative!r}.",
+            param="speculative",
+        )
+    if params.speculative_draft_max is not None and (
+        isinstance(params.speculative_draft_max, bool)
+        or not isinstance(params.speculative_draft_max, int)
+        or not 1 <= params.speculative_draft_max <= DRAFT_MAX_LIMIT
+    ):
+        raise InvalidRequestError(
+            f"speculative_draft_max must be between 1 and {DRAFT_MAX_LIMIT}, got {params.speculative_draft_max!r}.",
+            param="speculative_draft_max",
+        )
     if params.grammar is not None and params.json_schema is not None:
         raise InvalidRequestError("Give either a grammar or a JSON schema, not both.", param="grammar")
 

@@ -3,14 +3,18 @@
 Each step (compare llama.cpp's ``server_context::update_slots``):
 
 1. apply cancellations (the slot is freed and its generated KV trimmed with ``llama_memory_seq_rm``);
-2. admit queued requests into free slots, choosing the slot whose cached tokens share the
+2. admit queued requests into free slots — the client holding the fewest slots first, round
+   robin among equals (:mod:`.policy`) — choosing the slot whose cached tokens share the
    longest prefix with the prompt (prefix reuse) and trimming the rest of its KV;
 3. pack one ``llama_batch`` in ascending sequence id: the next token of every decoding sequence
-   and chunks of pending prompts (at most ``prefill_chunk`` per request, ``n_batch`` in total),
-   bridging short holes of idle slots so llama.cpp needs one pass (see :mod:`.packing`);
+   with its speculative draft (every row of a step one width, see :mod:`.speculative`), and prompt
+   tokens — at most ``prefill_chunk`` in total while anyone decodes, shortest prompt first with
+   ageing (:mod:`.policy`) — bridging short holes of idle slots so llama.cpp needs one pass
+   (see :mod:`.packing`);
 4. one ``llama_decode``;
-5. sample each sequence that produced logits, run its text pipeline, and hand the events to
-   the request's :class:`~haven.engine.slots.Handle` (one event-loop wakeup per batch of events).
+5. sample each sequence that produced logits (a drafted row: position by position while the
+   sample equals the draft, then trim the rest from the KV cache), run its text pipeline, and
+   hand the events to the request's :class:`~haven.engine.slots.Handle` (one event-loop wakeup per batch of events).
 
 Requests join and leave between steps. An error in one request finishes that request with
 reason ``error``; the loop keeps serving the others. The async side never touches llama.cpp.
@@ -22,13 +26,14 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from haven.engine.json_grammar.utf8 import unsafe_utf8_tokens
 from haven.engine.llama_backend import LlamaBackend
 from haven.engine.packing import bridge_gaps, holes_after
+from haven.engine.policy import Prefilling, Queued, pick_next, plan_prefill
 from haven.engine.protocol import (
     EngineEvent,
     EngineStats,
@@ -40,6 +45,14 @@ from haven.engine.protocol import (
 )
 from haven.engine.sampling import build_chain, grammar_text, logprobs_for, validate_sampling
 from haven.engine.slots import Handle, Slot, TextPipeline, Work, common_prefix
+from haven.engine.speculative import (
+    AcceptanceTracker,
+    DraftCandidate,
+    NgramDrafter,
+    SpeculationStats,
+    StepCostModel,
+    choose_width,
+)
 from haven.errors import ContextLengthExceededError, EngineError, HavenError, InvalidRequestError, QueueFullError
 
 
@@ -54,6 +67,11 @@ class SchedulerConfig:
     """Where slots' KV caches are saved on close and restored on load (None: not kept)."""
     min_saved_tokens: int = 32
     """Slots holding fewer cached tokens are not worth a file."""
+    speculative: str = "off"
+    """``"ngram"``: prompt-lookup speculative decoding (see :mod:`.speculative`); ``"off"``."""
+    speculative_draft_max: int = 8
+    kv_cache_type: str = "f16"
+    kv_bytes_per_slot: int = 0
 
 
 @dataclass
@@ -100,6 +118,11 @@ class Scheduler:
         self.prompt_tokens_total = 0
         self.cached_tokens_total = 0
         self.completion_tokens_total = 0
+        self.speculation = SpeculationStats()
+        self._cost = StepCostModel()
+        self._arrivals = 0
+        self._admissions = 0
+        self._last_admitted: dict[str, int] = {}
         if config.state_dir is not None and config.prefix_cache:
             self._restore_state(config.state_dir)
         self._thread = threading.Thread(target=self._run, name="haven-scheduler", daemon=True)
@@ -126,6 +149,7 @@ class Scheduler:
             )
         params = request.sampling
         validate_sampling(params, n_vocab=n_vocab, max_tokens_limit=self.config.max_tokens_limit)
+        mode = params.speculative or self.config.speculative
         if params.ignore_eos:
             banned = dict.fromkeys(self.backend.eog_tokens, float("-inf"))
             params = dataclasses.replace(params, logit_bias={**params.logit_bias, **banned})
@@ -152,11 +176,19 @@ class Scheduler:
         room = self.n_ctx_seq - len(prompt)
         max_tokens = min(params.max_tokens or room, room)
         work = Work(request, handle, chain, pipeline, prompt, max_tokens, time.perf_counter())
+        # No drafts under a grammar (a drafted token may be one the grammar forbids, and the grammar
+        # sampler cannot be rewound) nor for recurrent models (their state cannot be trimmed back).
+        if mode == "ngram" and grammar is None and not self._bridging_off:
+            work.drafter = NgramDrafter(prompt)
+            work.tracker = AcceptanceTracker()
+            work.draft_max = params.speculative_draft_max or self.config.speculative_draft_max
         with self._cond:
             # Checked again: close() (or a request with the same id) may have come in while the chain
             # was built outside the lock, and a request queued after the thread has stopped never finishes.
             refusal = self._refusal(request_id)
             if refusal is None:
+                self._arrivals += 1
+                work.order = self._arrivals
                 self._pending.append(work)
                 self._by_id[request_id] = work
                 self._cond.notify()
@@ -201,6 +233,10 @@ class Scheduler:
                 cached_tokens_total=self.cached_tokens_total,
                 prompt_tokens_total=self.prompt_tokens_total,
                 completion_tokens_total=self.completion_tokens_total,
+                drafted_tokens_total=self.speculation.drafted,
+                accepted_tokens_total=self.speculation.accepted,
+                kv_cache_type=self.config.kv_cache_type,
+                kv_bytes_per_slot=self.config.kv_bytes_per_slot,
             )
 
     def close(self) -> None:
@@ -269,7 +305,16 @@ class Scheduler:
             with self._cond:
                 if not free or not self._pending:
                     return
-                work = self._pending.popleft()
+                # Fair share: the client holding the fewest slots goes first, then arrival order.
+                per_client = Counter(w.request.client_key for w in self._active)
+                queued = [Queued(w.request.client_key, w.order) for w in self._pending]
+                work = self._pending[pick_next(queued, per_client, self._last_admitted)]
+                self._pending.remove(work)
+                self._admissions += 1
+                self._last_admitted[work.request.client_key] = self._admissions
+                if len(self._last_admitted) > 4096:  # forget clients with nothing queued or running
+                    known = {w.request.client_key for w in (*self._pending, *self._active, work)}
+                    self._last_admitted = {k: v for k, v in self._last_admitted.items() if k in known}
             slot, keep = self._pick_slot(free, work.prompt)
             if not work.request.sampling.cache_prompt:
                 keep = 0  # the request asked for no prefix reuse (reproducibility, issue 13)
@@ -310,25 +355,16 @@ class Scheduler:
         batch.clear()
         decoding = [work for work in self._active if not work.prefilling]
         selected = {self._seq(work) for work in decoding}
-        used = len(decoding)
-        # prefill_chunk bounds how much a prompt slows the streams that are decoding; with none
-        # decoding, a prompt may fill the whole batch (prompt throughput like llama-bench's pp).
-        chunk = self.config.prefill_chunk if decoding else batch.capacity
-        chunks: dict[int, tuple[Work, int]] = {}
-        for work in self._active:  # admission order: the oldest prompt goes first
-            if not work.prefilling:
-                continue
-            seq = self._seq(work)
-            room = batch.capacity - used - len(self._bridges(selected | {seq}))
-            n = min(chunk, len(work.prompt) - work.n_past_prompt, room)
-            if n <= 0:
-                break
-            chunks[seq] = (work, n)
-            selected.add(seq)
-            used += n
+        chunks = self._plan_prefill(decoding, selected)
+        selected |= set(chunks)
+        n_prompt = sum(n for _, n in chunks.values())
         bridges = self._bridges(selected)
+        width = self._plan_drafts(decoding, bridges, n_prompt)
+        if width > 1:
+            # Every bridged row must take the same width; drop bridges that have no room for it.
+            bridges = [seq for seq in bridges if len(self.slots[seq].tokens) + width <= self.n_ctx_seq]
         by_seq = {self._seq(work): work for work in decoding}
-        outputs: list[tuple[Work, int]] = []
+        outputs: list[tuple[Work, list[int], list[int]]] = []
         packed: list[Work] = []
         # Ascending sequence ids: llama.cpp decodes consecutive ids in one pass (see packing).
         for seq in sorted(selected | set(bridges)):
@@ -336,8 +372,14 @@ class Scheduler:
             if seq in by_seq:
                 work = by_seq[seq]
                 packed.append(work)
-                outputs.append((work, batch.add(work.last_token, len(slot.tokens), seq, True)))
+                pos = len(slot.tokens)
+                draft = work.draft[: width - 1]
+                rows = [batch.add(work.last_token, pos, seq, True)]
+                rows += [batch.add(tok, pos + 1 + i, seq, True) for i, tok in enumerate(draft)]
+                for i in range(len(draft) + 1, width):  # padding to the step's width, dropped after the decode
+                    batch.add(work.last_token, pos + i, seq, False)
                 slot.tokens.append(work.last_token)
+                outputs.append((work, rows, draft))
             elif seq in chunks:
                 work, n = chunks[seq]
                 packed.append(work)
@@ -348,9 +390,10 @@ class Scheduler:
                 slot.tokens.extend(work.prompt[start:end])
                 work.n_past_prompt = end
                 if end == len(work.prompt):
-                    outputs.append((work, idx))
-            else:  # a bridge: any token, at the next free position, dropped after the decode
-                batch.add(slot.tokens[-1] if slot.tokens else 0, len(slot.tokens), seq, False)
+                    outputs.append((work, [idx], []))
+            else:  # a bridge: any tokens, at the next free positions, dropped after the decode
+                for i in range(width):
+                    batch.add(slot.tokens[-1] if slot.tokens else 0, len(slot.tokens) + i, seq, False)
         t1 = time.perf_counter()
         rc = backend.decode(batch)
         t2 = time.perf_counter()
@@ -363,21 +406,115 @@ class Scheduler:
                     self._finish(work, "error", error=f"llama_decode failed (code {rc})", drop_kv=True)
             self._record(t0, t2 - t1, 0.0, batch.n, 0)
             return
+        if width > 1:
+            self.speculation.steps += 1
+            self.speculation.widths[width] = self.speculation.widths.get(width, 0) + 1
         sample_s = 0.0
-        for work, idx in outputs:
+        n_sampled = 0
+        for work, rows, draft in outputs:
+            row_slot = work.slot
+            assert row_slot is not None
+            accepted = 0
             try:
-                ts = time.perf_counter()
-                chain = work.chain
-                token = chain.greedy(backend.logits_row(idx)) if chain.fast_greedy else chain.sample(backend.ctx, idx)
-                sample_s += time.perf_counter() - ts
-                self._on_token(work, token, idx)
+                for i, idx in enumerate(rows):
+                    ts = time.perf_counter()
+                    chain = work.chain
+                    if chain.fast_greedy:
+                        token = chain.greedy(backend.logits_row(idx))
+                    else:
+                        token = chain.sample(backend.ctx, idx)
+                    sample_s += time.perf_counter() - ts
+                    n_sampled += 1
+                    self._on_token(work, token, idx)
+                    if work.slot is None or i >= len(draft) or token != draft[i]:
+                        break
+                    # The target agrees with the draft: its KV entry (written by this decode) is kept.
+                    row_slot.tokens.append(token)
+                    accepted += 1
             except Exception as exc:  # this request only
                 self._finish(work, "error", error=str(exc))
+            if draft:
+                self._record_draft(work, len(draft), accepted)
+            if len(rows) > 1 or width > 1:
+                # Rejected drafts and padding: only what was accepted stays in the sequence's KV.
+                backend.seq_rm(row_slot.seq_id, len(row_slot.tokens), -1)
         for work in self._active:
             if work.events:
                 events, work.events = work.events, []
                 self._outbox.append((work.handle, events))
-        self._record(t0, t2 - t1, sample_s, batch.n, len(outputs))
+        self._record(t0, t2 - t1, sample_s, batch.n, n_sampled)
+        if n_prompt == 0:
+            # Fitted on decoding steps only (the decision it informs): the whole step — decode, sampling,
+            # text pipeline — is what a wider step pays for; prompt chunks run in another regime.
+            self._cost.observe(batch.n, time.perf_counter() - t0)
+
+    def _plan_prefill(self, decoding: list[Work], selected: set[int]) -> dict[int, tuple[Work, int]]:
+        """Prompt tokens each prefilling request adds this step (see :mod:`.policy`)."""
+        prefilling = [work for work in self._active if work.prefilling]
+        if not prefilling:
+            return {}
+        capacity = self.backend.batch.capacity
+        # While streams are decoding, prefill_chunk bounds how much a step's prompts slow them down;
+        # with nobody decoding, prompts may fill the whole batch (prompt throughput like llama-bench's pp).
+        budget = min(self.config.prefill_chunk, capacity - len(decoding)) if decoding else capacity
+        # Bridges between the rows may take batch entries too; leave room for the worst case.
+        budget -= len(self._bridges(selected | {self._seq(work) for work in prefilling}))
+        plan = plan_prefill(
+            [Prefilling(len(w.prompt) - w.n_past_prompt, w.prefill_waited, w.order) for w in prefilling],
+            max(0, budget),
+        )
+        chunks: dict[int, tuple[Work, int]] = {}
+        for work, n in zip(prefilling, plan, strict=True):
+            if n > 0:
+                chunks[self._seq(work)] = (work, n)
+                work.prefill_waited = 0
+            else:
+                work.prefill_waited += 1
+        return chunks
+
+    def _plan_drafts(self, decoding: list[Work], bridges: list[int], n_prompt: int) -> int:
+        """Give each drafting row its draft for this step; returns the step's row width (1 = none)."""
+        candidates: list[DraftCandidate] = []
+        for work in decoding:
+            work.draft = []
+            drafter, tracker = work.drafter, work.tracker
+            if drafter is None or tracker is None:
+                continue
+            slot = work.slot
+            assert slot is not None
+            # Room: the drafts sit after last_token in the KV stream, and drafting past max_tokens is waste.
+            room = min(work.draft_max, self.n_ctx_seq - len(slot.tokens) - 1, work.max_tokens - work.generated - 1)
+            draft = drafter.draft(room)
+            if draft:
+                work.draft = draft
+                candidates.append(DraftCandidate(len(draft), tracker.rate))
+            else:
+                tracker.idle()
+        if not candidates:
+            return 1
+        rows = len(decoding) + len(bridges)
+        # Every row of the step (drafting or not, bridges included) must fit the width in its KV stream and the batch.
+        room_rows = min(self.n_ctx_seq - len(self.slots[self._seq(w)].tokens) for w in decoding)
+        max_width = min(
+            1 + max(c.draft_len for c in candidates),
+            room_rows,
+            (self.backend.batch.capacity - n_prompt) // max(1, rows),
+        )
+        width = choose_width(
+            candidates, decoding=len(decoding), rows=rows, other_tokens=n_prompt, cost=self._cost, max_width=max_width
+        )
+        if width == 1:
+            for work in decoding:
+                if work.draft and work.tracker is not None:
+                    work.tracker.idle()
+                work.draft = []
+        return width
+
+    def _record_draft(self, work: Work, drafted: int, accepted: int) -> None:
+        if work.tracker is not None:
+            work.tracker.record(drafted, accepted)
+        self.speculation.drafted += drafted
+        self.speculation.accepted += accepted
 
     @staticmethod
     def _seq(work: Work) -> int:
@@ -424,6 +561,8 @@ class Scheduler:
             return
         work.generated += 1
         work.last_token = token
+        if work.drafter is not None:
+            work.drafter.append(token)
         logprob = None
         if work.request.sampling.logprobs is not None:
             logprob = self._logprob(work, token, idx)
@@ -486,8 +625,13 @@ class Scheduler:
         now = time.perf_counter()
         t_start = work.t_start or now
         t_first = work.t_first or now
+        tracker = work.tracker
         usage = Usage(
-            prompt_tokens=len(work.prompt), completion_tokens=work.generated, cached_tokens=work.cached_tokens
+            prompt_tokens=len(work.prompt),
+            completion_tokens=work.generated,
+            cached_tokens=work.cached_tokens,
+            drafted_tokens=tracker.drafted if tracker is not None else 0,
+            accepted_tokens=tracker.accepted if tracker is not None else 0,
         )
         events.append(
             Finished(

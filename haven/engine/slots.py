@@ -27,6 +27,7 @@ from haven.engine.protocol import (
 )
 from haven.engine.reasoning import ReasoningSplitter
 from haven.engine.sampling import SamplerChain
+from haven.engine.speculative import AcceptanceTracker, NgramDrafter
 from haven.engine.stop import StopMatcher
 
 
@@ -181,6 +182,16 @@ class Work:
     t_first: float = 0.0
     cancelled: bool = False
     events: list[EngineEvent] = field(default_factory=list)
+    order: int = 0
+    """Arrival order (admission is first come, first served among clients with equal share)."""
+    prefill_waited: int = 0
+    """Consecutive steps this request got no prompt tokens while prefilling (ageing, see policy)."""
+    drafter: NgramDrafter | None = None
+    """Speculative decoding: the n-gram index over prompt + output (None: this request does not draft)."""
+    tracker: AcceptanceTracker | None = None
+    draft_max: int = 0
+    draft: list[int] = field(default_factory=list)
+    """The draft offered for the current step."""
 
     @property
     def prefilling(self) -> bool:

@@ -21,4 +21,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         # Issue 10: these files hold prompt tokens (conversation text) in clear, so only when opted in.
         state_dir=settings.home / "kv-state" if settings.kv_state_files else None,
         verbose=settings.log_level == "debug",
+        speculative=settings.speculative,
+        speculative_draft_max=settings.speculative_draft_max,
+        kv_cache_type=settings.kv_cache_type,
+        flash_attention=settings.flash_attention,
     )

@@ -36,14 +36,27 @@ class _EngineCollector(Collector):
             "haven_cache_hit_tokens", "Prompt tokens served from the prefix cache since load.", labels=["model"]
         )
         loaded = GaugeMetricFamily("haven_models_loaded", "Models loaded now.")
+        # Speculative decoding and KV cache (issue 14): acceptance rate = accepted / drafted.
+        drafted = GaugeMetricFamily(
+            "haven_speculative_drafted_tokens", "Tokens drafted and verified since load.", labels=["model"]
+        )
+        accepted = GaugeMetricFamily(
+            "haven_speculative_accepted_tokens", "Drafted tokens the model accepted since load.", labels=["model"]
+        )
+        kv_bytes = GaugeMetricFamily(
+            "haven_kv_cache_bytes_per_slot", "KV cache bytes of one slot at full context.", labels=["model", "type"]
+        )
         stats = dict(self._stats())
         for model, s in stats.items():
             queue.add_metric([model], s.queue_depth)
             slots.add_metric([model], s.slots_in_use)
             total.add_metric([model], s.slots_total)
             cached.add_metric([model], s.cached_tokens_total)
+            drafted.add_metric([model], s.drafted_tokens_total)
+            accepted.add_metric([model], s.accepted_tokens_total)
+            kv_bytes.add_metric([model, s.kv_cache_type], s.kv_bytes_per_slot)
         loaded.add_metric([], len(stats))
-        yield from (queue, slots, total, cached, loaded)
+        yield from (queue, slots, total, cached, loaded, drafted, accepted, kv_bytes)
 
 
 class UpstreamCollector(Collector):

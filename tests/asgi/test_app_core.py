@@ -62,6 +62,9 @@ async def test_metrics_count_requests_tokens_and_slots(tmp_path: Path) -> None:
     assert 'haven_slots_in_use{model="tiny:latest"} 0.0' in text
     assert 'haven_slots_total{model="tiny:latest"} 4.0' in text
     assert 'haven_queue_depth{model="tiny:latest"} 0.0' in text
+    assert 'haven_speculative_drafted_tokens{model="tiny:latest"} 0.0' in text
+    assert 'haven_speculative_accepted_tokens{model="tiny:latest"} 0.0' in text
+    assert 'haven_kv_cache_bytes_per_slot{model="tiny:latest",type="f16"} 0.0' in text
 
 
 async def test_two_apps_have_separate_metrics(tmp_path: Path) -> None:

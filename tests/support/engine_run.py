@@ -16,6 +16,7 @@ from haven.engine.protocol import (
     SamplingParams,
     TextDelta,
 )
+from haven.engine.speculative import StepCostModel
 from haven.server.engine_config import engine_config
 from haven.settings import Settings
 
@@ -31,6 +32,19 @@ def tiny_engine(path: Path, **overrides: Any) -> LlamaEngine:
     }
     values.update(overrides)
     return load_engine(str(path), name="tiny", sha256="", config=engine_config(Settings(**values)))
+
+
+class WideCost(StepCostModel):
+    """A memory-bound machine's step cost, never refitted: every useful draft is verified in full, so tests
+    exercise long accepted runs (on the tiny model the fitted cost makes the scheduler draft one token)."""
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        return None
+
+
+def wide_drafts(engine: LlamaEngine) -> LlamaEngine:
+    engine.scheduler._cost = WideCost(base=1.0, per_token=0.0001)
+    return engine
 
 
 @dataclass

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from haven.engine.engine import load_engine
-from haven.engine.memory import MemoryEstimate, check_budget, default_budget, estimate, total_ram_bytes
+from haven.engine.memory import (
+    MemoryEstimate,
+    check_budget,
+    check_kv_cache_type,
+    default_budget,
+    estimate,
+    kv_bytes_per_slot,
+    total_ram_bytes,
+)
 from haven.errors import MemoryBudgetError, ModelLoadError
 from haven.server.engine_config import engine_config
 from haven.settings import Settings
@@ -76,3 +85,56 @@ def test_batch_smaller_than_parallel_is_refused(make_test_model: Callable[..., P
 def test_missing_model_file_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_engine(str(tmp_path / "nope.gguf"), name="x", sha256="", config=engine_config(Settings(threads=1)))
+
+        load_engine(str(tmp_path / "nope.gguf"), name="x", sha256="", settings=Settings(threads=1))
+
+
+def test_kv_cache_bytes_per_slot_by_type() -> None:
+    # Qwen2.5-0.5B at 4096 tokens per slot: f16 48 MiB; q8_0 34/64 of it; q4_0 18/64.
+    f16 = kv_bytes_per_slot(n_layer=24, n_embd_kv=128, context_length=4096)
+    assert f16 == 48 * MiB
+    assert kv_bytes_per_slot(n_layer=24, n_embd_kv=128, context_length=4096, kv_cache_type="q8_0") == 51 * MiB // 2
+    assert kv_bytes_per_slot(n_layer=24, n_embd_kv=128, context_length=4096, kv_cache_type="q4_0") == 27 * MiB // 2
+    shape: dict[str, Any] = {
+        "weights_bytes": 0, "n_layer": 24, "n_embd_kv": 128, "context_length": 4096,
+        "parallel": 4, "batch_size": 512, "n_vocab": 151_936, "n_embd": 896,
+    }  # fmt: skip
+    assert estimate(**shape, kv_cache_type="q8_0").kv_cache == 4 * 51 * MiB // 2
+    # The same budget holds more slots: what a quantized cache is for.
+    assert estimate(**shape).kv_cache / estimate(**shape, kv_cache_type="q4_0").kv_cache == pytest.approx(64 / 18)
+
+
+def test_unsupported_kv_cache_combinations_are_refused_with_the_setting_to_change() -> None:
+    check_kv_cache_type("q8_0", flash_attention="auto", head_dim_k=64, head_dim_v=64)
+    check_kv_cache_type("f16", flash_attention="off", head_dim_k=16, head_dim_v=16)
+    with pytest.raises(ModelLoadError, match="flash attention.*flash_attention to auto or on"):
+        check_kv_cache_type("q4_0", flash_attention="off", head_dim_k=64, head_dim_v=64)
+    with pytest.raises(ModelLoadError, match="heads have 16; use kv_cache_type f16"):
+        check_kv_cache_type("q8_0", flash_attention="on", head_dim_k=16, head_dim_v=16)
+    with pytest.raises(ModelLoadError, match="not supported"):
+        check_kv_cache_type("q2_k", flash_attention="on", head_dim_k=64, head_dim_v=64)
+
+
+def test_quantized_kv_cache_on_a_model_whose_heads_do_not_fit_fails_at_startup(
+    make_test_model: Callable[..., Path],
+) -> None:
+    # The tiny factory model has 16-dimensional heads; llama.cpp's q8_0 blocks hold 32 elements.
+    settings = Settings(context_length=256, parallel=2, threads=1, batch_size=64, kv_cache_type="q8_0")
+    with pytest.raises(ModelLoadError, match="kv_cache_type q8_0 stores blocks of 32 elements"):
+        load_engine(str(make_test_model()), name="tiny", sha256="", settings=settings)
+
+
+async def test_engine_stats_report_the_kv_cache_type_and_bytes_per_slot(make_test_model: Callable[..., Path]) -> None:
+    engine = load_engine(
+        str(make_test_model()),
+        name="tiny",
+        sha256="",
+        settings=Settings(context_length=256, parallel=2, threads=1, batch_size=64),
+    )
+    try:
+        stats = engine.stats()
+        backend = engine.backend
+        assert stats.kv_cache_type == "f16"
+        assert stats.kv_bytes_per_slot == backend.n_layer * 256 * backend.n_embd_kv * 2 * 2
+    finally:
+        await engine.close()

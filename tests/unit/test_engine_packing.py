@@ -10,7 +10,7 @@ import pytest
 
 from haven.engine.llama_backend import Batch
 from haven.engine.packing import bridge_gaps, count_runs, holes_after
-from tests.support.engine_run import generate, tiny_engine
+from tests.support.engine_run import generate, tiny_engine, wide_drafts
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,10 @@ async def test_an_idle_slot_between_busy_ones_is_bridged_and_left_intact(
         bridged = [e for entries in batches for e in entries if e[0] == 1]
         assert bridged, "slot 1 was never bridged"
         assert all(not wants_logits for _, _, wants_logits in bridged)
-        assert all(pos == len(middle_tokens) for _, pos, _ in bridged)
+        # At the slot's next free position (and after it when the step verifies drafts: every row of a
+        # step has the same width, see speculative).
+        assert min(pos for _, pos, _ in bridged) == len(middle_tokens)
+        assert all(pos >= len(middle_tokens) for _, pos, _ in bridged)
         # The bridge token was removed again: slot 1's KV and tokens are what its chat left.
         assert slots[1].tokens == middle_tokens
         assert engine.backend.seq_pos_max(1) == len(middle_tokens) - 1
@@ -133,4 +136,33 @@ async def test_slot_choice_prefers_prefix_then_contiguity_then_least_held(
         for slot in engine.scheduler.slots:
             slot.work = None
             slot.tokens = []
+        await engine.close()
+
+
+async def test_steps_that_verify_drafts_give_every_row_the_same_width(make_test_model: Callable[..., Path]) -> None:
+    """llama.cpp's split_equal takes the same number of tokens from every sequence of a micro-batch: rows of
+    unequal width would cost extra passes, so drafting rows pad the others to the step's width."""
+    engine = wide_drafts(tiny_engine(make_test_model(), parallel=3, batch_size=64))
+    try:
+        batches = _record_batches(engine)
+        prompts = [engine.tokenize(t) for t in ("one two one two one two", "Hello there", "a b c a b c a b")]
+        # The middle request is penalised so its drafts fail: rows with different draft lengths share steps.
+        await asyncio.gather(
+            generate(engine, prompts[0], temperature=0, max_tokens=20),
+            generate(engine, prompts[1], temperature=0, max_tokens=20, presence_penalty=1.0),
+            generate(engine, prompts[2], temperature=0, max_tokens=20),
+        )
+        prompt_len = {
+            slot.seq_id: next(len(p) for p in prompts if slot.tokens[: len(p)] == p) for slot in engine.scheduler.slots
+        }
+        wide = 0
+        for entries in batches:
+            per_seq: dict[int, list[int]] = {}
+            for seq, pos, _ in entries:
+                per_seq.setdefault(seq, []).append(pos)
+            decoding = [len(ps) for seq, ps in per_seq.items() if min(ps) >= prompt_len[seq]]
+            assert len(set(decoding)) <= 1, f"decoding rows of different widths in one step: {per_seq}"
+            wide += bool(decoding) and decoding[0] > 1
+        assert wide > 0, "no step verified drafts"
+    finally:
         await engine.close()

@@ -1,0 +1,248 @@
+"""Speculative decoding without a draft model: prompt-lookup (n-gram) drafts and when to verify them.
+
+A sequence that repeats its own text — correcting the spelling of a quoted paragraph, adding type
+hints to a pasted function, translating names inside otherwise unchanged text — spends most of its
+steps writing tokens that already occur in its prompt or its own output. :class:`NgramDrafter`
+finds the most recent earlier occurrence of the sequence's last ``n`` tokens (longest ``n`` first)
+and proposes the tokens that followed it. The scheduler puts the draft into the same
+``llama_decode`` as every other sequence's token (continuous batching stays), samples each drafted
+position with the request's own sampler chain, keeps the drafts up to the first one the target
+model disagrees with, and trims the rest from the KV cache (``llama_memory_seq_rm``).
+
+Why the output does not change:
+
+* greedy: a draft token is kept only when it is the argmax of the target's logits at that
+  position, so the tokens are the ones plain decoding produces from the same logits. A multi-token
+  batch may compute them with other CPU kernels (bit-identical on the tiny test model; on real
+  Q4_1 weights the last digits move, which flips a choice only at a near-tie, as plain batching
+  does — measured in docs/engine.md);
+* temperature > 0: the standard speculative-sampling rule (Leviathan et al. 2023; Chen et al.
+  2023) accepts a drafted token ``d`` with probability ``min(1, p(d) / q(d))`` and on rejection
+  samples from ``norm(max(0, p − q))``. An n-gram draft is deterministic (``q = δ_d``), so the rule
+  reduces to: accept with probability ``p(d)``; on rejection sample from ``p`` without ``d``. Drawing
+  one token ``t ~ p`` with the request's chain and keeping the draft iff ``t == d`` does exactly
+  that in one draw (``P(t = d) = p(d)``, and ``t`` given ``t ≠ d`` is ``p`` restricted to the other
+  tokens), and uses one random number per emitted token as plain decoding does — so a seeded
+  request produces the same tokens with or without speculation. :func:`accept_or_resample` is the
+  general rule for a draft *model* (``q`` a distribution), used when one is configured (see
+  docs/engine.md).
+
+When to draft is a cost decision. llama.cpp decodes a batch with per-sequence KV streams in one
+pass only when every sequence contributes the same number of tokens (``split_equal``), so a step
+that verifies drafts gives every decoding row the same width (shorter drafts are padded with
+throwaway tokens). :func:`choose_width` picks the width that maximises expected tokens per second
+from each sequence's measured acceptance rate (:class:`AcceptanceTracker`) and a linear step-cost
+model fitted online (:class:`StepCostModel`): free generation, whose drafts keep failing, stops
+drafting and pays only for a dictionary lookup per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+SPECULATIVE_MODES = ("off", "ngram")
+DRAFT_MAX_LIMIT = 32
+"""Largest draft a request or the server may configure (a wider step is rarely worth its cost)."""
+NGRAM_MIN = 2
+NGRAM_MAX = 4
+"""N-gram sizes looked up, longest first: a 4-token match predicts better than a 2-token one; a
+single token matches almost anywhere and predicts nothing."""
+
+
+class NgramDrafter:
+    """Prompt-lookup drafts over one sequence's tokens (prompt + output), updated incrementally.
+
+    For every ``n`` in ``NGRAM_MIN..NGRAM_MAX`` a dictionary maps each n-gram that has a successor to
+    the index just after its most recent occurrence; appending a token is O(``NGRAM_MAX``), a lookup
+    O(``NGRAM_MAX``), so drafting costs nothing measurable even for a 32k-token prompt.
+    """
+
+    def __init__(self, tokens: Sequence[int] = (), *, n_min: int = NGRAM_MIN, n_max: int = NGRAM_MAX) -> None:
+        self.n_min, self.n_max = n_min, n_max
+        self.tokens: list[int] = []
+        self._index: dict[int, dict[tuple[int, ...], int]] = {n: {} for n in range(n_min, n_max + 1)}
+        self.extend(tokens)
+
+    def append(self, token: int) -> None:
+        tokens = self.tokens
+        end = len(tokens)  # index of the token being appended: the successor of the n-grams ending before it
+        for n, index in self._index.items():
+            if end >= n:
+                index[tuple(tokens[end - n : end])] = end
+        tokens.append(token)
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        for token in tokens:
+            self.append(token)
+
+    def draft(self, max_len: int) -> list[int]:
+        """``max_len`` tokens that followed the latest earlier occurrence of the longest matching suffix
+        (or none when no suffix of ``NGRAM_MIN``..``NGRAM_MAX`` tokens occurred before)."""
+        if max_len <= 0:
+            return []
+        tokens = self.tokens
+        length = len(tokens)
+        for n in range(self.n_max, self.n_min - 1, -1):
+            if length < n:
+                continue
+            start = self._index[n].get(tuple(tokens[length - n :]))
+            if start is not None:
+                # The match says the text repeats with period ``length - start``; past the end of the
+                # history the draft keeps repeating it (a loop, a table row, a repeated line).
+                period = length - start
+                return [tokens[start + i % period] for i in range(max_len)]
+        return []
+
+
+@dataclass
+class AcceptanceTracker:
+    """Per-sequence estimate of the chance that the next drafted token is accepted.
+
+    Counts decay (``decay`` per verification, ``idle_decay`` per step without one) towards the prior,
+    so a request whose drafts keep failing stops drafting, and one that went quiet gets an occasional
+    fresh try when its text turns repetitive again (a code block after prose).
+    """
+
+    prior: float = 0.5
+    prior_weight: float = 1.0
+    decay: float = 0.8
+    idle_decay: float = 0.97
+    hits: float = 0.0
+    trials: float = 0.0
+    drafted: int = 0
+    accepted: int = 0
+
+    @property
+    def rate(self) -> float:
+        return (self.hits + self.prior * self.prior_weight) / (self.trials + self.prior_weight)
+
+    def record(self, drafted: int, accepted: int) -> None:
+        """One verification: ``accepted`` of ``drafted`` tokens kept (a prefix, so at most one failure)."""
+        self.drafted += drafted
+        self.accepted += accepted
+        self.hits = self.hits * self.decay + accepted
+        self.trials = self.trials * self.decay + accepted + (1 if accepted < drafted else 0)
+
+    def idle(self) -> None:
+        self.hits *= self.idle_decay
+        self.trials *= self.idle_decay
+
+
+def expected_extra(rate: float, k: int) -> float:
+    """Expected accepted drafts out of ``k`` when each is kept with probability ``rate`` given the previous."""
+    total, p = 0.0, 1.0
+    for _ in range(k):
+        p *= rate
+        total += p
+    return total
+
+
+@dataclass
+class StepCostModel:
+    """``seconds ≈ base + per_token × batch_tokens``, fitted by exponentially weighted least squares.
+
+    The prior (a token costs 5 % of a pass) holds until steps of different sizes have been seen;
+    decode and prefill steps give the fit both ends of the range.
+    """
+
+    base: float = 0.02
+    per_token: float = 0.001
+    forget: float = 0.98
+    _n: float = 0.0
+    _sx: float = 0.0
+    _sy: float = 0.0
+    _sxx: float = 0.0
+    _sxy: float = 0.0
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        f = self.forget
+        self._n = self._n * f + 1
+        self._sx = self._sx * f + tokens
+        self._sy = self._sy * f + seconds
+        self._sxx = self._sxx * f + tokens * tokens
+        self._sxy = self._sxy * f + tokens * seconds
+        var = self._n * self._sxx - self._sx * self._sx
+        if self._n < 4 or var <= 1e-9 * max(1.0, self._sxx * self._n):
+            if self._n >= 1:  # one size seen so far: keep the slope's prior, move the intercept
+                self.base = max(1e-6, self._sy / self._n - self.per_token * self._sx / self._n)
+            return
+        slope = (self._n * self._sxy - self._sx * self._sy) / var
+        intercept = (self._sy - slope * self._sx) / self._n
+        if slope > 0 and intercept > 0:
+            self.base, self.per_token = intercept, slope
+
+    def cost(self, tokens: int) -> float:
+        return self.base + self.per_token * tokens
+
+
+@dataclass(frozen=True)
+class DraftCandidate:
+    """One decoding row's offer for this step: its draft and its acceptance rate."""
+
+    draft_len: int
+    rate: float
+
+
+def choose_width(
+    candidates: Sequence[DraftCandidate],
+    *,
+    decoding: int,
+    rows: int,
+    other_tokens: int,
+    cost: StepCostModel,
+    max_width: int,
+) -> int:
+    """Tokens per row for this step (1 = no drafting) that maximise expected emitted tokens per second.
+
+    ``decoding`` sequences emit at least one token each; ``rows`` counts every row that must be padded
+    to the width (decoding sequences and bridged idle slots); ``other_tokens`` the step's prompt
+    tokens, which cost the same whatever the width.
+    """
+    if not candidates or max_width <= 1:
+        return 1
+    n_decoding = decoding
+    best_width, best_rate = 1, n_decoding / cost.cost(rows + other_tokens)
+    longest = max(c.draft_len for c in candidates)
+    for width in range(2, min(max_width, longest + 1) + 1):
+        gain = sum(expected_extra(c.rate, min(width - 1, c.draft_len)) for c in candidates)
+        rate = (n_decoding + gain) / cost.cost(rows * width + other_tokens)
+        if rate > best_rate * 1.0001:  # ties keep the narrower step
+            best_width, best_rate = width, rate
+    return best_width
+
+
+@dataclass
+class SpeculationStats:
+    """Engine-wide counters (``EngineStats``; ``/metrics``)."""
+
+    drafted: int = 0
+    accepted: int = 0
+    steps: int = 0
+    """Steps that verified at least one draft."""
+    widths: dict[int, int] = field(default_factory=dict)
+
+
+def accept_or_resample(
+    target: npt.NDArray[np.float64], draft: npt.NDArray[np.float64], token: int, rng: np.random.Generator
+) -> tuple[bool, int]:
+    """The speculative-sampling rule for a draft *model*: keep ``token`` (drawn from ``draft``) with
+    probability ``min(1, p/q)``, else draw from ``norm(max(0, p − q))``. Returns (kept, token).
+
+    The emitted token is then distributed exactly as ``target``. With a point-mass ``draft`` (an
+    n-gram proposal) this is "accept with probability p(token)", which the scheduler realises by
+    sampling the target with the request's own chain (see the module docstring).
+    """
+    p, q = float(target[token]), float(draft[token])
+    if q <= 0.0:
+        raise ValueError("the drafted token has zero probability under the draft distribution")
+    if rng.random() < min(1.0, p / q):
+        return True, token
+    residual = np.maximum(target - draft, 0.0)
+    total = float(residual.sum())
+    if total <= 0.0:  # p == q everywhere (then acceptance is certain); guard rounding
+        residual, total = target, float(target.sum())
+    return False, int(rng.choice(len(target), p=residual / total))

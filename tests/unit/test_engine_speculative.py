@@ -1,0 +1,340 @@
+"""Speculative decoding (n-gram drafts): pure drafting/acceptance logic, and on the tiny model that the
+output is exactly what plain decoding gives — greedy token for token, alone and batched, seeded sampling
+draw for draw — with drafts trimmed from the KV cache wherever a request ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from haven.engine.engine import LlamaEngine
+from haven.engine.protocol import GenerationRequest, SamplingParams
+from haven.engine.speculative import (
+    AcceptanceTracker,
+    DraftCandidate,
+    NgramDrafter,
+    StepCostModel,
+    accept_or_resample,
+    choose_width,
+    expected_extra,
+)
+from haven.errors import InvalidRequestError
+from tests.support.engine_run import Result, generate, tiny_engine, wide_drafts
+
+# --- pure logic -------------------------------------------------------------------------------------
+
+
+def test_ngram_drafter_proposes_what_followed_the_latest_match() -> None:
+    drafter = NgramDrafter([1, 2, 3, 4, 5, 9, 2, 3, 7, 8])
+    drafter.extend([1, 2, 3])  # suffix (1, 2, 3): the 3-gram matched at the start, not the later (2, 3)
+    assert drafter.draft(4) == [4, 5, 9, 2]
+    assert drafter.draft(2) == [4, 5]
+    assert drafter.draft(12) == [4, 5, 9, 2, 3, 7, 8, 1, 2, 3, 4, 5]
+    drafter.append(6)  # (2, 3, 6) and (3, 6) never occurred: nothing to propose
+    assert drafter.draft(4) == []
+    assert drafter.draft(0) == []
+
+
+def test_ngram_drafter_never_matches_the_suffix_itself() -> None:
+    drafter = NgramDrafter([5, 6])
+    assert drafter.draft(3) == []
+    drafter.extend([5, 6])
+    assert drafter.draft(5) == [5, 6, 5, 6, 5]  # past the end of the history the period repeats
+    drafter = NgramDrafter([7, 7, 7])
+    assert drafter.draft(4) == [7, 7, 7, 7]
+
+
+def test_expected_extra_tokens() -> None:
+    assert expected_extra(1.0, 4) == 4
+    assert expected_extra(0.0, 4) == 0
+    assert expected_extra(0.5, 2) == pytest.approx(0.75)
+
+
+def test_choose_width_drafts_when_acceptance_pays_and_stops_when_it_does_not() -> None:
+    memory_bound = StepCostModel(base=0.05, per_token=0.001)  # a pass costs 50 tokens' worth
+    good = [DraftCandidate(8, 0.9)]
+    assert choose_width(good, decoding=1, rows=1, other_tokens=0, cost=memory_bound, max_width=9) == 9
+    assert choose_width(good, decoding=1, rows=1, other_tokens=0, cost=memory_bound, max_width=4) == 4
+    assert (
+        choose_width([DraftCandidate(8, 0.01)], decoding=1, rows=1, other_tokens=0, cost=memory_bound, max_width=9) == 1
+    )
+    compute_bound = StepCostModel(base=0.001, per_token=0.01)
+    assert (
+        choose_width([DraftCandidate(8, 0.5)], decoding=8, rows=8, other_tokens=0, cost=compute_bound, max_width=9) == 1
+    )
+    assert choose_width([], decoding=4, rows=4, other_tokens=0, cost=memory_bound, max_width=9) == 1
+
+
+def test_tracker_stops_drafting_after_failures_and_retries_after_a_quiet_spell() -> None:
+    tracker = AcceptanceTracker()
+    cost = StepCostModel(base=0.05, per_token=0.001)
+    assert (
+        choose_width([DraftCandidate(8, tracker.rate)], decoding=4, rows=4, other_tokens=0, cost=cost, max_width=9) > 1
+    )
+    for _ in range(6):
+        tracker.record(drafted=4, accepted=0)
+    assert tracker.rate < 0.15
+    assert (
+        choose_width([DraftCandidate(8, tracker.rate)], decoding=4, rows=4, other_tokens=0, cost=cost, max_width=9) == 1
+    )
+    for _ in range(200):
+        tracker.idle()
+    assert tracker.rate > 0.3  # back towards the prior: an occasional new try
+    assert (tracker.drafted, tracker.accepted) == (24, 0)
+
+
+def test_cost_model_learns_base_and_per_token_cost() -> None:
+    model = StepCostModel()
+    for tokens in [1, 8, 64, 2, 128, 4] * 10:
+        model.observe(tokens, 0.030 + 0.0005 * tokens)
+    assert model.base == pytest.approx(0.030, rel=1e-3)
+    assert model.per_token == pytest.approx(0.0005, rel=1e-3)
+
+
+def test_accept_or_resample_yields_the_target_distribution() -> None:
+    """The draft-model rule: emitted tokens follow ``target`` whatever ``draft`` is.
+
+    Bound: with N = 40,000 draws over 5 outcomes the total-variation distance of the empirical
+    distribution from the truth has standard deviation below 0.004; 0.02 is > 5 sigma.
+    """
+    rng = np.random.default_rng(1234)
+    target = np.array([0.5, 0.2, 0.15, 0.1, 0.05])
+    draft = np.array([0.05, 0.05, 0.1, 0.3, 0.5])
+    counts = np.zeros(5)
+    kept = 0
+    n = 40_000
+    for _ in range(n):
+        proposed = int(rng.choice(5, p=draft))
+        ok, token = accept_or_resample(target, draft, proposed, rng)
+        kept += ok
+        counts[token] += 1
+    assert 0.5 * np.abs(counts / n - target).sum() < 0.02
+    # Acceptance rate of the rule is sum(min(p, q)) = 0.05+0.05+0.1+0.1+0.05 = 0.35.
+    assert abs(kept / n - 0.35) < 0.02
+
+
+# --- on the tiny model ------------------------------------------------------------------------------
+
+
+def _wide(engine: LlamaEngine) -> LlamaEngine:
+    return wide_drafts(engine)
+
+
+PROMPTS = [
+    "The quick brown fox jumps over the lazy dog. The quick brown fox jumps",
+    "def add(a, b):\n    return a + b\n\ndef add(a, b):",
+    "你好，世界。你好，世界。你好",
+    "one two three four five one two three four five one two",
+]
+
+
+@pytest.fixture(params=["f32", "q8_0"])
+def engine(request: pytest.FixtureRequest, make_test_model: Callable[..., Path]) -> Iterator[LlamaEngine]:
+    eng = _wide(tiny_engine(make_test_model(quant=request.param), parallel=4, batch_size=64, context_length=512))
+    yield eng
+    asyncio.run(eng.close())
+
+
+async def _run_all(engine: LlamaEngine, mode: str, *, together: bool, **sampling: Any) -> list[Result]:
+    prompts = [engine.tokenize(p) for p in PROMPTS]
+    if together:
+        return list(await asyncio.gather(*(generate(engine, p, speculative=mode, **sampling) for p in prompts)))
+    return [await generate(engine, p, speculative=mode, **sampling) for p in prompts]
+
+
+def _kv_consistent(engine: LlamaEngine) -> bool:
+    """Every slot's KV stream holds exactly its cached tokens: no drafted entry left behind."""
+    return all(engine.backend.seq_pos_max(s.seq_id) == len(s.tokens) - 1 for s in engine.scheduler.slots)
+
+
+# The tiny random model's plain greedy output repeats one token (every draft accepted, numpy argmax
+# path); a presence penalty makes it wander (drafts rejected part-way, llama.cpp sampler path).
+GREEDY = [{"temperature": 0}, {"temperature": 0, "presence_penalty": 1.0}]
+
+
+@pytest.mark.parametrize("greedy", GREEDY, ids=["argmax", "penalised"])
+async def test_greedy_output_is_identical_alone_and_batched(engine: LlamaEngine, greedy: dict[str, Any]) -> None:
+    plain = await _run_all(engine, "off", together=False, max_tokens=48, **greedy)
+    alone = await _run_all(engine, "ngram", together=False, max_tokens=48, **greedy)
+    batched = await _run_all(engine, "ngram", together=True, max_tokens=48, **greedy)
+    for p, a, b in zip(plain, alone, batched, strict=True):
+        assert a.token_ids == p.token_ids and b.token_ids == p.token_ids
+        assert a.text == p.text and b.text == p.text
+        assert a.finished.reason == p.finished.reason == b.finished.reason
+        assert a.finished.usage.completion_tokens == p.finished.usage.completion_tokens
+        assert p.finished.usage.drafted_tokens == 0
+    # Speculation really ran, with accepted runs and wide steps (and rejections when penalised).
+    drafted = sum(r.finished.usage.drafted_tokens for r in alone)
+    accepted = sum(r.finished.usage.accepted_tokens for r in alone)
+    assert accepted > (40 if "presence_penalty" not in greedy else 3)
+    if "presence_penalty" in greedy:
+        assert accepted < drafted
+    assert max(engine.scheduler.speculation.widths) > 3
+    stats = engine.stats()
+    assert stats.drafted_tokens_total >= stats.accepted_tokens_total > 0
+    assert 0 < stats.acceptance_rate <= 1
+    assert _kv_consistent(engine)
+
+
+async def test_seeded_sampling_is_draw_for_draw_identical(engine: LlamaEngine) -> None:
+    """Temperature > 0: sampling the target at each drafted position and keeping the draft only when the
+    sample equals it is the speculative-sampling rule for a point-mass draft, and consumes one random
+    number per emitted token — so with the same seed the tokens are the same as without speculation."""
+    prompt = engine.tokenize(PROMPTS[3])
+    sampling = {"temperature": 0.15, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "max_tokens": 24}
+    same = accepted = rejected = 0
+    for seed in range(12):
+        plain = await generate(engine, prompt, speculative="off", seed=seed, **sampling)
+        spec = await generate(engine, prompt, speculative="ngram", seed=seed, **sampling)
+        same += plain.token_ids == spec.token_ids
+        accepted += spec.finished.usage.accepted_tokens
+        rejected += spec.finished.usage.drafted_tokens - spec.finished.usage.accepted_tokens
+    assert same == 12
+    assert accepted > 0 and rejected > 0
+    assert _kv_consistent(engine)
+
+
+async def test_sampled_token_distribution_is_unchanged(make_test_model: Callable[..., Path]) -> None:
+    """Independent seeds with and without speculation: the statistic a wrong acceptance rule distorts
+    first — how often a token repeats the previous one (n-gram drafts propose repeats) — agrees.
+
+    Bound: 160 generations × 15 adjacent pairs per arm; the difference of the two repeat rates must be
+    within 4 standard errors of a difference of proportions (false alarm < 1e-4). Keeping every draft
+    instead of sampling the target roughly doubles the rate here.
+    """
+    engine = _wide(tiny_engine(make_test_model(quant="q8_0"), parallel=4, batch_size=64, context_length=256))
+    try:
+        prompt = engine.tokenize(PROMPTS[3])
+        sampling = {"temperature": 0.15, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "max_tokens": 16}
+
+        async def arm(mode: str, seeds: range) -> tuple[int, int, int]:
+            repeats = pairs = accepted = 0
+            for start in range(seeds.start, seeds.stop, 4):
+                results = await asyncio.gather(
+                    *(generate(engine, prompt, speculative=mode, seed=s, **sampling) for s in range(start, start + 4))
+                )
+                for r in results:
+                    ids = r.token_ids
+                    repeats += sum(a == b for a, b in zip(ids, ids[1:], strict=False))
+                    pairs += max(0, len(ids) - 1)
+                    accepted += r.finished.usage.accepted_tokens
+            return repeats, pairs, accepted
+
+        r_plain, n_plain, _ = await arm("off", range(0, 160))
+        r_spec, n_spec, accepted = await arm("ngram", range(10_000, 10_160))
+        assert accepted > 20
+        p1, p2 = r_plain / n_plain, r_spec / n_spec
+        pooled = (r_plain + r_spec) / (n_plain + n_spec)
+        se = (pooled * (1 - pooled) * (1 / n_plain + 1 / n_spec)) ** 0.5
+        assert abs(p1 - p2) < 4 * se, (p1, p2, se)
+    finally:
+        await engine.close()
+
+
+@pytest.mark.parametrize("greedy", GREEDY, ids=["argmax", "penalised"])
+async def test_stop_string_inside_a_drafted_run_stops_at_the_same_place(
+    engine: LlamaEngine, greedy: dict[str, Any]
+) -> None:
+    prompt = engine.tokenize(PROMPTS[3])
+    plain = await generate(engine, prompt, speculative="off", max_tokens=40, **greedy)
+    text = plain.text
+    assert len(text) > 30
+    # Repetitive output: the stop is the first 21 characters, completed in the middle of a run of accepted
+    # drafts (steps of 9); varied output: a few characters from its middle.
+    stop = text[:21] if "presence_penalty" not in greedy else text[20:24]
+    a = await generate(engine, prompt, speculative="off", max_tokens=40, stop=[stop], **greedy)
+    b = await generate(engine, prompt, speculative="ngram", max_tokens=40, stop=[stop], **greedy)
+    if "presence_penalty" not in greedy:
+        assert b.finished.usage.accepted_tokens > 0
+    assert a.text == b.text and a.token_ids == b.token_ids
+    assert a.finished.stop_string == b.finished.stop_string == stop
+    assert a.finished.usage.completion_tokens == b.finished.usage.completion_tokens
+    assert _kv_consistent(engine)
+
+
+async def test_max_tokens_inside_a_drafted_run(engine: LlamaEngine) -> None:
+    prompt = engine.tokenize(PROMPTS[2])
+    for max_tokens in (1, 2, 7):
+        a = await generate(engine, prompt, speculative="off", temperature=0, max_tokens=max_tokens)
+        b = await generate(engine, prompt, speculative="ngram", temperature=0, max_tokens=max_tokens)
+        assert a.token_ids == b.token_ids
+        assert b.finished.usage.completion_tokens == max_tokens
+    assert _kv_consistent(engine)
+
+
+async def test_cancel_trims_drafted_tokens(make_test_model: Callable[..., Path]) -> None:
+    engine = _wide(tiny_engine(make_test_model(quant="q8_0"), parallel=1, context_length=2048))
+    try:
+        prompt = engine.tokenize(PROMPTS[3])
+        handle = await engine.submit(
+            GenerationRequest(prompt, SamplingParams(temperature=0, max_tokens=1500, ignore_eos=True))
+        )
+        events = handle.events()
+        await events.__anext__()
+        while engine.stats().accepted_tokens_total == 0:
+            await events.__anext__()
+        await handle.cancel()
+        rest = [event async for event in events]
+        assert rest[-1].reason == "cancelled"  # type: ignore[union-attr]
+        assert engine.backend.seq_pos_max(0) == len(prompt) - 1
+        assert engine.scheduler.slots[0].tokens == prompt
+    finally:
+        await engine.close()
+
+
+async def test_grammar_constrained_requests_do_not_draft(engine: LlamaEngine) -> None:
+    prompt = engine.tokenize(PROMPTS[3])
+    grammar = 'root ::= ("one " | "two ")+ "."'
+    result = await generate(engine, prompt, speculative="ngram", temperature=0, max_tokens=30, grammar=grammar)
+    assert result.finished.usage.completion_tokens > 0
+    assert result.finished.usage.drafted_tokens == 0
+    schema = await generate(
+        engine, prompt, speculative="ngram", temperature=0, max_tokens=30, json_schema={"type": "object"}
+    )
+    assert schema.finished.usage.drafted_tokens == 0
+
+
+async def test_server_setting_off_and_per_request_override(make_test_model: Callable[..., Path]) -> None:
+    engine = _wide(tiny_engine(make_test_model(quant="q8_0"), speculative="off"))
+    try:
+        prompt = engine.tokenize(PROMPTS[3])
+        default = await generate(engine, prompt, temperature=0, max_tokens=30)
+        forced = await generate(engine, prompt, temperature=0, max_tokens=30, speculative="ngram")
+        short = await generate(
+            engine, prompt, temperature=0, max_tokens=30, speculative="ngram", speculative_draft_max=1
+        )
+        assert default.finished.usage.drafted_tokens == 0
+        assert forced.finished.usage.accepted_tokens > 0
+        assert default.token_ids == forced.token_ids == short.token_ids
+        # One token per step at most: drafted ≤ steps with a draft.
+        assert short.finished.usage.drafted_tokens <= short.finished.usage.completion_tokens
+    finally:
+        await engine.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("speculative", "medusa"),
+        ("speculative_draft_max", 0),
+        ("speculative_draft_max", 33),
+        ("speculative_draft_max", True),
+    ],
+)
+async def test_out_of_range_speculation_settings_name_the_field(
+    make_test_model: Callable[..., Path], field: str, value: object
+) -> None:
+    engine = tiny_engine(make_test_model())
+    try:
+        with pytest.raises(InvalidRequestError) as info:
+            await engine.submit(GenerationRequest([1, 2, 3], SamplingParams(**{field: value})))  # type: ignore[arg-type]
+        assert info.value.param == field
+        assert field in str(info.value)
+        assert engine.stats().slots_in_use == 0
+    finally:
+        await engine.close()
