@@ -28,8 +28,12 @@ class TurnRecorder:
         *,
         flush_seconds: float = FLUSH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
+        """``redact``: applied to every text before it is stored (``HAVEN_REDACT=outbound+storage``): the
+        stored turn keeps typed placeholders, never the values, and they cannot be restored later."""
         self.store = store
+        self._redact = redact or (lambda text: text)
         self.unlocked = unlocked
         self.conversation_id = check_id(conversation_id)
         self.flush_seconds = flush_seconds
@@ -67,6 +71,8 @@ class TurnRecorder:
             # Regenerate: the request ends with the very user message we attach under; do not store it twice.
             if turns and role == turns[0].get("role") == "user" and content == turns[0].get("content"):
                 turns = turns[1:]
+        turns = [{**t, "content": self._redact(t["content"])} if isinstance(t.get("content"), str) else t
+                 for t in turns]
         reply = {"role": "assistant", "content": "", "model": model, "sampling": self.sampling, "incomplete": True}
         views = self.store.append(self.unlocked, self.conversation_id, [*turns, reply], parent_id=parent)
         self.reply_id = views[-1].id
@@ -123,15 +129,19 @@ class TurnRecorder:
             self.unlocked,
             self.conversation_id,
             self.reply_id,
-            content="".join(self._content),
-            reasoning="".join(self._reasoning) or None,
-            tool_calls=[self._calls[i] for i in sorted(self._calls)] or None,
+            content=self._redact("".join(self._content)),
+            reasoning=self._redact("".join(self._reasoning)) or None,
+            tool_calls=[self._redacted_call(self._calls[i]) for i in sorted(self._calls)] or None,
             meta={"usage": usage, "timings": timings},
             finish_reason=finish_reason,
             incomplete=incomplete,
         )
         self._last_flush, self._dirty = now, False
         self._flushes += 1
+
+    def _redacted_call(self, call: dict[str, Any]) -> dict[str, Any]:
+        function = call["function"]
+        return {**call, "function": {**function, "arguments": self._redact(function["arguments"])}}
 
     def flush(self) -> None:
         """Stores the reply so far (still marked incomplete)."""

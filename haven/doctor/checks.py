@@ -129,7 +129,7 @@ def check_database(settings: Settings) -> list[Finding]:
 
 
 # Files under HAVEN_HOME that hold secrets or user data and must be private to Haven's own user.
-PRIVATE_PATTERNS = ("*.db", "*.db-wal", "*.db-shm", "*.key", "keys/*", "kv-state/*", "secrets/*")
+PRIVATE_PATTERNS = ("*.db", "*.db-wal", "*.db-shm", "*.key", "*.head", "keys/*", "kv-state/**/*", "secrets/*")
 
 
 def check_permissions(settings: Settings) -> list[Finding]:
@@ -208,6 +208,60 @@ def check_audit_targets(settings: Settings) -> list[Finding]:
     return [Finding("audit targets", "ok", f"{len(endpoints)} audit endpoint(s), all on this machine")]
 
 
+def check_upstreams(settings: Settings) -> list[Finding]:
+    """Configured remote upstreams: each one on another machine receives chats (said in red)."""
+    from haven.chat.upstreams import UpstreamsFile
+
+    try:
+        upstreams = UpstreamsFile.load(settings.home).upstreams
+    except HavenError as exc:
+        return [Finding("upstreams", "fail", exc.message, f"fix {settings.home / 'upstreams.yaml'}")]
+    if not upstreams:
+        return [Finding("upstreams", "ok", "none configured: every model runs on this machine")]
+    findings = [Finding("upstreams", "ok", f"{len(upstreams)} configured")]
+    for upstream in upstreams:
+        if not is_loopback_host(upstream.host):
+            masked = "personal data masked" if settings.redact != "off" else "NOT masked (HAVEN_REDACT=off)"
+            findings.append(Finding("data leaves", "warn", f"chats for {', '.join(upstream.models) or 'its models'} "
+                                    f"go to upstream {upstream.name} at {upstream.host} ({masked})",
+                                    "keep it only if that machine is yours; `haven upstreams remove "
+                                    f"{upstream.name}` otherwise"))
+    return findings
+
+
+def check_conversation_encryption(settings: Settings) -> list[Finding]:
+    """How stored conversations are keyed: per-user credential-wrapped keys, or the local single-user key file."""
+    key_file = settings.home / "local-data.key"
+    users = _count_users(settings)
+    if users:
+        return [Finding("encryption", "ok", f"conversations of {users} user(s) are AES-256-GCM encrypted under "
+                        "keys only their own credentials unwrap")]
+    if key_file.exists():
+        return [Finding("encryption", "ok", "local single-user mode: conversations are encrypted under "
+                        f"{key_file.name}, which protects a copied database, not a stolen disk",
+                        "create a user (`haven users create NAME --admin`) for credential-wrapped keys")]
+    return [Finding("encryption", "ok", "no conversation stored yet")]
+
+
+def _count_users(settings: Settings) -> int:
+    if settings.database_url is None and not (settings.home / "haven.db").exists():
+        return 0
+    try:
+        from sqlalchemy import func, select
+
+        from haven.storage.db import open_database
+        from haven.storage.models import User
+
+        db = open_database(settings.effective_database_url, upgrade=False)
+        try:
+            with db.session() as session:
+                return int(session.scalar(select(func.count()).select_from(User)) or 0)
+        finally:
+            db.close()
+    except Exception:  # no users table yet (an older schema): nobody to count
+        return 0
+
+
 def check_telemetry(environ: dict[str, str] | None = None) -> list[Finding]:
     """Installed packages that can report telemetry; `haven serve` sets their opt-outs unless the operator set
     a variable already, so a variable set to anything but "off" is the one way they could still report."""
@@ -245,7 +299,9 @@ Check = Callable[[Settings], list[Finding]]
 
 
 def run_checks(settings: Settings, *, verify_hashes: bool = True) -> list[Finding]:
-    checks: list[Check] = [check_bind, check_api_key, check_egress, check_redaction, check_database,
-                           check_permissions, lambda s: check_models(s, verify_hashes=verify_hashes),
-                           check_audit_targets, lambda s: check_telemetry(), lambda s: check_versions()]
+    checks: list[Check] = [
+        check_bind, check_api_key, check_egress, check_upstreams, check_redaction, check_database,
+        check_conversation_encryption, check_permissions, lambda s: check_models(s, verify_hashes=verify_hashes),
+        check_audit_targets, lambda s: check_telemetry(), lambda s: check_versions(),
+    ]
     return [finding for check in checks for finding in check(settings)]

@@ -301,6 +301,19 @@ async def test_conversation_id_records_streams_branches_and_logs(
         await bob.aclose()
 
 
+async def test_redaction_before_storage_keeps_placeholders_not_values(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async with api(request, tmp_path, "sqlite", redact="outbound+storage") as a:
+        conv = (await a.anon.post("/api/v1/conversations", json={"title": "t"})).json()
+        secret = "write to anna.li@example.org, card 4111 1111 1111 1111"
+        r = await a.anon.post("/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": secret}],
+                                                           "conversation_id": conv["id"]})
+        assert r.status_code == 200
+        stored = (await a.anon.get(f"/api/v1/conversations/{conv['id']}")).json()["messages"]
+        assert stored[0]["content"] == "write to [EMAIL_1], card [CARD_1]"  # even decrypted, the values are gone
+
+
 async def test_admin_reset_warns_then_loses_data(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> None:
     async with api(request, tmp_path, backend) as a:
         alice, bob, bob_id = await two_users(a)

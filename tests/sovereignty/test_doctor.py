@@ -44,8 +44,8 @@ def test_a_default_install_is_all_ok(installed: Path) -> None:
     report = json.loads(done.stdout)
     assert done.returncode == 0, done.stderr
     assert [(f["check"], f["status"]) for f in report["findings"] if f["status"] != "ok"] == []
-    assert {f["check"] for f in report["findings"]} >= {"bind", "api key", "egress", "database", "permissions",
-                                                        "models", "telemetry", "versions"}
+    assert {f["check"] for f in report["findings"]} >= {"bind", "api key", "egress", "upstreams", "database",
+                                                        "encryption", "permissions", "models", "telemetry", "versions"}
     assert (installed / "haven.db").stat().st_mode & 0o077 == 0  # the CLI creates private files
 
 
@@ -86,6 +86,18 @@ def test_an_upstream_on_another_host_is_said_to_receive_data(tmp_path: Path) -> 
     leaving = by_check(run_checks(settings, verify_hashes=False), "data leaves")
     assert [f.detail for f in leaving] == ["requests may leave this machine for gpu1.example:8000"]
     assert leaving[0].status == "warn" and leaving[0].fix
+
+
+def test_an_upstream_on_another_machine_is_said_to_receive_chats(tmp_path: Path) -> None:
+    import yaml
+
+    (tmp_path / "upstreams.yaml").write_text(yaml.safe_dump({"upstreams": [
+        {"name": "gpu1", "url": "http://10.0.0.5:8000/v1", "kind": "vllm", "models": ["qwen2.5-72b"]},
+        {"name": "here", "url": "http://127.0.0.1:8001/v1"}]}))
+    leaving = by_check(run_checks(Settings(home=tmp_path), verify_hashes=False), "data leaves")
+    assert [f.detail for f in leaving] == ["chats for qwen2.5-72b go to upstream gpu1 at 10.0.0.5 (personal data "
+                                           "masked)"]
+    assert "haven upstreams remove gpu1" in leaving[0].fix
 
 
 def test_a_model_whose_blob_changed_fails_its_hash_check(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from haven.conversations.recorder import TurnRecorder
 from haven.conversations.store import UNSET
 from haven.errors import HavenError, InvalidRequestError, PermissionDeniedError
+from haven.redaction import Redactor
 from haven.server.auth import Principal
 from haven.server.errors import haven_error_response
 
@@ -244,7 +245,11 @@ class ChatRecordingMiddleware:
             unlocked = await anyio.to_thread.run_sync(context.accounts.local_owner)
         assert unlocked is not None
         model = body.get("model") if isinstance(body.get("model"), str) else None
-        recorder = TurnRecorder(context.conversations, unlocked, conversation_id)
+        redact = None
+        if context.settings.redact == "outbound+storage":  # issue 17: personal data never stored
+            redactor = Redactor()
+            redact = lambda text: redactor.redact(text).text  # noqa: E731 - one redactor per recorded turn
+        recorder = TurnRecorder(context.conversations, unlocked, conversation_id, redact=redact)
         turns = new_turns(body.get("messages"), api)
         for turn in turns:
             if len(turn["content"]) > context.settings.max_message_chars:
