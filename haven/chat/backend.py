@@ -154,6 +154,9 @@ class Sampling:
     """Token id → bias, in the model's own vocabulary."""
     mirostat: Mirostat | None = None
     ignore_eos: bool = False
+    speculative: Literal["off", "ngram"] | None = None
+    """Per-request speculative decoding (None: the server's HAVEN_SPECULATIVE); local backends only."""
+    speculative_draft_max: int | None = None
     cache_prompt: bool = True
     """Reuse a cached KV prefix (llama-server's ``cache_prompt``); False recomputes the whole prompt, so a
     seeded request gives the same answer whatever ran before it (the audit's reproducible runs)."""

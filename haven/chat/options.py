@@ -175,7 +175,7 @@ def sampling_params(
         "ignore_eos": sampling.ignore_eos,
         "cache_prompt": sampling.cache_prompt,
     }
-    for name in _KNOBS:
+    for name in (*_KNOBS, "speculative", "speculative_draft_max"):
         value = getattr(sampling, name)
         if value is not None:
             values[name] = value

@@ -258,3 +258,17 @@ async def test_ollama_blobs_are_verified_then_create_uses_them(tmp_path: Path) -
         assert manifest.sha256 == digest.removeprefix("sha256:") and manifest.defaults.template == "{{ messages }}"
         r = await h.client.post("/api/create", json={**body, "template": "{{ ''.__class__ }}"})
         assert r.status_code == 400 and "template" in r.json()["error"]
+
+
+async def test_speculation_and_cache_prompt_reach_the_engine_and_bad_values_name_the_field(tmp_path: Path) -> None:
+    engine = FakeEngine(fake_info("tiny"))
+    async with harness(tmp_path, engine=engine) as h:
+        r = await h.client.post("/v1/chat/completions",
+                                json=chat(speculative="ngram", speculative_draft_max=4, cache_prompt=False))
+        assert r.status_code == 200, r.text
+        sent = engine.submitted[-1].sampling
+        assert (sent.speculative, sent.speculative_draft_max, sent.cache_prompt) == ("ngram", 4, False)
+        r = await h.client.post("/v1/chat/completions", json=chat(speculative_draft_max=99))
+        assert r.status_code == 400 and r.json()["error"]["param"] == "speculative_draft_max"
+        r = await h.client.post("/v1/chat/completions", json=chat(speculative="eagle"))
+        assert r.status_code == 400 and r.json()["error"]["param"] == "speculative"

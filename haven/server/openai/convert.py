@@ -43,6 +43,8 @@ def sampling_of(r: ChatCompletionRequest | CompletionRequest) -> chat.Sampling:
         logit_bias={int(k): v for k, v in (r.logit_bias or {}).items()},
         ignore_eos=bool(r.ignore_eos),
         cache_prompt=r.cache_prompt,
+        speculative=r.speculative,
+        speculative_draft_max=r.speculative_draft_max,
     )
 
 

@@ -216,6 +216,10 @@ class _SamplingFields(_Lenient):
     """Generate exactly max_tokens, never stopping at end-of-generation tokens (benchmark clients send it)."""
     cache_prompt: bool | None = None
     """False: no KV prefix reuse for this request, for bit-reproducible answers (llama-server's field)."""
+    speculative: Literal["off", "ngram"] | None = None
+    """Haven: speculative decoding for this request (None: the server's HAVEN_SPECULATIVE)."""
+    speculative_draft_max: int | None = Field(default=None, ge=1, le=32)
+    """Haven: most tokens drafted per step for this request."""
     # vLLM / llama-server / Ollama extensions, honoured
     typical_p: float | None = Field(default=None, ge=0, le=1)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
