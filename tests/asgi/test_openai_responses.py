@@ -31,8 +31,8 @@ async def h(tmp_path: Path, engine: FakeEngine) -> AsyncIterator[Harness]:
 
 @pytest.fixture
 async def client(h: Harness) -> AsyncIterator[openai.AsyncOpenAI]:
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=h.app), base_url="http://t")
-    yield openai.AsyncOpenAI(base_url="http://t/v1", api_key="x", http_client=http)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=h.app), base_url="http://127.0.0.1")
+    yield openai.AsyncOpenAI(base_url="http://127.0.0.1/v1", api_key="x", http_client=http)
     await http.aclose()
 
 

@@ -38,7 +38,9 @@ def web_server(
         yield url
 
 
-@pytest.fixture(scope="session")
+# Module, not session: sync Playwright runs an event loop in this thread while it is open, which would break
+# every later test module that runs one of its own (asyncio.run, pytest-asyncio).
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     if not CHROMIUM.exists() and shutil.which("chromium") is None:
         pytest.fail("Debian's chromium package is not installed (apt-get install chromium)")

@@ -285,10 +285,11 @@ def fake_manifest(name: str, **overrides: Any) -> Manifest:
 
 class FakeStore(ModelStore):
     """The real model store (same files, same contract) with ``add`` for models that need no GGUF: the
-    fake loader never reads the blob. ``unreadable`` makes reads fail like a broken disk."""
+    fake loader never reads the blob (so no trial load either: header-only test files are fine).
+    ``unreadable`` makes reads fail like a broken disk."""
 
     def __init__(self, root: Path, names: Sequence[str] = ("tiny:latest",)) -> None:
-        super().__init__(root)
+        super().__init__(root, trial_load_timeout=None)
         self.unreadable = False
         for name in names:
             self.add(name)

@@ -208,10 +208,14 @@ class ChatRecordingMiddleware:
             await self.app(scope, receive, send)
             return
         raw = await _read_body(receive)
-        try:
-            body = json.loads(raw) if raw.strip() else None
-        except (ValueError, UnicodeDecodeError):
-            body = None  # the route answers the malformed body itself
+        body = None
+        # Parse only bodies that name a Haven field: the route parses (and bounds) everything else itself, and a
+        # 1.7 MB chat should not be decoded twice on the event loop.
+        if any(field.encode() in raw for field in HAVEN_FIELDS):
+            try:
+                body = await anyio.to_thread.run_sync(lambda: json.loads(raw)) if raw.strip() else None
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                body = None  # the route answers the malformed (or absurdly deep) body itself
         principal: Principal | None = scope.get("state", {}).get("principal")
         recorder: TurnRecorder | None = None
         if isinstance(body, dict) and any(k in body for k in HAVEN_FIELDS):
