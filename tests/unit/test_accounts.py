@@ -52,8 +52,8 @@ def store(db: Database) -> ConversationStore:
     return store_for(db)
 
 
-def test_schema_is_at_revision_0002_with_sqlite_pragmas(db: Database) -> None:
-    assert current_revision(db.engine) == "0002"
+def test_schema_is_at_the_newest_revision_with_sqlite_pragmas(db: Database) -> None:
+    assert current_revision(db.engine) == "0003"  # accounts (0002), then audit item languages (0003)
     if db.engine.dialect.name == "sqlite":
         with db.engine.connect() as conn:
             assert conn.execute(text("PRAGMA secure_delete")).scalar() == 1

@@ -99,6 +99,7 @@ def registry(tmp_path: Path) -> Iterator[FakeOllamaRegistry]:
 
 def test_pull_by_ollama_name_shows_its_defaults(haven_env: Path, registry: FakeOllamaRegistry, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("HAVEN_OLLAMA_REGISTRY", registry.endpoint)
+    monkeypatch.setenv("HAVEN_TRIAL_LOAD_TIMEOUT_SECONDS", "0")  # the registry serves a header-only test file
     get_settings.cache_clear()
     code, output = _run("models", "pull", "qwen2.5:0.5b")
     assert code == 0, output
@@ -112,7 +113,8 @@ def test_ctrl_c_stops_a_pull_in_one_line_and_the_next_pull_resumes(
 ) -> None:
     registry.stall_after = 600
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
-    env.update(HAVEN_HOME=str(haven_env), HAVEN_OLLAMA_REGISTRY=registry.endpoint, HAVEN_DOWNLOAD_TIMEOUT_SECONDS="60")
+    env.update(HAVEN_HOME=str(haven_env), HAVEN_OLLAMA_REGISTRY=registry.endpoint, HAVEN_DOWNLOAD_TIMEOUT_SECONDS="60",
+               HAVEN_TRIAL_LOAD_TIMEOUT_SECONDS="0")
     cmd = [sys.executable, "-c", "from haven.cli.main import main; main()", "models", "pull", "qwen2.5:0.5b"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip

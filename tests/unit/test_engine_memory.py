@@ -86,7 +86,7 @@ def test_missing_model_file_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_engine(str(tmp_path / "nope.gguf"), name="x", sha256="", config=engine_config(Settings(threads=1)))
 
-        load_engine(str(tmp_path / "nope.gguf"), name="x", sha256="", settings=Settings(threads=1))
+        load_engine(str(tmp_path / "nope.gguf"), name="x", sha256="", config=engine_config(Settings(threads=1)))
 
 
 def test_kv_cache_bytes_per_slot_by_type() -> None:
@@ -121,7 +121,7 @@ def test_quantized_kv_cache_on_a_model_whose_heads_do_not_fit_fails_at_startup(
     # The tiny factory model has 16-dimensional heads; llama.cpp's q8_0 blocks hold 32 elements.
     settings = Settings(context_length=256, parallel=2, threads=1, batch_size=64, kv_cache_type="q8_0")
     with pytest.raises(ModelLoadError, match="kv_cache_type q8_0 stores blocks of 32 elements"):
-        load_engine(str(make_test_model()), name="tiny", sha256="", settings=settings)
+        load_engine(str(make_test_model()), name="tiny", sha256="", config=engine_config(settings))
 
 
 async def test_engine_stats_report_the_kv_cache_type_and_bytes_per_slot(make_test_model: Callable[..., Path]) -> None:
@@ -129,7 +129,7 @@ async def test_engine_stats_report_the_kv_cache_type_and_bytes_per_slot(make_tes
         str(make_test_model()),
         name="tiny",
         sha256="",
-        settings=Settings(context_length=256, parallel=2, threads=1, batch_size=64),
+        config=engine_config(Settings(context_length=256, parallel=2, threads=1, batch_size=64)),
     )
     try:
         stats = engine.stats()

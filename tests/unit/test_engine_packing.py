@@ -142,7 +142,7 @@ async def test_slot_choice_prefers_prefix_then_contiguity_then_least_held(
 async def test_steps_that_verify_drafts_give_every_row_the_same_width(make_test_model: Callable[..., Path]) -> None:
     """llama.cpp's split_equal takes the same number of tokens from every sequence of a micro-batch: rows of
     unequal width would cost extra passes, so drafting rows pad the others to the step's width."""
-    engine = wide_drafts(tiny_engine(make_test_model(), parallel=3, batch_size=64))
+    engine = wide_drafts(tiny_engine(make_test_model(), parallel=3, batch_size=64, speculative="ngram"))
     try:
         batches = _record_batches(engine)
         prompts = [engine.tokenize(t) for t in ("one two one two one two", "Hello there", "a b c a b c a b")]

@@ -268,7 +268,7 @@ async def test_max_tokens_inside_a_drafted_run(engine: LlamaEngine) -> None:
 
 
 async def test_cancel_trims_drafted_tokens(make_test_model: Callable[..., Path]) -> None:
-    engine = _wide(tiny_engine(make_test_model(quant="q8_0"), parallel=1, context_length=2048))
+    engine = _wide(tiny_engine(make_test_model(quant="q8_0"), parallel=1, context_length=2048, speculative="ngram"))
     try:
         prompt = engine.tokenize(PROMPTS[3])
         handle = await engine.submit(
