@@ -69,25 +69,28 @@ def register_click(group: click.Group) -> None:
     @click.command("serve")
     def serve(**options: Any) -> None:
         """Serve the OpenAI-compatible (/v1) and Ollama-compatible (/api) APIs."""
-        import uvicorn
-
         from haven.chat.upstreams import UpstreamsFile, egress_destinations
         from haven.egress.setup import guard_process
         from haven.egress.telemetry import disable_dependency_telemetry
+
+        settings = settings_from_options(options)
+        disable_dependency_telemetry()
+        upstreams = UpstreamsFile.load(settings.home).upstreams  # a broken file stops the start with one line
+        # First of all, before the server's libraries are even imported: from here on no connection leaves the
+        # machine unless the policy allows it.
+        guard_process(settings, configured=egress_destinations(upstreams))
+
+        import uvicorn
+
         from haven.server.app import create_app
         from haven.server.auth import check_bind_allowed
         from haven.server.http_protocol import uvicorn_protocol
         from haven.server.logging import configure_logging
         from haven.server.security import check_api_key_strength
 
-        settings = settings_from_options(options)
         check_bind_allowed(settings)  # before anything is loaded or bound
         check_api_key_strength(settings)
         configure_logging(settings)
-        disable_dependency_telemetry()
-        upstreams = UpstreamsFile.load(settings.home).upstreams  # a broken file stops the start with one line
-        # From here on, no connection leaves the machine unless the policy allows it.
-        guard_process(settings, configured=egress_destinations(upstreams))
         app = create_app(settings)
         uvicorn.run(
             app,
