@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Response
 from pydantic import BaseModel
@@ -33,8 +34,14 @@ def check_unknown(fields: Sequence[str], settings: Settings, route: str) -> list
 
 def mark_ignored(response: Response, fields: Sequence[str]) -> Response:
     if fields:
-        response.headers[HEADER] = ", ".join(fields)[:1000]
+        response.headers[HEADER] = header_value(fields)
     return response
+
+
+def header_value(fields: Sequence[str]) -> str:
+    """The field names as a valid header value: a client chooses them, so anything outside printable ASCII
+    (a control character would make the whole response unsendable) is percent-encoded; at most 1,000 bytes."""
+    return ", ".join(quote(field, safe="!#$%&'*+-.^_`|~()[]/:;<=>?@{}") for field in fields)[:1000]
 
 
 def unknown_fields(model: BaseModel, prefix: str = "") -> list[str]:

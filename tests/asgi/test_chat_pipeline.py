@@ -272,3 +272,12 @@ async def test_speculation_and_cache_prompt_reach_the_engine_and_bad_values_name
         assert r.status_code == 400 and r.json()["error"]["param"] == "speculative_draft_max"
         r = await h.client.post("/v1/chat/completions", json=chat(speculative="eagle"))
         assert r.status_code == 400 and r.json()["error"]["param"] == "speculative"
+
+
+async def test_unknown_field_names_with_control_characters_still_give_a_sendable_header(tmp_path: Path) -> None:
+    from haven.server.leniency import header_value
+
+    assert header_value(["\u000b", "é", "ok_field"]) == "%0B, %C3%A9, ok_field"
+    async with harness(tmp_path) as h:
+        r = await h.client.post("/v1/chat/completions", json={**chat(), "\u000b": 1})
+    assert r.status_code == 200 and r.headers["x-haven-ignored-fields"] == "%0B"
