@@ -234,6 +234,7 @@ def test_an_api_key_created_in_the_ui_works_with_the_openai_client(open_page: An
     secret = page.get_by_test_id("new-key").inner_text().strip()
     assert secret.startswith("hvn_")
     page.get_by_role("dialog").get_by_role("button", name="Done").click()
+    page.get_by_role("dialog").wait_for(state="detached")  # closing is animated: wait until it is gone
     row = page.locator("table.data tr", has_text="notebook")
     row.wait_for()
     assert secret not in page.content()  # shown once, never again
