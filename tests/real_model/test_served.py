@@ -121,3 +121,26 @@ def test_audit_run_with_the_real_model_as_target_and_judge(server: HavenServer, 
     assert data["counts"]["responses"] == count and data["counts"]["transport_errors"] == 0
     assert data["counts"]["scored"] + data["counts"]["unscored"] == count
     assert data["run"]["judge"]["model"] == REAL_MODEL_NAME
+
+
+@pytest.mark.timeout(300)
+def test_calibrating_the_real_model_as_judge_reports_its_accuracy_and_parse_failures(
+    server: HavenServer, tmp_path: Path
+) -> None:
+    """Issue 13: `haven audit calibrate --judge MODEL` with a model served by Haven. A 135M model is a poor judge;
+    what is tested is that its accuracy, κ and parse-failure rate are measured and reported, never assumed."""
+    env = server_env(server.home, {"port": server.rsplit(":", 1)[1]})
+    out = tmp_path / "calibration.json"
+    done = subprocess.run(
+        [*HAVEN, "audit", "calibrate", "--judge", REAL_MODEL_NAME, "--language", "en", "--limit", "2",
+         "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert REAL_MODEL_NAME in result["judge"]
+    assert result["n"] == 6  # 2 answers × 3 gold classes, English
+    assert 0.0 <= result["accuracy"] <= 1.0 and -1.0 <= result["kappa"] <= 1.0
+    assert 0.0 <= result["parse_failure_rate"] <= 1.0
+    assert set(result["per_class"]) == {"COMPLETE", "EVASIVE", "DENIAL"}
+    assert "κ=" in done.stdout and "parse failures=" in done.stdout
