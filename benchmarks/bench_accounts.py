@@ -45,7 +45,7 @@ async def _measure(quick: bool) -> dict[str, float]:
             store=FakeStore(Path(tmp) / "store", names=("tiny:latest",)),
         )
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
             r = await client.post("/api/v1/auth/setup", json={"name": "alice", "password": PASSWORD})
             r.raise_for_status()
             client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
@@ -86,7 +86,7 @@ async def _measure(quick: bool) -> dict[str, float]:
                 assert seen == 1001, seen
 
             login_times = []
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as fresh:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as fresh:
                 for _ in range(logins):
                     t0 = time.perf_counter()
                     r = await fresh.post("/api/v1/auth/login", json={"name": "alice", "password": PASSWORD})
