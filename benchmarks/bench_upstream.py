@@ -91,7 +91,9 @@ def run(ctx: BenchContext) -> list[Result]:
             {"upstreams": [{"name": "up", "url": direct, "kind": "vllm", "models": ["remote-model"]}]}))
         haven_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
+        # No per-client rate limits: one benchmark client drives every request (as bench_load does).
         env.update({"HAVEN_HOME": home, "HAVEN_PORT": str(haven_port), "HAVEN_REDACT": "off",
+                    "HAVEN_RATE_LIMIT_REQUESTS_PER_MINUTE": "0", "HAVEN_MAX_GENERATIONS_PER_CLIENT": "0",
                     "HAVEN_LOG_LEVEL": "warning"})
         haven_url = f"http://127.0.0.1:{haven_port}/v1"
         serve = [sys.executable, "-c", "from haven.cli.main import main; main(['serve'])"]
