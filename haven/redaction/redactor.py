@@ -14,7 +14,6 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from haven.redaction.detectors import DETECTORS, Detector, find_spans
 
@@ -62,36 +61,6 @@ class Redactor:
         parts.append(text[cursor:])
         self.counts.update(counts)
         return Redaction("".join(parts), dict(counts))
-
-    def redact_messages(self, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Chat messages with every text field redacted: string content, text parts, tool-call arguments."""
-        return [self._redact_message(m) for m in messages]
-
-    def _redact_message(self, message: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(message)
-        content = message.get("content")
-        if isinstance(content, str):
-            out["content"] = self.redact(content).text
-        elif isinstance(content, list):
-            out["content"] = [
-                {**part, "text": self.redact(part["text"]).text}
-                if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-                else part
-                for part in content
-            ]
-        for key in ("reasoning", "reasoning_content"):
-            if isinstance(message.get(key), str):
-                out[key] = self.redact(message[key]).text
-        calls = message.get("tool_calls")
-        if isinstance(calls, list):
-            out["tool_calls"] = [self._redact_call(call) for call in calls]
-        return out
-
-    def _redact_call(self, call: Any) -> Any:
-        function = call.get("function") if isinstance(call, Mapping) else None
-        if not isinstance(function, Mapping) or not isinstance(function.get("arguments"), str):
-            return call
-        return {**call, "function": {**function, "arguments": self.redact(function["arguments"]).text}}
 
     def restore(self, text: str) -> str:
         """``text`` with every placeholder this redactor issued replaced by its original value."""
