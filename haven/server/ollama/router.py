@@ -22,6 +22,8 @@ from haven.chat.backend import ChatBackend, TextRequest
 from haven.errors import HavenError, InvalidRequestError
 from haven.models.store import ModelStore
 from haven.server.errors import haven_error_body, haven_error_response
+from haven.server.json_body import OFF_LOOP_BYTES
+from haven.server.json_body import openapi_body as _body
 from haven.server.leniency import check_unknown, mark_ignored, unknown_fields
 from haven.server.model_manager import ModelManager
 from haven.server.ollama import models, serving
@@ -34,12 +36,11 @@ M = TypeVar("M", bound=BaseModel)
 NDJSON = "application/x-ndjson"
 
 
-_OFF_LOOP_BYTES = 64 << 10  # parsing and validating a body this big takes milliseconds: not on the event loop
 
 
 async def _parse(request: Request, model: type[M]) -> M:
     raw = await request.body()
-    if len(raw) > _OFF_LOOP_BYTES:
+    if len(raw) > OFF_LOOP_BYTES:
         return await asyncio.to_thread(_decode, raw, model)
     return _decode(raw, model)
 
@@ -154,25 +155,6 @@ async def _prepend(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -
 
 def ndjson(chunk: Mapping[str, Any]) -> bytes:
     return (json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for a route that parses its body itself (to answer with Ollama's errors)."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return inline(definitions[ref.removeprefix("#/$defs/")])
-            return {key: inline(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [inline(item) for item in node]
-        return node
-
-    content = {"application/json": {"schema": inline(schema)}}
-    return {"requestBody": {"required": True, "content": content}}
 
 
 # --- generation ------------------------------------------------------------------------------------

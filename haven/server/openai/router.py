@@ -1,7 +1,8 @@
 """OpenAI-compatible HTTP routes (``/v1``): parse with the protocol models, call :mod:`.serving`, respond.
 
-Bodies are validated by FastAPI against :mod:`.protocol` (so the OpenAPI schema documents them);
-validation and Haven errors become OpenAI error JSON in :mod:`haven.server.errors`. Streaming answers
+Bodies are validated against :mod:`.protocol` by :func:`haven.server.json_body.parse_body` (large ones off the
+event loop; the OpenAPI schema still documents them); validation and Haven errors become OpenAI error JSON in
+:mod:`haven.server.errors`. Streaming answers
 are Server-Sent Events. A client that disconnects while a non-streaming answer is being generated
 cancels it (the route watches the connection); a dropped stream cancels through the SSE iterator.
 """
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from haven.chat.backend import ChatBackend
+from haven.server.json_body import openapi_body, parse_body
 from haven.server.leniency import check_unknown, mark_ignored, unknown_fields
 from haven.server.ollama.protocol import parse_keep_alive
 from haven.server.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -93,26 +95,36 @@ def _ignored(request: Request, body: BaseModel) -> list[str]:
     return check_unknown(unknown_fields(body), request.app.state.settings, request.url.path)
 
 
-@router.post("/chat/completions", summary="Create a chat completion (OpenAI)")
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+@router.post(
+    "/chat/completions", summary="Create a chat completion (OpenAI)", openapi_extra=openapi_body(ChatCompletionRequest)
+)
+async def chat_completions(request: Request) -> Response:
+    body = await parse_body(request, ChatCompletionRequest)
     ignored = _ignored(request, body)
     return await _run(request, ignored, _serving(request).chat(body, _keep_alive(body.keep_alive)))
 
 
-@router.post("/completions", summary="Create a text completion (OpenAI, legacy)")
-async def completions(body: CompletionRequest, request: Request) -> Response:
+@router.post(
+    "/completions", summary="Create a text completion (OpenAI, legacy)", openapi_extra=openapi_body(CompletionRequest)
+)
+async def completions(request: Request) -> Response:
+    body = await parse_body(request, CompletionRequest)
     ignored = _ignored(request, body)
     return await _run(request, ignored, _serving(request).completion(body, _keep_alive(body.keep_alive)))
 
 
-@router.post("/embeddings", summary="Create embeddings (OpenAI)")
-async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
+@router.post("/embeddings", summary="Create embeddings (OpenAI)", openapi_extra=openapi_body(EmbeddingRequest))
+async def embeddings(request: Request) -> Response:
+    body = await parse_body(request, EmbeddingRequest)
     ignored = _ignored(request, body)
     return await _run(request, ignored, _serving(request).embeddings(body))
 
 
-@router.post("/responses", summary="Create a response (OpenAI Responses API)")
-async def responses(body: ResponsesRequest, request: Request) -> Response:
+@router.post(
+    "/responses", summary="Create a response (OpenAI Responses API)", openapi_extra=openapi_body(ResponsesRequest)
+)
+async def responses(request: Request) -> Response:
+    body = await parse_body(request, ResponsesRequest)
     ignored = _ignored(request, body)
 
     async def work() -> Any:
