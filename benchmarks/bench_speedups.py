@@ -284,13 +284,14 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str) -> list[
 def kv_bytes_rows(ctx: BenchContext, model: Path, label: str) -> list[Result]:
     from haven.engine.engine import load_engine
     from haven.errors import HavenError
+    from haven.server.engine_config import engine_config
     from haven.settings import Settings
 
     rows = []
     for kv in ("f16", "q8_0", "q4_0"):
         settings = Settings(context_length=4096, parallel=1, batch_size=64, threads=1, kv_cache_type=kv)
         try:
-            engine = load_engine(str(model), name="bench", sha256="", settings=settings)
+            engine = load_engine(str(model), name="bench", sha256="", config=engine_config(settings))
         except HavenError as exc:
             rows.append(Result(f"{label}: KV bytes per slot at 4k, {kv}", None, None, "", "MiB", notes=str(exc)))
             continue
