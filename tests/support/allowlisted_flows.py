@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.sovereign_flows import HAVEN, server_with_probe
+
 UPSTREAM, DECOY = "198.51.100.7", "198.51.100.8"
 UPSTREAM_PORT, DECOY_PORT, HAVEN_PORT = 8712, 8713, 8714
 FAKE_UPSTREAM = f"""
@@ -29,28 +31,7 @@ import uvicorn
 from tests.support.fake_vllm import build_app
 uvicorn.run(build_app("gpu1", ["remote-model"]), host="{UPSTREAM}", port={UPSTREAM_PORT}, log_level="warning")
 """
-SERVER_WITH_PROBE = f"""
-import socket, threading, time, sys
-def probe():
-    while True:  # once the server answers, reach for the decoy
-        try:
-            socket.create_connection(("127.0.0.1", {HAVEN_PORT}), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    try:
-        socket.create_connection(("{DECOY}", {DECOY_PORT}), timeout=2).close()
-        outcome = "connected"
-    except PermissionError as exc:
-        outcome = "refused: " + str(exc)
-    except OSError as exc:
-        outcome = "oserror: " + str(exc)
-    open(sys.argv[1], "w").write(outcome)
-threading.Thread(target=probe, daemon=True).start()
-from haven.cli.main import main
-main(["serve"])
-"""
-HAVEN = [sys.executable, "-c", "from haven.cli.main import main; main()"]
+SERVER_WITH_PROBE = server_with_probe(HAVEN_PORT, DECOY, DECOY_PORT)
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
