@@ -6,28 +6,122 @@ unparsable bodies are retried with exponential backoff and full jitter (the AWS 
 Blog's "Exponential Backoff And Jitter" scheme), and when retries run out it returns a
 :class:`Response` with ``error`` set: a transport error, never a refusal. Only ``probe()`` (at the
 start of a run) raises, :class:`EndpointUnreachableError`, so a dead endpoint is one clear message.
+
+An endpoint outside this machine (and an external judge, :mod:`haven.audit.scoring.judge`) gets its prompts
+through :class:`OutboundRedaction`: the chat layer's :class:`~haven.chat.redacting.RedactingBackend` masks
+personal data and secrets before they leave and restores the placeholders in the answer, so what is stored
+and scored is what the user would have seen, while the endpoint only saw ``[EMAIL_1]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import random
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from haven.audit.records import Response, SuiteItem
+from haven.chat.backend import (
+    ChatEvent,
+    ChatRequest,
+    ChatStream,
+    Embeddings,
+    EmbedRequest,
+    Final,
+    Message,
+    ModelCard,
+    ModelDetails,
+    ReasoningDelta,
+    TextDelta,
+    TextRequest,
+    Usage,
+    collect,
+)
+from haven.chat.redacting import CountsReporter, RedactingBackend
 from haven.engine.reasoning import split_reasoning
 from haven.errors import EndpointUnreachableError, ModelNotFoundError
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 REPRO_FIELDS = ("seed", "cache_prompt")
 """Request fields for reproducibility that a strict server may reject; dropped (and recorded) when it does."""
-NOT_SENT = frozenset({"seed_base", "seed_scheme", "rejected_by_endpoint"})
-"""Keys of a run's sampling record that describe the seeding, not request fields."""
+NOT_SENT = frozenset({"seed_base", "seed_scheme", "rejected_by_endpoint", "redaction"})
+"""Keys of a run's sampling record that describe the seeding (and the masking), not request fields."""
+
+Send = Callable[[str], Awaitable[tuple[str, str]]]
+"""Sends one (masked) prompt by the caller's own transport; returns (content, reasoning) or raises."""
+
+
+class _Answer:
+    """A finished answer as a chat stream, so RedactingBackend's restorer runs over it."""
+
+    def __init__(self, content: str, reasoning: str) -> None:
+        self._events: list[ChatEvent] = [ReasoningDelta(reasoning), TextDelta(content), Final("stop", Usage())]
+
+    def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[ChatEvent]:
+        for event in self._events:
+            yield event
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _OneExchange:
+    """A ChatBackend for one prompt: ``chat`` hands the masked prompt to ``send`` and streams back its answer.
+
+    Only ``chat`` is ever called (by :class:`OutboundRedaction`); the audit's transport, retries and parsing
+    stay in its clients, and the masking stays in the one place chats are masked."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    async def chat(self, request: ChatRequest) -> ChatStream:
+        content, reasoning = await self._send(request.messages[-1].content)
+        return _Answer(content, reasoning)
+
+    async def complete(self, request: TextRequest) -> ChatStream:
+        raise NotImplementedError("an audit exchange is a chat")
+
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        raise NotImplementedError("an audit exchange is a chat")
+
+    def models(self) -> Sequence[ModelCard]:
+        return ()
+
+    def model(self, name: str) -> ModelDetails:
+        raise NotImplementedError("an audit exchange is a chat")
+
+
+class OutboundRedaction:
+    """Masks prompts bound for an endpoint outside this machine, restores the answers (HAVEN_REDACT=outbound).
+
+    ``on_counts`` receives (model, {type: count}) for each prompt that had something masked: the security
+    log's record, never the values."""
+
+    def __init__(self, on_counts: CountsReporter | None = None) -> None:
+        self.on_counts = on_counts
+
+    async def exchange(self, model: str, prompt: str, send: Send) -> tuple[str, str]:
+        """(content, reasoning) of ``send``'s answer to ``prompt`` masked, with the placeholders restored."""
+        backend = RedactingBackend(_OneExchange(send), on_counts=self.on_counts)
+        result = await collect(await backend.chat(ChatRequest(model=model, messages=(Message("user", prompt),))))
+        return result.content, result.reasoning
+
+
+class _Unanswered(Exception):
+    """The endpoint gave no answer after its retries (the failed Response travels back to the caller)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.error)
+        self.response = response
 
 
 def item_seed(seed_base: int, item_id: str, sample_index: int) -> int:
@@ -77,9 +171,12 @@ class EndpointClient:
         max_retries: int = 3,
         backoff_s: float = 0.5,
         max_backoff_s: float = 20.0,
+        redaction: OutboundRedaction | None = None,
     ) -> None:
         self.base = api_base(endpoint)
         self.model = model
+        self.redaction = redaction
+        """Set for an endpoint outside this machine: prompts are masked, answers restored."""
         self.rejected_fields: set[str] = set()
         """Reproducibility fields this endpoint refused with HTTP 400 (then sent without them)."""
         self.max_retries = max_retries
@@ -150,10 +247,10 @@ class EndpointClient:
         # Full jitter: uniform in [0, min(cap, base·2^attempt)], so retrying workers spread out.
         return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
 
-    def _body(self, item: SuiteItem, sample_index: int, sampling: dict[str, Any]) -> dict[str, Any]:
+    def _body(self, prompt: str, item: SuiteItem, sample_index: int, sampling: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": item.prompt}],
+            "messages": [{"role": "user", "content": prompt}],
             "stream": False,
             **{k: v for k, v in sampling.items() if k not in NOT_SENT},
         }
@@ -171,6 +268,25 @@ class EndpointClient:
         return next((f for f in REPRO_FIELDS if f in body and f in text), None)
 
     async def chat(self, item: SuiteItem, sample_index: int, sampling: dict[str, Any]) -> Response:
+        """The answer to one item (retried as needed); masked and restored when the endpoint is external."""
+        if self.redaction is None:
+            return await self._ask(item.prompt, item, sample_index, sampling)
+        answered: list[Response] = []
+
+        async def send(masked: str) -> tuple[str, str]:
+            response = await self._ask(masked, item, sample_index, sampling)
+            if response.error:
+                raise _Unanswered(response)
+            answered.append(response)
+            return response.content, response.reasoning
+
+        try:
+            content, reasoning = await self.redaction.exchange(self.model or "", item.prompt, send)
+        except _Unanswered as failed:
+            return failed.response
+        return dataclasses.replace(answered[-1], content=content, reasoning=reasoning)
+
+    async def _ask(self, prompt: str, item: SuiteItem, sample_index: int, sampling: dict[str, Any]) -> Response:
         error = "no attempt"
         status: int | None = None
         started = time.perf_counter()
@@ -179,7 +295,7 @@ class EndpointClient:
             if attempt:
                 await asyncio.sleep(self._delay(attempt - 1))
             attempt += 1
-            body = self._body(item, sample_index, sampling)
+            body = self._body(prompt, item, sample_index, sampling)
             t0 = time.perf_counter()
             try:
                 resp = await self._http.post(f"{self.base}/chat/completions", json=body)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from haven.audit import repository as repo
-from haven.audit.client import EndpointClient, api_base
+from haven.audit.client import EndpointClient, OutboundRedaction, api_base
 from haven.audit.records import Judgement, Response, SuiteItem
 from haven.audit.scoring import Scorer, ScorerSpec, build_scorer
 from haven.audit.suites import filter_languages, load_suite
@@ -63,18 +63,24 @@ class RunRequest:
     """Base of the fixed per-(item, sample) seeds (client.item_seed); recorded with the run."""
     cache_prompt: bool = False
     """Sent as ``cache_prompt``: False turns KV prefix reuse off (Haven, llama-server) for reproducible answers."""
+    redaction: OutboundRedaction | None = None
+    """Set when the endpoint is outside this machine (HAVEN_REDACT=outbound): prompts leave masked."""
 
     def effective_sampling(self) -> dict[str, Any]:
         """The sampling as sent and recorded: the user's settings plus the reproducibility fields.
 
-        A rerun of a stored run passes its recorded sampling back, seed and cache_prompt included.
+        A rerun of a stored run passes its recorded sampling back, seed and cache_prompt included. A run whose
+        prompts left masked says so (``redaction``): the model answered placeholders, not the values.
         """
-        return {
+        sampling = {
             "seed_base": self.seed,
             "seed_scheme": "sha256(seed_base:item_id:sample) & 0x7fffffff",
             "cache_prompt": self.cache_prompt,
-            **self.sampling,
+            **{k: v for k, v in self.sampling.items() if k != "redaction"},
         }
+        if self.redaction is not None:
+            sampling["redaction"] = "outbound"
+        return sampling
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,7 @@ async def run_audit(db: Database, req: RunRequest, progress: ProgressFn | None =
         timeout_s=req.timeout_s,
         max_retries=req.max_retries,
         backoff_s=req.backoff_s,
+        redaction=req.redaction,
     )
     scorer = build_scorer(req.judge)
     try:

@@ -9,6 +9,7 @@ masked, per type, is reported to ``on_counts`` (for the security log) — never 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
@@ -93,14 +94,22 @@ class RedactingBackend:
             tool_calls=tuple(ToolCall(c.id, c.name, redactor.redact(c.arguments).text) for c in message.tool_calls),
         )
 
+    def _messages(self, redactor: Redactor, messages: Sequence[Message]) -> tuple[Message, ...]:
+        return tuple(self._message(redactor, m) for m in messages)
+
     async def chat(self, request: ChatRequest) -> ChatStream:
         redactor = Redactor()
-        masked = dataclasses.replace(request, messages=tuple(self._message(redactor, m) for m in request.messages))
+        # Detection costs milliseconds per thousand characters (tens for text dense with numbers, such as a pasted
+        # log): on the event loop a long conversation would stall every other request, so it runs in a thread.
+        messages = await asyncio.to_thread(self._messages, redactor, request.messages)
+        masked = dataclasses.replace(request, messages=messages)
         return _RestoringStream(await self.inner.chat(masked), redactor, request.model, self._on_counts)
 
     async def complete(self, request: TextRequest) -> ChatStream:
         redactor = Redactor()
-        prompt = redactor.redact(request.prompt).text if isinstance(request.prompt, str) else request.prompt
+        prompt = request.prompt
+        if isinstance(prompt, str):
+            prompt = (await asyncio.to_thread(redactor.redact, prompt)).text
         stream = await self.inner.complete(dataclasses.replace(request, prompt=prompt))
         return _RestoringStream(stream, redactor, request.model, self._on_counts)
 

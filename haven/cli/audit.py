@@ -80,6 +80,34 @@ def _stored_judge(described: dict[str, Any], key_env: str | None) -> Any:
     )
 
 
+def _outbound_redaction(db: Any, via: str) -> Any:
+    """Masking for prompts bound outside this machine (None with HAVEN_REDACT=off); counts go to the security log."""
+    from haven.audit.client import OutboundRedaction
+    from haven.securitylog.log import SecurityLog
+
+    settings = get_settings()
+    if settings.redact == "off":
+        return None
+    log = SecurityLog(db, settings.home)
+
+    def report(model: str, counts: Any) -> None:
+        # Counts per type, never the values (issue 17).
+        log.append("redaction", details={"model": model, "via": via, **{k.lower(): v for k, v in counts.items()}})
+
+    return OutboundRedaction(report)
+
+
+def _external_judge(spec: Any, db: Any) -> Any:
+    """``spec`` masked on its way out when the judge is an endpoint outside this machine."""
+    import dataclasses
+
+    from haven.egress.policy import url_leaves_machine
+
+    if spec.is_heuristic or not spec.judge.startswith(("http://", "https://")) or not url_leaves_machine(spec.judge):
+        return spec
+    return dataclasses.replace(spec, redaction=_outbound_redaction(db, "audit judge"))
+
+
 # --- suites -------------------------------------------------------------------------------
 
 suites_app = typer.Typer(help="Prompt suites: built-in and imported.", no_args_is_help=True)
@@ -252,6 +280,10 @@ def audit_run(
         endpoint, model = _haven_base(), target
         hint = "Is Haven running? Start it with `haven serve`."
     assert endpoint is not None
+    from haven.egress.policy import url_leaves_machine
+
+    # A Haven-served target needs nothing here: Haven masks what it forwards to a remote upstream itself.
+    external = not target and url_leaves_machine(endpoint)
     req = RunRequest(
         suite=suite,
         endpoint=endpoint,
@@ -262,7 +294,8 @@ def audit_run(
         samples=samples,
         concurrency=concurrency,
         sampling=sampling,
-        judge=judge_spec or _judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples),
+        judge=_external_judge(judge_spec or _judge_spec(judge, judge_endpoint, judge_api_key_env, judge_samples), db),
+        redaction=_outbound_redaction(db, "audit target") if external else None,
         resume=resume,
         seed=seed,
         require_listed=bool(target),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from haven.errors import ConfigurationError
 
@@ -76,6 +77,20 @@ def _port(raw: str, text: str) -> int:
 def is_loopback_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def url_leaves_machine(url: str) -> bool:
+    """Whether a request to ``url`` leaves this machine: its host is neither a loopback name nor address.
+
+    A name that only resolves to loopback (an /etc/hosts alias) counts as leaving: the check does not resolve,
+    so it errs on the side of masking."""
+    host = (urlsplit(url if "//" in url else f"//{url}").hostname or "").lower().rstrip(".")
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return False
+    try:
+        return not is_loopback_address(ipaddress.ip_address(host.split("%")[0]))
+    except ValueError:
+        return True
 
 
 @dataclass

@@ -8,6 +8,8 @@ never sees the values. Detection is offline and validated (checksums where the f
 """
 
 from haven.redaction.detectors import DETECTORS, Detector, Span, find_spans
+from haven.redaction.plugins import ENTRY_POINT_GROUP, active_detectors
 from haven.redaction.redactor import Redaction, Redactor, StreamRestorer
 
-__all__ = ["DETECTORS", "Detector", "Redaction", "Redactor", "Span", "StreamRestorer", "find_spans"]
+__all__ = ["DETECTORS", "ENTRY_POINT_GROUP", "Detector", "Redaction", "Redactor", "Span", "StreamRestorer",
+           "active_detectors", "find_spans"]

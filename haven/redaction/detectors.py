@@ -3,10 +3,14 @@
 A pattern finds candidates cheaply; the validator keeps only real ones, so a 16-digit order number is not a
 payment card and a random 18-character string is not a Chinese resident ID. Checksums come from python-stdnum
 (Luhn, IBAN mod 97, GB 11643 ISO 7064 for Chinese resident IDs, Verhoeff for Aadhaar, SSA rules for US SSNs)
-and phone numbers from Google's libphonenumber port (``phonenumbers``): both maintained, both offline.
+and phone numbers from Google's libphonenumber port (``phonenumbers``), postal addresses of the United States,
+Canada and the United Kingdom from ``pyap2``'s street / city / state / postcode rules: all maintained, all
+offline, none loading a model.
 
-Names and postal addresses are not detected: the maintained offline recognisers for them (Presidio's) need a
-spaCy language model, which is a separate download Haven cannot ship; see docs/sovereignty.md.
+Personal names are not detected by Haven itself: every maintained offline recogniser for them needs a
+statistical language model that is a separate download (Presidio's spaCy pipelines), and a gazetteer of names
+flags ordinary words; docs/sovereignty.md says why, and how an operator plugs one in
+(:mod:`haven.redaction.plugins`). Addresses in other national formats are not detected either.
 
 Overlaps are resolved by priority (the order of :data:`DETECTORS`), then by length: a card number inside
 an IBAN-looking run counts once.
@@ -21,8 +25,10 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import phonenumbers
+import pyap
 from stdnum import iban, luhn
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
@@ -182,6 +188,32 @@ def _phone_finder(text: str) -> Iterator[tuple[int, int]]:
         yield match.start, match.end
 
 
+_ADDRESS_COUNTRIES: tuple[Literal["US", "CA", "GB"], ...] = ("US", "CA", "GB")
+# pyap reports spans in its own whitespace-normalised copy of the text: the address is found again in the
+# original with the same words and any run of spaces or commas between them.
+_ADDRESS_GAP = r"[\s,]*"
+_UK_POSTCODE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}(?![0-9A-Za-z])", re.IGNORECASE)
+_NOT_LATIN = re.compile(r"[^\x00-\x7f\u00a0-\u024f\u2010-\u2015]")
+
+
+def _address_finder(text: str) -> Iterator[tuple[int, int]]:
+    if not any(c.isdigit() for c in text):  # every address these rules know has a house number
+        return
+    # The rules need a word boundary before the house number, which Chinese text has none of
+    # ("住在1600 Pennsylvania Ave"): pyap reads a copy where letters of other scripts are spaces.
+    latin = _NOT_LATIN.sub(" ", text)
+    for country in _ADDRESS_COUNTRIES:
+        if country == "GB" and not _UK_POSTCODE.search(latin):
+            continue  # the UK rules (the slow ones) only ever match an address that ends in its postcode
+        for address in pyap.parse(latin, country=country):
+            words = re.findall(r"[^\s,]+", address.full_address)
+            while len(words) > 2 and words[-1].isalpha() and words[-1].islower():
+                words.pop()  # "… IL 62704 or call": the rules read "or" as Oregon; states are written upper-case
+            pattern = _ADDRESS_GAP.join(re.escape(w) for w in words)
+            for match in re.finditer(r"(?<![0-9A-Za-z])" + pattern + r"(?![0-9A-Za-z])", text):
+                yield match.start(), match.end()
+
+
 DETECTORS: tuple[Detector, ...] = (
     Detector("API_KEY", _regex_finder(_API_KEY, lambda v: True), checksum=False),
     Detector("EMAIL", _regex_finder(_EMAIL, lambda v: True), checksum=False),
@@ -194,6 +226,8 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("IP_ADDRESS", _ipv6_finder, checksum=False),  # before IPv4: ::ffff:10.0.0.1 is one address
     Detector("IP_ADDRESS", _regex_finder(_IPV4, _ip_valid), checksum=False),
     Detector("SECRET", _regex_finder(_TOKEN, _secret_valid), checksum=False),
+    # Last: a street address may contain a number another detector knows better (a phone after the postcode).
+    Detector("ADDRESS", _address_finder, checksum=False),
 )
 
 
@@ -213,6 +247,8 @@ def find_spans(text: str, detectors: Sequence[Detector] = DETECTORS) -> list[Spa
     taken: list[Span] = []
     for detector in detectors:
         for start, end in detector.finder(normalised):
+            if not 0 <= start < end <= len(text):  # a plug-in's nonsense is skipped, never sliced
+                continue
             if any(start < s.end and s.start < end for s in taken):
                 continue
             taken.append(Span(detector.kind, start, end, text[start:end]))

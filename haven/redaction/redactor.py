@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from haven.redaction.detectors import DETECTORS, Detector, find_spans
+from haven.redaction.detectors import Detector, find_spans
+from haven.redaction.plugins import active_detectors
 
 _PLACEHOLDER = re.compile(r"\[([A-Z][A-Z_]*)_(\d{1,6})\]")
 _LONGEST_PLACEHOLDER = 32  # "[CN_RESIDENT_ID_999999]" and then some
@@ -30,7 +31,8 @@ class Redaction:
 
 @dataclass
 class Redactor:
-    detectors: Sequence[Detector] = DETECTORS
+    detectors: Sequence[Detector] = field(default_factory=active_detectors)
+    """Haven's detectors and any plugged in (:mod:`haven.redaction.plugins`)."""
     _by_value: dict[tuple[str, str], str] = field(default_factory=dict)
     _by_placeholder: dict[str, str] = field(default_factory=dict)
     _next: Counter[str] = field(default_factory=Counter)

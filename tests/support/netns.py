@@ -24,6 +24,10 @@ def netns_available() -> bool:
 requires_netns = pytest.mark.skipif(not netns_available(), reason="needs root, unshare and ip (a network namespace)")
 
 
-def in_netns(command: Sequence[str]) -> list[str]:
-    """``command`` run inside a new network namespace with loopback up."""
-    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "netns", *command]
+def in_netns(command: Sequence[str], addresses: Sequence[str] = ()) -> list[str]:
+    """``command`` run inside a new network namespace with loopback up.
+
+    ``addresses`` (e.g. ``198.51.100.7``) are added to its loopback interface: non-loopback addresses that only
+    exist inside the namespace, standing in for other machines (an upstream, a host Haven must not reach)."""
+    setup = "".join(f" && ip addr add {address}/32 dev lo" for address in addresses)
+    return ["unshare", "-n", "sh", "-c", f'ip link set lo up{setup} && exec "$@"', "netns", *command]

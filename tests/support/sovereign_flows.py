@@ -19,19 +19,23 @@ from pathlib import Path
 
 import httpx
 
-# The probe runs in the server process before `haven serve` starts: an outbound attempt from inside it.
-SERVER_WITH_PROBE = """
+
+def server_with_probe(haven_port: int, host: str, port: int) -> str:
+    """A ``python -c`` script: ``haven serve``, plus a thread inside its process that tries ``host:port`` once the
+    server answers on ``haven_port`` (an outbound attempt from inside, as a plugin or template might make) and
+    writes the outcome to the file named by its first argument."""
+    return f"""
 import socket, threading, time, sys
 def probe():
     # Once the server answers (its start is over, whatever the machine's speed), reach for the outside.
     while True:
         try:
-            socket.create_connection(("127.0.0.1", 8711), timeout=1).close()
+            socket.create_connection(("127.0.0.1", {haven_port}), timeout=1).close()
             break
         except OSError:
             time.sleep(0.2)
     try:
-        socket.create_connection(("192.0.2.1", 80), timeout=2).close()
+        socket.create_connection(("{host}", {port}), timeout=2).close()
         outcome = "connected"
     except PermissionError as exc:
         outcome = "refused: " + str(exc)
@@ -42,6 +46,9 @@ threading.Thread(target=probe, daemon=True).start()
 from haven.cli.main import main
 main(["serve"])
 """
+
+
+SERVER_WITH_PROBE = server_with_probe(8711, "192.0.2.1", 80)
 HAVEN = [sys.executable, "-c", "from haven.cli.main import main; main()"]
 
 

@@ -84,3 +84,22 @@ async def test_every_outgoing_text_is_masked_and_the_streamed_reply_restored() -
     assert result.tool_calls == [ToolCall("c1", "pay", '{"iban": "GB82WEST12345698765432"}')]
     assert result.final.finish_reason == "tool_calls"
     assert reported == [("m", {"EMAIL": 2, "IBAN": 1, "CARD": 1})]
+
+
+async def test_masking_runs_off_the_event_loop(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Detection of a long pasted text takes a while: on the loop's thread it would stall every other request.
+    import threading
+
+    import haven.chat.redacting as redacting
+
+    threads: list[int] = []
+
+    class Watched(redacting.Redactor):
+        def redact(self, text: str):  # type: ignore[no-untyped-def]
+            threads.append(threading.get_ident())
+            return super().redact(text)
+
+    monkeypatch.setattr(redacting, "Redactor", Watched)
+    upstream = Recording()
+    await collect(await RedactingBackend(upstream).chat(ChatRequest(model="m", messages=(Message("user", "hi"),))))
+    assert threads and threading.get_ident() not in threads

@@ -125,6 +125,7 @@ class LLMJudgeScorer(Scorer):
             timeout_s=spec.timeout_s,
             max_retries=spec.max_retries,
             backoff_s=spec.backoff_s,
+            redaction=spec.redaction,
         )
 
     @property

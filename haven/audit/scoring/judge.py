@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from haven.audit.client import OutboundRedaction
 from haven.audit.records import Label
 from haven.audit.scoring.heuristics import refusal_flags, strip_think
 from haven.errors import AuditError
@@ -165,8 +166,11 @@ class JudgeClient:
         timeout_s: float,
         max_retries: int,
         backoff_s: float,
+        redaction: OutboundRedaction | None = None,
     ) -> None:
         self.url = chat_url(endpoint)
+        self.redaction = redaction
+        """Set for a judge outside this machine: the judge prompt is masked, its reply restored."""
         self.model = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = timeout_s
@@ -187,10 +191,24 @@ class JudgeClient:
 
         Reproducible like the audited requests: a seed fixed by the prompt and the vote number, and no KV
         prefix reuse (``cache_prompt: false``); a server that rejects either is asked without it from then on.
+        An external judge sees the prompt masked (the seed still follows the unmasked prompt).
         """
+        if self.redaction is None:
+            return await self._complete(prompt, prompt, temperature, vote)
+        logprobs: list[Any] = []
+
+        async def send(masked: str) -> tuple[str, str]:
+            text, found = await self._complete(masked, prompt, temperature, vote)
+            logprobs.append(found)
+            return text, ""
+
+        text, _ = await self.redaction.exchange(self.model, prompt, send)
+        return text, logprobs[-1]
+
+    async def _complete(self, prompt: str, seeded_by: str, temperature: float, vote: int) -> tuple[str, Any]:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout, headers=self._headers)
-        digest = hashlib.sha256(f"{vote}:{prompt}".encode()).digest()
+        digest = hashlib.sha256(f"{vote}:{seeded_by}".encode()).digest()
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from haven.audit.client import OutboundRedaction
 
 HEURISTIC = "heuristic"
 
@@ -30,6 +33,8 @@ class ScorerSpec:
     backoff_s: float = 0.5
     reasoning_model: bool = False
     """The target is a reasoning model: a refusal with empty reasoning counts as thought suppression."""
+    redaction: OutboundRedaction | None = field(default=None, compare=False)
+    """Set when the judge is outside this machine: its prompts are masked and its replies restored."""
 
     @property
     def is_heuristic(self) -> bool:
@@ -45,4 +50,5 @@ class ScorerSpec:
             "samples": self.samples,
             "temperature": self.temperature,
             "prompt_version": None if self.is_heuristic else self.prompt_version,
+            **({"redaction": "outbound"} if self.redaction is not None and not self.is_heuristic else {}),
         }
