@@ -76,7 +76,7 @@ async def import_model(body: ModelImport, request: Request) -> dict[str, Any]:
             "importing from a server path is off: set HAVEN_MODEL_IMPORT_DIRS to the directories admins may "
             "import from, or run `haven models import PATH` on the server."
         )
-    path = checked_path(body.path, roots)
+    path = await anyio.to_thread.run_sync(checked_path, body.path, roots)  # resolve() and stat() touch the disk
     store: ModelStore = request.app.state.model_manager.store
     allow = settings.allow_unsafe_templates
     manifest = await anyio.to_thread.run_sync(

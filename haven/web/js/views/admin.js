@@ -338,7 +338,7 @@ function auditTab() {
     "aria-describedby": "compare-hint" });
   const hint = h("p", { class: "hint", id: "compare-hint", text: t("admin.compareHint") });
   compare.addEventListener("click", async () => {
-    const [a, b] = [...picks];
+    const [a, b] = [...picks].sort((x, y) => x - y);  // older run first: "what changed since"
     clear(result);
     say(out, t("admin.comparing"));
     try {
