@@ -109,6 +109,7 @@ async def test_audit_runs_list_open_a_sandboxed_report_and_compare(
         runs = (await alice.get("/api/v1/admin/audit/runs")).json()["data"]
         assert [run["id"] for run in runs] == [second, first]
         assert runs[0]["model"] == "demo-model-1:latest" and runs[0]["responses"] == 48
+        assert runs[0]["created_at"].endswith("Z") and runs[0]["finished_at"].endswith("Z")
 
         r = await alice.get(f"/api/v1/admin/audit/runs/{first}/report.html")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from haven.audit import repository as repo
 from haven.audit.report_html import SCRIPT_CSP_HASH, render_html
 from haven.audit.stored import build_report, compare_runs
+from haven.conversations.store import iso
 from haven.server.accounts.deps import context_of, require_admin
 
 router = APIRouter(prefix="/audit", tags=["admin"])
@@ -56,7 +57,19 @@ def _ref(value: str) -> str:
 def list_runs(request: Request, limit: int = Query(default=50, ge=1, le=500)) -> dict[str, Any]:
     require_admin(request)
     runs = repo.list_runs(context_of(request).db, limit)
-    return {"data": [{**run.as_dict(), "responses": run.responses, "judgements": run.judgements} for run in runs]}
+    return {
+        "data": [
+            {
+                **run.as_dict(),
+                # SQLite gives times back without a zone: say UTC, as every other /api/v1 time does.
+                "created_at": iso(run.created_at),
+                "finished_at": iso(run.finished_at) if run.finished_at else None,
+                "responses": run.responses,
+                "judgements": run.judgements,
+            }
+            for run in runs
+        ]
+    }
 
 
 @router.get("/runs/{run_id}/report.html", summary="One run's self-contained HTML report (sandboxed)")

@@ -1,5 +1,6 @@
-// Administration: users, models (pull with live progress, remove, metadata and chat template), the
-// security log, and the bias-audit runs. Admin routes never show conversation text.
+// Administration: users, models (pull with live progress, import from a server path, remove, metadata and
+// chat template), the security log, and the bias-audit runs (a run's report in a sandboxed frame, two runs
+// compared). Admin routes never show conversation text.
 import { api, errorFrom, headersFor } from "../api.js";
 import { clear, field, formatBytes, h, modal } from "../dom.js";
 import { formatDateTime, formatNumber, t } from "../i18n.js";
@@ -333,7 +334,6 @@ function auditTab() {
   const list = h("div", {});
   const result = h("div", { "aria-live": "polite" });
   const picks = new Set();
-  let runs = new Map();
   const compare = h("button", { type: "button", class: "secondary", disabled: true, text: t("admin.compare"),
     "aria-describedby": "compare-hint" });
   const hint = h("p", { class: "hint", id: "compare-hint", text: t("admin.compareHint") });
@@ -357,7 +357,6 @@ function auditTab() {
       say(out, exc.message, true);
       return;
     }
-    runs = new Map(body.data.map((run) => [run.id, run]));
     if (!body.data.length) {
       list.append(h("p", { class: "muted", text: t("admin.auditNone") }));
       return;
@@ -377,7 +376,7 @@ function auditTab() {
         h("td", { class: "num", text: `${formatNumber(run.responses)} / ${formatNumber(run.item_count)}` }),
         h("td", { text: formatDateTime(run.created_at) }),
         h("td", {}, h("button", { type: "button", class: "ghost small", text: t("admin.openReport"),
-          "aria-label": `${t("admin.openReport")}: #${run.id}`, onclick: () => openReport(runs.get(run.id)) })));
+          "aria-label": `${t("admin.openReport")}: #${run.id}`, onclick: () => openReport(run) })));
     })));
   })();
   return h("section", { class: "panel", "aria-label": t("admin.audit") }, h("h2", { text: t("admin.audit") }),

@@ -1,5 +1,5 @@
 // The user's settings: API keys (created, shown once, revoked), language, theme, retention, password,
-// export of all their conversations, and how to delete the account.
+// export of all their conversations, and deleting the account (password re-typed).
 import { api } from "../api.js";
 import { clear, copyText, field, h, modal } from "../dom.js";
 import { LANGUAGES, formatDateTime, language, setLanguage, t } from "../i18n.js";
