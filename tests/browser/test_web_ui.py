@@ -525,6 +525,7 @@ def test_admin_audit_runs_open_a_sandboxed_report_and_compare_two(open_page: Any
     compare.click()
     result = page.get_by_test_id("audit-comparison")
     result.get_by_role("heading", name=re.compile(f"#{first}.*compared with #{second}")).wait_for()
+    assert page.evaluate("document.activeElement.id") == "audit-comparison"  # focus follows the result
     china = result.locator("tr", has_text="CN").first
     assert "%" in china.inner_text()
     assert_accessible(page, "admin audit runs with a comparison")

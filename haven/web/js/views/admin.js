@@ -319,7 +319,7 @@ function comparison(result) {
     }
   }
   return h("section", { class: "stack", "aria-labelledby": "audit-comparison", "data-testid": "audit-comparison" },
-    h("h3", { id: "audit-comparison", text: t("admin.comparison", { a: runLabel(a), b: runLabel(b) }) }),
+    h("h3", { id: "audit-comparison", tabindex: "-1", text: t("admin.comparison", { a: runLabel(a), b: runLabel(b) }) }),
     h("p", { text: result.summary }),
     table(t("admin.comparison", { a: runLabel(a), b: runLabel(b) }), [t("admin.group"), t("admin.measure"),
       t("admin.rateOf", { run: `#${a.id}` }), t("admin.rateOf", { run: `#${b.id}` }), t("admin.difference"),
@@ -332,7 +332,7 @@ function auditTab() {
   // The runs stored by `haven audit run`: open one's report, or pick two and compare them.
   const out = h("p", { class: "form-status", role: "status" });
   const list = h("div", {});
-  const result = h("div", { "aria-live": "polite" });
+  const result = h("div", {});
   const picks = new Set();
   const compare = h("button", { type: "button", class: "secondary", disabled: true, text: t("admin.compare"),
     "aria-describedby": "compare-hint" });
@@ -345,6 +345,8 @@ function auditTab() {
       const body = await api.get(`/api/v1/admin/audit/compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
       say(out, "");
       result.append(comparison(body));
+      // Focus the result's heading: a screen reader reads where it landed, the keyboard continues from there.
+      result.querySelector("h3").focus();
     } catch (exc) {
       say(out, exc.message, true);
     }
