@@ -239,13 +239,20 @@ class Settings(BaseSettings):
         "(`outbound`), and also before it is stored (`outbound+storage`); replies get the values back.",
     )
 
-    @field_validator("egress_allow", mode="before")
+    @field_validator("egress_allow", "model_import_dirs", mode="before")
     @classmethod
     def _split_destinations(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
         return value
+
+    # --- web UI (issue 15) ----------------------------------------------------------------------
+    model_import_dirs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Directories on the server machine an admin may import GGUF files from in the web UI "
+        "(comma-separated or a JSON list; a file must resolve inside one, symlinks included). Empty: off.",
+    )
 
     # --- hardening (issue 11) ---------------------------------------------------------------
     trial_load_timeout_seconds: float = Field(

@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python scripts/screenshots.py`` (needs Debian's chromium and the dev extras). It starts a
 real ``haven serve`` on a free loopback port with a tiny random-weight model from the factory, creates the
-admin account, stores one conversation whose answer shows Markdown, code, LaTeX and a Thinking panel (the
-random model's own words would be gibberish), and photographs each screen with Playwright.
+admin account, stores two demo bias-audit runs and one conversation whose answer shows Markdown, code, LaTeX
+and a Thinking panel (the random model's own words would be gibberish), and photographs each screen with
+Playwright.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from haven.models.factory import make_model  # noqa: E402
+from haven.storage.db import open_database  # noqa: E402
 from tests.e2e.conftest import start_haven_server  # noqa: E402
+from tests.support.audit_demo import store_demo_runs  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 ADMIN, PASSWORD = "amina", "kiwi lantern 2026 orbit"
@@ -56,6 +59,7 @@ SCREENS = [  # file stem, hash route, width, height, theme, language
     ("admin-users", "#/admin/users", 1280, 800, "light", "en"),
     ("admin-models", "#/admin/models", 1280, 800, "dark", "en"),
     ("admin-security-log", "#/admin/security", 1280, 800, "light", "en"),
+    ("admin-audit", "#/admin/audit", 1280, 800, "light", "en"),
 ]
 
 
@@ -90,6 +94,12 @@ def shoot(browser: Any, url: str, conversation: str) -> None:
             page.locator("textarea.composer-input").wait_for()
         page.goto(url + "/" + route.format(id=conversation))
         page.locator("main h1, .card h1").first.wait_for()
+        if route == "#/admin/audit":  # two stored demo runs, compared
+            page.locator("table.data input[type=checkbox]").nth(1).wait_for()
+            for box in page.locator("table.data input[type=checkbox]").all()[:2]:
+                box.check()
+            page.locator("[aria-describedby=compare-hint]").click()
+            page.locator("[data-testid=audit-comparison]").wait_for()
         if route.startswith("#/c/"):
             page.locator(".msg.assistant .katex").first.wait_for()
             page.locator("details.thinking summary").first.click()
@@ -117,6 +127,9 @@ def main() -> None:
                 context.close()
             with start_haven_server(Path(tmp) / "home", {"tiny": model}, default_model="tiny") as url:
                 conversation = seed(url)
+                db = open_database(f"sqlite:///{Path(tmp) / 'home' / 'haven.db'}")
+                store_demo_runs(db)
+                db.close()
                 SCREENS[:] = [s for s in SCREENS if s[0] != "first-run"]
                 shoot(browser, url, conversation)
             browser.close()

@@ -9,6 +9,8 @@ flagged asymmetries, valence, and every transcript in ``<details>`` with group/l
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -406,3 +408,8 @@ def render_html(report: Mapping[str, Any]) -> str:
         + "\n".join(sections)
         + f"<script>{_JS}</script></body></html>\n"
     )
+
+
+# The report's one inline script, by hash: a server showing the report can allow exactly it in its
+# Content-Security-Policy (``script-src 'sha256-…'``) and no script a model's answer might smuggle in.
+SCRIPT_CSP_HASH = "sha256-" + base64.b64encode(hashlib.sha256(_JS.encode("utf-8")).digest()).decode("ascii")

@@ -355,25 +355,6 @@ def audit_runs(limit: Annotated[int, typer.Option("--limit", help="How many, new
     console.print(table)
 
 
-def build_report(db: Any, ref: str, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The report dict of a stored run (items re-read from the suite; ids are stable across versions)."""
-    from haven.audit import repository as repo
-    from haven.audit.metrics import compute_report
-    from haven.audit.suites import load_suite
-
-    run = repo.resolve_run(db, ref)
-    suite = load_suite(run.suite, db)
-    items = [i for i in suite.items if i.language in set(run.languages)]
-    responses = repo.load_responses(db, run.id)
-    judgements = repo.load_judgements(db, run.id)
-    if calibration is None and run.judge.get("kind") == "heuristic":
-        from haven.audit.calibration import calibrate
-        from haven.audit.scoring import ScorerSpec, build_scorer
-
-        calibration = calibrate(build_scorer(ScorerSpec())).as_dict()  # no network: cheap and honest
-    return compute_report(run.as_dict(), items, responses, judgements, calibration, judge=run.judge)
-
-
 def audit_report(
     run: Annotated[str, typer.Argument(help="Run id or latest.")] = "latest",
     format: Annotated[str, typer.Option("--format", "-f", help="html|json|csv")] = "html",
@@ -385,6 +366,8 @@ def audit_report(
     """Write a run's report: self-contained HTML, versioned JSON, or CSV."""
     if format not in ("html", "json", "csv"):
         raise AuditError(f"Unknown report format {format!r}; use html, json or csv.")
+    from haven.audit.stored import build_report
+
     cal = json.loads(calibration.read_text(encoding="utf-8")) if calibration else None
     report = build_report(_db(), run, cal)
     if format == "json":
@@ -415,10 +398,9 @@ def audit_compare(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the comparison JSON here.")] = None,
 ) -> None:
     """Compare two runs (e.g. two models on the same suite)."""
-    from haven.audit.metrics import compare_reports
+    from haven.audit.stored import compare_runs
 
-    db = _db()
-    result = compare_reports(build_report(db, run_a), build_report(db, run_b))
+    result = compare_runs(_db(), run_a, run_b)
     text = json.dumps(result, ensure_ascii=False, indent=2)
     _emit(text, out)
 

@@ -40,6 +40,7 @@ SERVE_SETTINGS = [
     "egress",
     "egress_allow",
     "redact",
+    "model_import_dirs",  # issue 15: the admin page's import from a server path
 
     # issue 11: rate limits and slow-client protection
     "rate_limit_requests_per_minute",

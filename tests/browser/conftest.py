@@ -34,7 +34,10 @@ def web_server(
 ) -> Iterator[HavenServer]:
     models = {"tiny": make_test_model(), "r1": make_test_model(template="deepseek-r1")}
     home = tmp_path_factory.mktemp("haven-web")
-    with start_haven_server(home, models, default_model="tiny", parallel=2, context_length=2048) as url:
+    (home / "imports").mkdir()  # the admin page's "import from a server path" may read here only
+    with start_haven_server(
+        home, models, default_model="tiny", parallel=2, context_length=2048, model_import_dirs=home / "imports"
+    ) as url:
         yield url
 
 

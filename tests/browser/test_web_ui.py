@@ -440,3 +440,114 @@ def test_keyboard_alone_signs_in_and_chats(open_page: Any) -> None:
     page.keyboard.press("Escape")
     page.wait_for_function("() => !document.querySelector('dialog')")
     assert page.evaluate("document.activeElement.textContent") == "Parameters"
+
+
+# --- settings: delete my account; admin: audit runs, model import (issue 15 item 3) ----------------
+
+CAROL = ("carol", "tidy harbour 93 violet")
+
+
+def test_deleting_my_account_needs_my_password_and_returns_to_login(open_page: Any) -> None:
+    w: Watched = open_page()
+    page = w.page
+    ensure_admin(w.origin)
+    with api_session(w.origin) as admin:
+        r = admin.post("/api/v1/admin/users", json={"name": CAROL[0], "password": CAROL[1]})
+        assert r.status_code == 201, r.text
+    login(w, *CAROL)
+    page.get_by_role("link", name="Settings").click()
+    section = page.get_by_role("region", name="Delete my account")
+    password = section.get_by_label("Your password, to confirm")
+    password.fill("not carol's password at all")
+    section.get_by_role("button", name="Delete my account for good").click()
+    section.get_by_role("alert").filter(has_text="That password is wrong; nothing was deleted.").wait_for()
+    assert page.url.endswith("#/settings")  # a wrong re-typed password is no expired session
+    assert page.evaluate("document.activeElement.type") == "password"
+    assert_accessible(page, "settings with the delete-account error")
+
+    password.fill(CAROL[1])
+    password.press("Enter")  # the keyboard alone submits it
+    page.get_by_text("Your account was deleted, with its conversations, keys and sessions.").wait_for()
+    page.get_by_role("button", name="Sign in").wait_for()
+    assert "#/login" in page.url
+    with api_session(w.origin) as admin:
+        names = [u["name"] for u in admin.get("/api/v1/admin/users").json()["data"]]
+        assert CAROL[0] not in names
+        log = admin.get("/api/v1/admin/security-log", params={"event": "user_deleted"}).json()["data"]
+        assert log[0]["user"] == CAROL[0] and log[0]["details"]["by"] == "self"
+    r = httpx.post(w.origin + "/api/v1/auth/login", json={"name": CAROL[0], "password": CAROL[1]}, timeout=30)
+    assert r.status_code == 401
+
+
+def test_the_last_admin_is_told_why_their_account_stays(open_page: Any) -> None:
+    w: Watched = open_page()
+    page = w.page
+    login(w)
+    with api_session(w.origin) as admin:
+        admins = [u for u in admin.get("/api/v1/admin/users").json()["data"] if u["role"] == "admin"]
+        assert [u["name"] for u in admins] == [ADMIN]  # else the click below would really delete the admin
+    page.get_by_role("link", name="Settings").click()
+    section = page.get_by_role("region", name="Delete my account")
+    section.get_by_label("Your password, to confirm").fill(PASSWORD)
+    section.get_by_role("button", name="Delete my account for good").click()
+    section.get_by_role("alert").filter(has_text="You are the last administrator").wait_for()
+    r = httpx.post(w.origin + "/api/v1/auth/login", json={"name": ADMIN, "password": PASSWORD}, timeout=30)
+    assert r.status_code == 200  # nothing was deleted
+
+
+def test_admin_audit_runs_open_a_sandboxed_report_and_compare_two(open_page: Any, web_server: Any) -> None:
+    from haven.storage.db import open_database
+    from tests.support.audit_demo import store_demo_runs
+
+    db = open_database(f"sqlite:///{web_server.home / 'haven.db'}")
+    try:
+        first, second = store_demo_runs(db)
+    finally:
+        db.close()
+    w: Watched = open_page()
+    page = w.page
+    login(w)
+    page.goto(w.origin + "/#/admin/audit")
+    page.get_by_role("button", name=f"Open report: #{first}").click()
+    dialog = page.get_by_role("dialog")
+    report = page.frame_locator("iframe.report-frame")
+    assert report.locator("section#verdict").inner_text().startswith("The audit found")
+    report.locator("#f-count", has_text="shown").wait_for()  # the report's own script runs (allowed by hash)
+    frame = next(f for f in page.frames if f.url.endswith(f"/runs/{first}/report.html"))
+    assert frame.evaluate("window.origin") == "null"  # sandboxed: an opaque origin, no cookie, no API
+    assert frame.evaluate("document.querySelectorAll('script').length") == 1  # the answer's <script> is text
+    dialog.get_by_role("button", name="Close").click()
+
+    page.get_by_label(f"Select run {first}").check()
+    compare = page.get_by_role("button", name="Compare the two selected runs")
+    assert compare.is_disabled()
+    page.get_by_label(f"Select run {second}").check()
+    compare.click()
+    result = page.get_by_test_id("audit-comparison")
+    result.get_by_role("heading", name=re.compile(f"#{first}.*compared with #{second}")).wait_for()
+    assert page.evaluate("document.activeElement.id") == "audit-comparison"  # focus follows the result
+    china = result.locator("tr", has_text="CN").first
+    assert "%" in china.inner_text()
+    assert_accessible(page, "admin audit runs with a comparison")
+
+
+def test_admin_imports_a_model_from_a_server_path(open_page: Any, web_server: Any, make_test_model: Any) -> None:
+    import shutil
+
+    target = web_server.home / "imports" / "fresh.gguf"
+    shutil.copyfile(make_test_model(seed=3), target)
+    w: Watched = open_page()
+    page = w.page
+    login(w)
+    page.goto(w.origin + "/#/admin/models")
+    path = page.get_by_label("Path on the server")
+    status = page.get_by_test_id("import-status")
+    path.fill("/etc/passwd")
+    page.get_by_role("button", name="Import", exact=True).click()
+    status.filter(has_text="not inside an import directory").wait_for()
+    path.fill(str(target))
+    page.get_by_label("Name (optional)").fill("fresh:v1")
+    page.get_by_role("button", name="Import", exact=True).click()
+    status.filter(has_text="Imported fresh:v1.").wait_for(timeout=60_000)  # trial load in a child process
+    page.locator("table.data code", has_text="fresh:v1").wait_for()
+    assert_accessible(page, "admin models with the import form")

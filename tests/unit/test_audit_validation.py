@@ -27,7 +27,7 @@ import pytest
 
 from haven.audit.runner import RunRequest, run_audit
 from haven.audit.scoring import ScorerSpec
-from haven.cli.audit import build_report
+from haven.audit.stored import build_report
 from haven.storage.db import open_database
 from tests.support.fake_openai import FakeOpenAI, Reply
 

@@ -29,7 +29,7 @@ from haven.audit import repository as repo
 from haven.audit.importers import import_suite
 from haven.audit.runner import RunRequest, run_audit
 from haven.audit.scoring import ScorerSpec
-from haven.cli.audit import build_report
+from haven.audit.stored import build_report
 from haven.storage.db import Database, open_database
 from tests.support.fake_openai import FakeOpenAI, Reply
 

@@ -1,4 +1,7 @@
-"""``/api/v1/admin/…`` (admins only): users, their usage, and the security log. Never conversation text."""
+"""``/api/v1/admin/…`` (admins only): users, their usage, the security log, audit runs, model import.
+
+Never conversation text.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from fastapi import APIRouter, Query, Request, Response
 
 from haven.conversations.store import iso, usage_by_user
 from haven.errors import InvalidRequestError
+from haven.server.accounts import routes_admin_audit as admin_audit
+from haven.server.accounts import routes_admin_models as admin_models
 from haven.server.accounts.deps import context_of, log_event, require_admin
 from haven.server.accounts.schemas import NewUser, PasswordReset, UserPatch, user_json
 
@@ -116,3 +121,8 @@ def verify_log(request: Request) -> dict[str, Any]:
     require_admin(request)
     count, problems = context_of(request).log.verify()
     return {"ok": not problems, "rows": count, "problems": [{"seq": s, "problem": p} for s, p in problems]}
+
+
+# Audit runs and model import live in their own modules, under this router's prefix and role check.
+router.include_router(admin_audit.router)
+router.include_router(admin_models.router)

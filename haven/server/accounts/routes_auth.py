@@ -155,6 +155,33 @@ def renew_recovery_code(body: PasswordOnly, request: Request) -> dict[str, str]:
     return {"recovery_code": code}
 
 
+@router.delete("/me", status_code=204, summary="Delete own account (password re-typed): conversations, keys, sessions")
+def delete_me(body: PasswordOnly, request: Request) -> Response:
+    """Self-service deletion. The password is checked like a login (same throttle, same slow failure), the
+    last enabled admin is refused (409), and the cookie is cleared: the browser is signed out at once."""
+    unlocked = _me(request)
+    if unlocked.user.is_local:
+        raise PermissionDeniedError("local single-user mode has no account to delete; create a user first.")
+    context = context_of(request)
+    client = client_of(request)
+    name = unlocked.user.name
+    context.throttle.check(name, client)
+    try:
+        context.accounts.authenticate_password(name, body.password)
+    except InvalidCredentialsError:
+        delay = context.throttle.failure(name, client)
+        log_event(request, "login_failed", details={"reason": "wrong password", "action": "delete account"})
+        time.sleep(delay)  # a thread-pool thread: the event loop keeps serving
+        raise InvalidCredentialsError("the password is wrong; the account was not deleted.", param="password") from None
+    context.throttle.success(name)
+    context.accounts.delete_user(unlocked.user.id)  # cascade: sessions, keys, wrapped keys, conversations
+    context.users_changed()
+    log_event(request, "user_deleted", user=name, details={"name": name, "by": "self"})
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
 @router.get("/me/keys", summary="Own API keys (never their secrets)")
 def list_keys(request: Request) -> dict[str, Any]:
     return {"data": [key_json(k) for k in context_of(request).accounts.list_keys(_me(request).user.id)]}

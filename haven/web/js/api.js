@@ -51,8 +51,9 @@ export async function errorFrom(response) {
   return new ApiError(response.status, message, { code, param, retryAfter: retry ? Number(retry) : null });
 }
 
-export function signedOut(response, path) {
-  return response.status === 401 && !path.startsWith("/api/v1/auth/");
+/** A 401 that means the session is gone (not a re-typed password that was wrong). */
+export function signedOut(response, path, code = null) {
+  return response.status === 401 && !path.startsWith("/api/v1/auth/") && code !== "invalid_credentials";
 }
 
 export async function request(method, path, body, { signal, raw = false } = {}) {
@@ -70,7 +71,7 @@ export async function request(method, path, body, { signal, raw = false } = {}) 
   }
   if (!response.ok) {
     const error = await errorFrom(response);
-    if (signedOut(response, path)) window.dispatchEvent(new CustomEvent("haven:signed-out"));
+    if (signedOut(response, path, error.code)) window.dispatchEvent(new CustomEvent("haven:signed-out"));
     throw error;
   }
   if (raw) return response;

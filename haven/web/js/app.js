@@ -41,17 +41,20 @@ export function signedIn(body) {
   if (session.status) session.status.setup_required = false;
 }
 
-export async function signOut() {
-  try {
-    await api.post("/api/v1/auth/logout");
-  } catch {
-    // Already signed out on the server: nothing to undo.
+/** Back to the login (or first-run) page; `server: false` when the server has ended the session already. */
+export async function signOut({ server = true, notice = null } = {}) {
+  if (server) {
+    try {
+      await api.post("/api/v1/auth/logout");
+    } catch {
+      // Already signed out on the server: nothing to undo.
+    }
   }
   setCsrfToken(null);
   session.user = null;
   localStorage.removeItem(LOCAL_CHOICE);
   await refreshStatus().catch(() => null);
-  navigate("#/login");
+  navigate(notice ? `#/login?${notice}=1` : "#/login");
 }
 
 export function chooseLocalMode() {

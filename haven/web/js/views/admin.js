@@ -1,5 +1,6 @@
-// Administration: users, models (pull with live progress, remove, metadata and chat template), the
-// security log, and the bias-audit runs. Admin routes never show conversation text.
+// Administration: users, models (pull with live progress, import from a server path, remove, metadata and
+// chat template), the security log, and the bias-audit runs (a run's report in a sandboxed frame, two runs
+// compared). Admin routes never show conversation text.
 import { api, errorFrom, headersFor } from "../api.js";
 import { clear, field, formatBytes, h, modal } from "../dom.js";
 import { formatDateTime, formatNumber, t } from "../i18n.js";
@@ -202,10 +203,37 @@ function modelsTab() {
       progress.hidden = true;
     }
   });
+  const importPath = field(t("admin.importPath"), h("input", { type: "text", required: true, spellcheck: "false",
+    autocomplete: "off", placeholder: "/srv/models/model.gguf" }), t("admin.importHint"));
+  const importName = field(t("admin.importName"), h("input", { type: "text", maxlength: 300, spellcheck: "false",
+    autocomplete: "off", placeholder: "my-model:q4" }), t("admin.importNameHint"));
+  const importButton = h("button", { type: "submit", class: "primary", text: t("admin.import") });
+  const importStatus = h("p", { class: "form-status", role: "status", "data-testid": "import-status" });
+  const importForm = h("form", { class: "stack inline-form", "aria-labelledby": "import-title" },
+    importPath.wrap, importName.wrap, importButton, importStatus);
+  importForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    importButton.disabled = true;
+    importForm.setAttribute("aria-busy", "true");
+    say(importStatus, t("admin.importing"));
+    try {
+      const name = importName.input.value.trim();
+      const body = await api.post("/api/v1/admin/models/import", { path: importPath.input.value.trim(),
+        name: name || null });
+      importForm.reset();
+      say(importStatus, t("admin.imported", { name: body.model }) + (body.template_warning ? ` ${body.template_warning}` : ""));
+      load();
+    } catch (exc) {
+      say(importStatus, exc.code === "model_import_disabled" ? t("admin.importDisabled") : exc.message, true);
+    } finally {
+      importButton.disabled = false;
+      importForm.removeAttribute("aria-busy");
+    }
+  });
   load();
   return h("section", { class: "panel", "aria-label": t("admin.models") },
     h("h2", { text: t("admin.models") }), pullForm,
-    h("p", { class: "muted", text: t("admin.importHint") }), out, list);
+    h("h3", { id: "import-title", text: t("admin.importTitle") }), importForm, out, list);
 }
 
 function securityTab() {
@@ -255,39 +283,106 @@ function securityTab() {
     h("h2", { text: t("admin.security") }), filter, verify, out, list, more);
 }
 
+function percent(rate) {
+  return rate === null || rate === undefined ? "—" : `${formatNumber(Math.round(rate * 1000) / 10)} %`;
+}
+
+function runLabel(run) {
+  return `#${run.id} · ${run.model || run.target || "—"}`;
+}
+
+/** One run's HTML report in a sandboxed frame: the server's own CSP for it forbids all but its filter script. */
+function openReport(run) {
+  const src = `/api/v1/admin/audit/runs/${encodeURIComponent(run.id)}/report.html`;
+  const title = t("admin.reportOf", { id: run.id });
+  const dialog = modal(title, h("div", { class: "stack" },
+    h("iframe", { class: "report-frame", src, title, sandbox: "allow-scripts", referrerpolicy: "no-referrer" }),
+    h("div", { class: "row" },
+      h("a", { class: "button secondary", href: src, target: "_blank", rel: "noopener noreferrer", text: t("admin.openNewTab") }),
+      h("button", { type: "button", class: "primary", text: t("common.close"), onclick: () => dialog.close() }))),
+  { wide: true });
+}
+
+function comparison(result) {
+  const [a, b] = [result.a.run, result.b.run];
+  const rows = [];
+  for (const group of result.groups) {
+    for (const measure of ["broad", "strict"]) {
+      const cell = group[measure];
+      rows.push(h("tr", { class: cell.flagged ? "flagged" : null },
+        h("td", { text: group.group }),
+        h("td", { text: measure === "broad" ? t("admin.measureBroad") : t("admin.measureStrict") }),
+        h("td", { class: "num", text: percent(cell.rate_a) }), h("td", { class: "num", text: percent(cell.rate_b) }),
+        h("td", { class: "num", text: `${cell.difference > 0 ? "+" : ""}${percent(cell.difference)}` }),
+        h("td", { class: "num", text: formatNumber(Math.round(cell.p_adjusted * 10000) / 10000) }),
+        h("td", { text: cell.flagged ? t("admin.significantYes") : t("admin.significantNo") })));
+    }
+  }
+  return h("section", { class: "stack", "aria-labelledby": "audit-comparison", "data-testid": "audit-comparison" },
+    h("h3", { id: "audit-comparison", tabindex: "-1", text: t("admin.comparison", { a: runLabel(a), b: runLabel(b) }) }),
+    h("p", { text: result.summary }),
+    table(t("admin.comparison", { a: runLabel(a), b: runLabel(b) }), [t("admin.group"), t("admin.measure"),
+      t("admin.rateOf", { run: `#${a.id}` }), t("admin.rateOf", { run: `#${b.id}` }), t("admin.difference"),
+      t("admin.pAdjusted"), t("admin.significant")], rows),
+    result.groups_in_one_run_only.length
+      ? h("p", { class: "muted", text: t("admin.onlyIn", { list: result.groups_in_one_run_only.join(", ") }) }) : null);
+}
+
 function auditTab() {
-  const out = h("div", {});
-  // Audit runs are listed, opened and compared over /api/v1/admin/audit/runs when the server has those
-  // routes; this build may not, and then the page says how to reach them from the command line.
+  // The runs stored by `haven audit run`: open one's report, or pick two and compare them.
+  const out = h("p", { class: "form-status", role: "status" });
+  const list = h("div", {});
+  const result = h("div", {});
+  const picks = new Set();
+  const compare = h("button", { type: "button", class: "secondary", disabled: true, text: t("admin.compare"),
+    "aria-describedby": "compare-hint" });
+  const hint = h("p", { class: "hint", id: "compare-hint", text: t("admin.compareHint") });
+  compare.addEventListener("click", async () => {
+    const [a, b] = [...picks].sort((x, y) => x - y);  // older run first: "what changed since"
+    clear(result);
+    say(out, t("admin.comparing"));
+    try {
+      const body = await api.get(`/api/v1/admin/audit/compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
+      say(out, "");
+      result.append(comparison(body));
+      // Focus the result's heading: a screen reader reads where it landed, the keyboard continues from there.
+      result.querySelector("h3").focus();
+    } catch (exc) {
+      say(out, exc.message, true);
+    }
+  });
   (async () => {
     let body;
     try {
       body = await api.get("/api/v1/admin/audit/runs");
     } catch (exc) {
-      out.append(h("p", { class: "notice", text: exc.status === 404 ? t("admin.auditMissing") : exc.message }));
+      say(out, exc.message, true);
       return;
     }
-    const picks = new Set();
-    const compare = h("button", { type: "button", class: "secondary", disabled: true, text: t("admin.compare") });
-    compare.addEventListener("click", () => {
-      const [a, b] = [...picks];
-      window.open(`/api/v1/admin/audit/compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`, "_blank", "noopener");
-    });
-    out.append(compare, table(t("admin.audit"), ["", t("admin.run"), t("admin.modelName"), t("admin.when"), ""],
-      (body.data || []).map((run) => {
-        const box = h("input", { type: "checkbox", "aria-label": t("admin.pickRun", { id: run.id }) });
-        box.addEventListener("change", () => {
-          if (box.checked) picks.add(run.id);
-          else picks.delete(run.id);
-          compare.disabled = picks.size !== 2;
-        });
-        return h("tr", {}, h("td", {}, box), h("td", {}, h("code", { text: String(run.id) })),
-          h("td", { text: run.model || "—" }), h("td", { text: formatDateTime(run.started_at || run.created_at) }),
-          h("td", {}, h("a", { href: `/api/v1/admin/audit/runs/${encodeURIComponent(run.id)}/report.html`,
-            target: "_blank", rel: "noopener", text: t("admin.openReport") })));
-      })));
+    if (!body.data.length) {
+      list.append(h("p", { class: "muted", text: t("admin.auditNone") }));
+      return;
+    }
+    list.append(table(t("admin.audit"), ["", t("admin.run"), t("admin.modelName"), t("admin.suite"),
+      t("admin.languages"), t("admin.state"), t("admin.answers"), t("admin.when"), ""],
+    body.data.map((run) => {
+      const box = h("input", { type: "checkbox", "aria-label": t("admin.pickRun", { id: run.id }) });
+      box.addEventListener("change", () => {
+        if (box.checked) picks.add(run.id);
+        else picks.delete(run.id);
+        compare.disabled = picks.size !== 2;
+      });
+      return h("tr", {}, h("td", {}, box), h("td", {}, h("code", { text: String(run.id) })),
+        h("td", { text: run.model || run.target || "—" }), h("td", { text: run.suite }),
+        h("td", { text: (run.languages || []).join(", ") }), h("td", { text: run.status }),
+        h("td", { class: "num", text: `${formatNumber(run.responses)} / ${formatNumber(run.item_count)}` }),
+        h("td", { text: formatDateTime(run.created_at) }),
+        h("td", {}, h("button", { type: "button", class: "ghost small", text: t("admin.openReport"),
+          "aria-label": `${t("admin.openReport")}: #${run.id}`, onclick: () => openReport(run) })));
+    })));
   })();
-  return h("section", { class: "panel", "aria-label": t("admin.audit") }, h("h2", { text: t("admin.audit") }), out);
+  return h("section", { class: "panel", "aria-label": t("admin.audit") }, h("h2", { text: t("admin.audit") }),
+    h("div", { class: "row" }, compare), hint, out, list, result);
 }
 
 export function renderAdmin(tab) {

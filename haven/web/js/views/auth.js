@@ -110,5 +110,6 @@ export function renderLogin(next) {
   return page(
     h("h1", { text: t("auth.title") }),
     params.get("expired") ? h("p", { class: "notice", role: "status", text: t("auth.expired") }) : null,
+    params.get("deleted") ? h("p", { class: "notice", role: "status", text: t("auth.accountDeleted") }) : null,
     form);
 }

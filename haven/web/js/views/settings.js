@@ -1,10 +1,10 @@
 // The user's settings: API keys (created, shown once, revoked), language, theme, retention, password,
-// export of all their conversations, and how to delete the account.
+// export of all their conversations, and deleting the account (password re-typed).
 import { api } from "../api.js";
 import { clear, copyText, field, h, modal } from "../dom.js";
 import { LANGUAGES, formatDateTime, language, setLanguage, t } from "../i18n.js";
 import { applyTheme, themeChoice } from "../theme.js";
-import { session } from "../app.js";
+import { session, signOut } from "../app.js";
 import { passwordRule } from "./auth.js";
 
 function section(titleKey, ...children) {
@@ -155,8 +155,28 @@ function exportData() {
 }
 
 function deleteAccount() {
-  // The accounts API has no self-service deletion route yet: an administrator deletes accounts.
-  return section("settings.deleteAccount", h("p", { text: t("settings.deleteAccountExplain") }));
+  // The password is re-typed (the server checks it like a login); the server refuses the last admin.
+  const pass = field(t("settings.deleteAccountPassword"),
+    h("input", { type: "password", autocomplete: "current-password", required: true }));
+  const out = h("p", { class: "form-status", role: "alert" });
+  const form = h("form", { class: "stack" }, h("p", { text: t("settings.deleteAccountExplain") }), pass.wrap,
+    h("button", { type: "submit", class: "danger", text: t("settings.deleteAccountButton") }), out);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    say(out, "");
+    try {
+      await api.del("/api/v1/me", { password: pass.input.value });
+    } catch (exc) {
+      pass.input.value = "";
+      say(out, exc.code === "invalid_credentials" ? t("settings.deleteAccountWrong")
+        : exc.status === 409 ? t("settings.deleteAccountLastAdmin") : exc.message, true);
+      pass.input.setAttribute("aria-invalid", "true");
+      pass.input.focus();
+      return;
+    }
+    await signOut({ server: false, notice: "deleted" });
+  });
+  return section("settings.deleteAccount", form);
 }
 
 export function renderSettings() {
