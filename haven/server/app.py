@@ -21,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from haven import __version__
+from haven.accounts.shared_limits import DatabaseBuckets
 from haven.chat.backend import ChatBackend
 from haven.chat.local import LocalChatBackend
 from haven.chat.routing import RoutingChatBackend, UpstreamPool
@@ -175,6 +176,8 @@ def create_app(
             settings.max_generations_per_client,
         ),
         body_timeout=settings.request_body_timeout_seconds,
+        # Shared by every instance on the database (issue 16); this process's memory on SQLite.
+        buckets=DatabaseBuckets(lambda: accounts.db) if settings.limits_in_database else None,
     )
     # Host/Origin/content-type checks come before authentication and any body is read (issue 11).
     app.add_middleware(
