@@ -62,6 +62,9 @@ MAX_BODY_BYTES = 64 << 20
 
 Outcome = Callable[[bool], None]
 """Told True when the upstream answered, False when it failed (passive health: the circuit breaker)."""
+Finished = Callable[[str, str, Usage], None]
+"""Told (model, finish reason, usage) once per stream, however it ended: its tokens go to the client's
+rate-limit bucket, the security log's counts and /metrics like a local generation's."""
 
 
 def request_body(request: ChatRequest, kind: str) -> dict[str, Any]:
@@ -150,6 +153,8 @@ class _ChunkReader:
         self.usage = Usage()
         self.finish: str | None = None
         self.saw_tool_calls = False
+        self.delta_chunks = 0
+        """Chunks that carried output: the token count when an upstream sends no usage (about one each)."""
 
     def events(self, chunk: Mapping[str, Any]) -> list[ChatEvent]:
         if "error" in chunk:
@@ -171,6 +176,8 @@ class _ChunkReader:
             delta = choice.get("delta") or {}
             if not isinstance(delta, Mapping):
                 raise UpstreamError("the upstream sent a malformed delta")
+            if delta:
+                self.delta_chunks += 1
             thinking = delta.get("reasoning") or delta.get("reasoning_content")
             if isinstance(thinking, str) and thinking:
                 out.append(ReasoningDelta(thinking))
@@ -190,6 +197,12 @@ class _ChunkReader:
                 self.finish = str(choice["finish_reason"])
         return out
 
+    def charged_usage(self) -> Usage:
+        """The usage to account: the upstream's, or the chunks that arrived when it sent none (a cut stream)."""
+        if self.usage.completion_tokens >= self.delta_chunks:
+            return self.usage
+        return Usage(self.usage.prompt_tokens, self.delta_chunks, self.usage.cached_tokens)
+
     def final(self, started: float) -> list[ChatEvent]:
         tail: list[ChatEvent] = [ReasoningDelta(t) if k == "reasoning" else TextDelta(t)
                                  for k, t in self.splitter.flush()] if self.inline_think else []
@@ -206,8 +219,12 @@ class RemoteStream:
     """The events of one upstream generation; closing it closes the HTTP response (the upstream cancels)."""
 
     def __init__(self, response: httpx.Response, lines: AsyncIterator[str], reader: _ChunkReader,
-                 first: list[ChatEvent], outcome: Outcome, on_close: Callable[[], None]) -> None:
+                 first: list[ChatEvent], outcome: Outcome, on_close: Callable[[], None],
+                 model: str = "", finished: Finished | None = None) -> None:
         self._response = response
+        self._model = model
+        self._finished = finished
+        self._reason = "cancelled"
         self._lines = lines
         self._reader = reader
         self._pending = list(first)
@@ -224,6 +241,8 @@ class RemoteStream:
         try:
             while self._pending:
                 event = self._pending.pop(0)
+                if isinstance(event, Final):
+                    self._reason = event.finish_reason
                 yield event
                 if isinstance(event, Final):
                     return
@@ -233,10 +252,13 @@ class RemoteStream:
                 for event in self._reader.events(chunk):
                     yield event
             for event in self._reader.final(self._started):
+                if isinstance(event, Final):
+                    self._reason = event.finish_reason
                 yield event
             self._outcome(True)
         except (httpx.HTTPError, UpstreamError, _InBandError, UnicodeDecodeError) as exc:
             self._outcome(not isinstance(exc, httpx.TransportError))
+            self._reason = "error"
             yield Final("error", self._reader.usage, ChatError("upstream_error", _describe(exc)))
         finally:
             await self.aclose()
@@ -246,6 +268,8 @@ class RemoteStream:
             self._closed = True
             await self._response.aclose()
             self._on_close()
+            if self._finished is not None:  # however it ended: a client that left still pays for what came
+                self._finished(self._model, self._reason, self._reader.charged_usage())
 
 
 def _describe(exc: BaseException) -> str:
@@ -282,8 +306,9 @@ class RemoteChatBackend:
     """One upstream. ``client`` is shared by the pool; ``outcome`` feeds the upstream's circuit breaker."""
 
     def __init__(self, upstream: Upstream, client: httpx.AsyncClient, *, outcome: Outcome | None = None,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: dict[str, str] | None = None, finished: Finished | None = None) -> None:
         self.upstream = upstream
+        self._finished = finished
         self._client = client
         self._outcome = outcome or (lambda ok: None)
         self._environ = environ
@@ -350,7 +375,7 @@ class RemoteChatBackend:
             await response.aclose()
             release()
             raise
-        return RemoteStream(response, lines, reader, first, self._outcome, release)
+        return RemoteStream(response, lines, reader, first, self._outcome, release, request.model, self._finished)
 
     async def _raise_for(self, response: httpx.Response) -> None:
         raw = await _read_capped(response, 64 << 10)

@@ -42,9 +42,11 @@ from haven.chat.backend import (
     ModelCard,
     ModelDetails,
     TextRequest,
+    Usage,
 )
+from haven.chat.local import GenerationObserver
 from haven.chat.redacting import CountsReporter, RedactingBackend
-from haven.chat.remote import RemoteChatBackend
+from haven.chat.remote import Finished, RemoteChatBackend
 from haven.chat.upstreams import Upstream
 from haven.errors import ModelNotFoundError, UpstreamUnavailableError
 
@@ -124,20 +126,29 @@ class UpstreamPool:
     members: list[Member] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
     health_interval: float = 10.0
+    observer: GenerationObserver | None = None
+    """Told of remote generations as of local ones: time to first token, and tokens at the end (the server's
+    metrics, which also charge the client's rate-limit token bucket)."""
     _task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, upstreams: Sequence[Upstream], *, failures: int = 3, cooldown: float = 10.0,
               health_interval: float = 10.0, transport: httpx.AsyncBaseTransport | None = None,
               environ: dict[str, str] | None = None, redact: bool = False,
-              on_redacted: CountsReporter | None = None) -> UpstreamPool:
+              on_redacted: CountsReporter | None = None,
+              observer: GenerationObserver | None = None) -> UpstreamPool:
         # No redirects: an upstream that redirects is misconfigured, and following one could leave the allowlist.
         client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
                                    limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
-        pool = cls(client=client, health_interval=health_interval)
+        pool = cls(client=client, health_interval=health_interval, observer=observer)
+        finished: Finished | None = None
+        if observer is not None:
+            def finished(model: str, reason: str, usage: Usage) -> None:
+                observer.finished(model, reason, usage, None)  # decode time is the upstream's to measure
         for upstream in upstreams:
             breaker = Breaker(failures=failures, cooldown=cooldown)
-            backend = RemoteChatBackend(upstream, client, outcome=breaker.record, environ=environ)
+            backend = RemoteChatBackend(upstream, client, outcome=breaker.record, environ=environ,
+                                        finished=finished)
             front = RedactingBackend(backend, on_counts=on_redacted) if redact else backend
             pool.members.append(Member(backend, breaker, front))
         return pool
@@ -241,7 +252,10 @@ class RoutingChatBackend:
         except Exception:
             member.errors += 1
             raise
-        member.first_event_seconds += time.monotonic() - started
+        seconds = time.monotonic() - started
+        member.first_event_seconds += seconds
+        if self.pool.observer is not None:
+            self.pool.observer.first_token(request.model, seconds)
         return stream
 
     async def complete(self, request: TextRequest) -> ChatStream:

@@ -64,7 +64,7 @@ def default_loader(settings: Settings) -> EngineLoader:
     return load
 
 
-def _upstream_pool(settings: Settings, accounts: AccountsContext) -> UpstreamPool | None:
+def _upstream_pool(settings: Settings, accounts: AccountsContext, metrics: ServerMetrics) -> UpstreamPool | None:
     """The configured remote upstreams (HAVEN_HOME/upstreams.yaml), or None when there are none."""
     upstreams = UpstreamsFile.load(settings.home).upstreams
     if not upstreams:
@@ -74,7 +74,8 @@ def _upstream_pool(settings: Settings, accounts: AccountsContext) -> UpstreamPoo
         # Counts per type, never the values (issue 17).
         accounts.log.append("redaction", details={"model": model, **{k.lower(): v for k, v in counts.items()}})
 
-    return UpstreamPool.build(upstreams, redact=settings.redact != "off", on_redacted=redacted)
+    # The metrics observe remote generations too: their tokens count in /metrics and the client's token bucket.
+    return UpstreamPool.build(upstreams, redact=settings.redact != "off", on_redacted=redacted, observer=metrics)
 
 
 def _report_egress_refusals(accounts: AccountsContext) -> None:
@@ -110,7 +111,7 @@ def create_app(
     metrics = ServerMetrics(manager.stats)
     # The one chat pipeline every API uses (and the seam for accounts, conversations or a remote upstream).
     local = LocalChatBackend(manager, max_tokens_limit=settings.max_tokens_limit, observer=metrics)
-    pool = _upstream_pool(settings, accounts)
+    pool = _upstream_pool(settings, accounts, metrics)
     _report_egress_refusals(accounts)
     chat_backend: ChatBackend = local if pool is None else RoutingChatBackend(local, pool)
     if pool is not None:

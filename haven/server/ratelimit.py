@@ -1,10 +1,14 @@
 """Rate limits (a pure ASGI middleware): token buckets per client on requests and on generated tokens,
 a cap on concurrent generations per client, and a read timeout on request bodies.
 
-A *client* is identified by :func:`client_key`, its address (``addr:<ip>``; behind a reverse proxy,
-uvicorn's ``--forwarded-allow-ips`` makes that the real client). Accounts plug in through two hooks:
-``identify(scope) -> key`` (a verified user or API key) and ``limits_for(key) -> Limits`` (a per-user
-plan), without touching this module.
+A *client* is its API key once that key has been verified, else its address (:func:`client_key`,
+``addr:<ip>``; behind a reverse proxy, uvicorn's ``--forwarded-allow-ips`` makes that the real client).
+This middleware runs before authentication, so a bearer token it has not yet seen accepted counts against
+the address (an unverified token must not mint fresh buckets); when authentication accepts it (the
+principal the auth middleware leaves in ``scope["state"]``), that first request is charged to the key's
+bucket as well and later ones to the key alone (keyed by a digest of the token, never the token). So a key's
+limit holds however many addresses or instances it comes through. ``identify(scope) -> key`` replaces the
+address and ``limits_for(key) -> Limits`` gives per-key plans, without touching this module.
 
 * requests: a bucket of ``requests_per_minute`` refilled continuously (burst: a sixth of a minute);
 * generated tokens: a bucket of ``tokens_per_minute`` charged with each generation's tokens, local or
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import math
 import time
 from collections import OrderedDict
@@ -166,6 +171,18 @@ def _token_bucket(limits: Limits) -> tuple[float, float]:
     return tpm / 60, max(1.0, float(tpm))
 
 
+def bearer_digest(scope: Scope) -> str | None:
+    """A short digest of the request's ``Authorization: Bearer`` token (None without one)."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            token = token.strip()
+            if scheme.lower() == b"bearer" and token:
+                return hashlib.blake2b(token, digest_size=16).hexdigest()
+            return None
+    return None
+
+
 def client_key(scope: Scope) -> str:
     """The client's address. Not the bearer token: this runs before authentication, and an unverified
     token would let a client mint fresh buckets at will. Accounts pass ``identify`` to key by user."""
@@ -191,6 +208,9 @@ class RateLimitMiddleware:
         self.body_timeout = body_timeout
         self.buckets: BucketStore = buckets if buckets is not None else MemoryBuckets(clock)
         self.generations: dict[str, int] = {}  # in flight, per client, in this process
+        # Digests of bearer tokens authentication accepted here (least recent forgotten; a cache, not state:
+        # the counts live in the buckets, and an unseen key is charged to its bucket after its first request).
+        self.verified: OrderedDict[str, None] = OrderedDict()
 
     async def _store(self, method: Callable[..., _T], *args: object) -> _T:
         if self.buckets.blocking:
@@ -201,7 +221,11 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        key = self.identify(scope)
+        bearer = bearer_digest(scope)
+        verified = bearer is not None and bearer in self.verified
+        key = f"key:{bearer}" if verified else self.identify(scope)
+        if verified:
+            self.verified.move_to_end(bearer)  # type: ignore[arg-type]
         limits = self.limits_for(key)
         generation = scope["method"] == "POST" and scope["path"] in GENERATION_PATHS
         if limits.requests_per_minute:
@@ -224,6 +248,7 @@ class RateLimitMiddleware:
             self.generations[key] = in_flight + 1
         tally = _Tally()
         token = _current.set(tally)
+        state = scope.setdefault("state", {})  # shared with the auth middleware below, which sets "principal"
         try:
             if self.body_timeout:
                 await self._call_with_body_timeout(scope, receive, send)
@@ -237,9 +262,21 @@ class RateLimitMiddleware:
                     self.generations[key] = left
                 else:
                     del self.generations[key]
-            if tally.tokens and limits.tokens_per_minute:
-                with anyio.CancelScope(shield=True):  # a disconnected client still pays for what it got
-                    await self._store(self.buckets.charge, f"tok:{key}", *_token_bucket(limits), float(tally.tokens))
+            charge_to = key
+            if bearer is not None and not verified and getattr(state.get("principal"), "via", None) == "bearer":
+                charge_to = self._verified(bearer)
+            with anyio.CancelScope(shield=True):  # a disconnected client still pays for what it got
+                if charge_to != key and limits.requests_per_minute:
+                    await self._store(self.buckets.charge, f"req:{charge_to}", *_request_bucket(limits), 1.0)
+                if tally.tokens and limits.tokens_per_minute:
+                    tokens = float(tally.tokens)
+                    await self._store(self.buckets.charge, f"tok:{charge_to}", *_token_bucket(limits), tokens)
+
+    def _verified(self, bearer: str) -> str:
+        self.verified[bearer] = None
+        while len(self.verified) > MAX_TRACKED_CLIENTS:
+            self.verified.popitem(last=False)
+        return f"key:{bearer}"
 
     async def _call_with_body_timeout(self, scope: Scope, receive: Receive, send: Send) -> None:
         """On a stalled body: answer 408 ourselves, tell the app the client left, drop what it sends."""
