@@ -4,10 +4,13 @@
 :class:`Breaker` for each. :class:`RoutingChatBackend` is the backend the server uses: a model Haven serves
 itself goes to the local backend; any other goes to an upstream that serves it, chosen
 
-* by *affinity* when the request carries an ``affinity_key`` (a conversation id, a user or session key):
-  rendezvous hashing over the healthy candidates, so the same conversation keeps landing on the same
-  upstream (and its prefix cache) while that upstream is up, and only the conversations of a failed upstream
-  move when it fails;
+* by *affinity* when the request belongs to a stored conversation (the ``conversation_id`` the recording
+  middleware found, set with :func:`conversation_affinity`) or else carries an ``affinity_key`` (OpenAI's
+  ``user``): rendezvous hashing over the healthy candidates, so the same conversation keeps landing on the
+  same upstream (and its prefix cache) while that upstream is up, and only the conversations of a failed
+  upstream move when it fails. The conversation wins over ``user``: one user's conversations spread, each
+  staying put. Nothing else is used as a key (a service key shared by every client would pin all traffic
+  on one upstream);
 * otherwise by *least outstanding requests* per unit of weight, with the load an upstream publishes in its
   metrics (vLLM's ``vllm:num_requests_running`` + ``vllm:num_requests_waiting``, Haven's queue) added in.
 
@@ -23,11 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,6 +55,24 @@ from haven.chat.upstreams import Upstream
 from haven.errors import ModelNotFoundError, UpstreamUnavailableError
 
 BreakerState = Literal["closed", "open", "half-open"]
+
+_conversation: contextvars.ContextVar[str | None] = contextvars.ContextVar("haven_conversation", default=None)
+
+
+@contextlib.contextmanager
+def conversation_affinity(conversation_id: str | None) -> Iterator[None]:
+    """Chats started inside this block belong to ``conversation_id`` (their affinity key; None: none)."""
+    token = _conversation.set(conversation_id)
+    try:
+        yield
+    finally:
+        _conversation.reset(token)
+
+
+def affinity_key_of(request: ChatRequest) -> str | None:
+    """The conversation the request belongs to, else its own ``affinity_key`` (OpenAI's ``user``)."""
+    conversation = _conversation.get()
+    return f"conversation:{conversation}" if conversation else request.affinity_key
 
 
 @dataclass
@@ -233,12 +255,13 @@ class RoutingChatBackend:
         if self._is_local(request.model):
             assert self.local is not None
             return await self.local.chat(request)
-        first = self.pool.choose(request.model, affinity_key=request.affinity_key)
+        affinity = affinity_key_of(request)
+        first = self.pool.choose(request.model, affinity_key=affinity)
         try:
             return await self._send(first, request)
         except UpstreamUnavailableError as failure:
             try:  # failed before the first byte: once more, elsewhere
-                second = self.pool.choose(request.model, affinity_key=request.affinity_key, exclude=[first.name])
+                second = self.pool.choose(request.model, affinity_key=affinity, exclude=[first.name])
             except (ModelNotFoundError, UpstreamUnavailableError):
                 raise UpstreamUnavailableError(f"{failure.message}, and no other healthy upstream serves "
                                                f"{request.model}") from None
