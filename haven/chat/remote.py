@@ -16,6 +16,7 @@ have size caps, and garbage is a 502 (``UpstreamError``), never a crash.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -248,6 +249,7 @@ class RemoteStream:
                     return
             async for chunk in _chunks(self._lines):
                 if chunk is None:
+                    await _drain(self._lines)  # before the Final: a consumer may stop iterating at it
                     break
                 for event in self._reader.events(chunk):
                     yield event
@@ -280,6 +282,25 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, HavenError):
         return exc.message
     return f"the upstream failed mid-answer: {exc}"
+
+
+DRAIN_SECONDS = 0.5
+"""How long to wait for the end of a body after ``[DONE]`` (it normally follows in the same packet)."""
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read what follows ``[DONE]`` (the end of the chunked body), so the connection goes back to the pool:
+    a response closed before its end closes its connection, and every request then paid a new TCP connect
+    to the upstream (part of the time to first token Haven added). Bounded in time and size."""
+    size = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for line in lines:
+                size += len(line)
+                if size > MAX_LINE_BYTES:
+                    return
+    except (TimeoutError, httpx.HTTPError):
+        pass  # the connection is closed instead, as before
 
 
 async def _chunks(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any] | None]:
@@ -353,6 +374,7 @@ class RemoteChatBackend:
             started = time.monotonic()
             async for chunk in _chunks(lines):  # wait for the first event: failures until here are retryable
                 if chunk is None:
+                    await _drain(lines)
                     first.extend(reader.final(started))
                     break
                 first.extend(reader.events(chunk))
