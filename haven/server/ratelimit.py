@@ -22,6 +22,8 @@ Where the buckets live is a :class:`BucketStore`: :class:`MemoryBuckets` (one pr
 default on SQLite) or :class:`haven.accounts.shared_limits.DatabaseBuckets` (a table every instance on one
 PostgreSQL updates atomically, so N requests a minute means N across all of them).
 
+If the store fails (a database outage) requests are let through and the failure logged, once a minute.
+
 Refusals are 429 with ``Retry-After`` (seconds) in the API's error shape. A body that stalls for more than
 ``body_timeout`` seconds between chunks is answered with 408 (slow-client protection).
 """
@@ -31,12 +33,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,7 +50,7 @@ from haven.server.errors import haven_error_response
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/api/chat", "/api/generate"})
 EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
 MAX_TRACKED_CLIENTS = 100_000  # least recently seen clients are forgotten beyond this (memory bound)
-_T = TypeVar("_T")
+log = logging.getLogger("haven.server.ratelimit")
 
 
 class RateLimitedError(QueueFullError):
@@ -211,11 +214,21 @@ class RateLimitMiddleware:
         # Digests of bearer tokens authentication accepted here (least recent forgotten; a cache, not state:
         # the counts live in the buckets, and an unseen key is charged to its bucket after its first request).
         self.verified: OrderedDict[str, None] = OrderedDict()
+        self._quiet_until = 0.0  # store failures are logged at most once a minute
 
-    async def _store(self, method: Callable[..., _T], *args: object) -> _T:
-        if self.buckets.blocking:
-            return await anyio.to_thread.run_sync(lambda: method(*args))
-        return method(*args)
+    async def _store(self, method: Callable[..., float | None], *args: object) -> float:
+        """A bucket operation; 0 (let it through) when the store fails: a database outage must not turn every
+        request into a 500 here (fail open, logged; authentication, which needs the database too, still decides)."""
+        try:
+            if self.buckets.blocking:
+                return await anyio.to_thread.run_sync(lambda: method(*args)) or 0.0
+            return method(*args) or 0.0
+        except Exception:  # noqa: BLE001 - any store failure: fail open, say so
+            now = time.monotonic()
+            if now >= self._quiet_until:
+                self._quiet_until = now + 60.0
+                log.exception("rate-limit store failed; requests are let through until it answers again")
+            return 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or scope["method"] == "OPTIONS":

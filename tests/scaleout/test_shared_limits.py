@@ -127,3 +127,23 @@ def test_auto_keeps_limits_in_memory_on_sqlite_only(tmp_path: Path) -> None:
     assert Settings(home=tmp_path, database_url="postgresql://db/haven").limits_in_database
     assert Settings(home=tmp_path, shared_limits="database").limits_in_database
     assert not Settings(home=tmp_path, database_url="postgresql://db/haven", shared_limits="memory").limits_in_database
+
+
+async def test_a_database_outage_lets_requests_through_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from haven.server.ratelimit import Limits, RateLimitMiddleware
+
+    def unreachable() -> Database:
+        raise OSError("connection refused (the database is down)")
+
+    app = RateLimitMiddleware(Starlette(routes=[Route("/v1/models", lambda r: PlainTextResponse("ok"))]),
+                              limits=Limits(requests_per_minute=6), buckets=DatabaseBuckets(unreachable))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        statuses = [(await client.get("/v1/models")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]  # a burst of 1 would refuse the second: the limiter failed open
+    failures = [r for r in caplog.records if "rate-limit store failed" in r.getMessage()]
+    assert len(failures) == 1  # logged once, not per request
