@@ -284,6 +284,13 @@ class Settings(BaseSettings):
         default=1024, ge=1, le=1_000_000, description="Open connections at once; beyond this new ones get a 503."
     )
 
+    # --- scale-out (issue 16) ---------------------------------------------------------------
+    shared_limits: Literal["auto", "memory", "database"] = Field(
+        default="auto",
+        description="Where rate-limit buckets and failed-login counts live: `database` (shared by every instance "
+        "on the database), `memory` (this process only), `auto` (database on PostgreSQL, memory on SQLite).",
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -297,6 +304,13 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'haven.db'}"
+
+    @property
+    def limits_in_database(self) -> bool:
+        """Whether rate limits and login throttling are kept in the (shared) database."""
+        if self.shared_limits == "auto":
+            return not self.effective_database_url.startswith("sqlite")
+        return self.shared_limits == "database"
 
     def masked(self) -> dict[str, Any]:
         """Effective settings as plain values, secrets replaced by '********' (or None)."""

@@ -16,6 +16,7 @@ have size caps, and garbage is a 502 (``UpstreamError``), never a crash.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -62,6 +63,9 @@ MAX_BODY_BYTES = 64 << 20
 
 Outcome = Callable[[bool], None]
 """Told True when the upstream answered, False when it failed (passive health: the circuit breaker)."""
+Finished = Callable[[str, str, Usage], None]
+"""Told (model, finish reason, usage) once per stream, however it ended: its tokens go to the client's
+rate-limit bucket, the security log's counts and /metrics like a local generation's."""
 
 
 def request_body(request: ChatRequest, kind: str) -> dict[str, Any]:
@@ -150,6 +154,8 @@ class _ChunkReader:
         self.usage = Usage()
         self.finish: str | None = None
         self.saw_tool_calls = False
+        self.delta_chunks = 0
+        """Chunks that carried output: the token count when an upstream sends no usage (about one each)."""
 
     def events(self, chunk: Mapping[str, Any]) -> list[ChatEvent]:
         if "error" in chunk:
@@ -171,6 +177,8 @@ class _ChunkReader:
             delta = choice.get("delta") or {}
             if not isinstance(delta, Mapping):
                 raise UpstreamError("the upstream sent a malformed delta")
+            if delta:
+                self.delta_chunks += 1
             thinking = delta.get("reasoning") or delta.get("reasoning_content")
             if isinstance(thinking, str) and thinking:
                 out.append(ReasoningDelta(thinking))
@@ -190,6 +198,12 @@ class _ChunkReader:
                 self.finish = str(choice["finish_reason"])
         return out
 
+    def charged_usage(self) -> Usage:
+        """The usage to account: the upstream's, or the chunks that arrived when it sent none (a cut stream)."""
+        if self.usage.completion_tokens >= self.delta_chunks:
+            return self.usage
+        return Usage(self.usage.prompt_tokens, self.delta_chunks, self.usage.cached_tokens)
+
     def final(self, started: float) -> list[ChatEvent]:
         tail: list[ChatEvent] = [ReasoningDelta(t) if k == "reasoning" else TextDelta(t)
                                  for k, t in self.splitter.flush()] if self.inline_think else []
@@ -206,8 +220,12 @@ class RemoteStream:
     """The events of one upstream generation; closing it closes the HTTP response (the upstream cancels)."""
 
     def __init__(self, response: httpx.Response, lines: AsyncIterator[str], reader: _ChunkReader,
-                 first: list[ChatEvent], outcome: Outcome, on_close: Callable[[], None]) -> None:
+                 first: list[ChatEvent], outcome: Outcome, on_close: Callable[[], None],
+                 model: str = "", finished: Finished | None = None) -> None:
         self._response = response
+        self._model = model
+        self._finished = finished
+        self._reason = "cancelled"
         self._lines = lines
         self._reader = reader
         self._pending = list(first)
@@ -224,19 +242,25 @@ class RemoteStream:
         try:
             while self._pending:
                 event = self._pending.pop(0)
+                if isinstance(event, Final):
+                    self._reason = event.finish_reason
                 yield event
                 if isinstance(event, Final):
                     return
             async for chunk in _chunks(self._lines):
                 if chunk is None:
+                    await _drain(self._lines)  # before the Final: a consumer may stop iterating at it
                     break
                 for event in self._reader.events(chunk):
                     yield event
             for event in self._reader.final(self._started):
+                if isinstance(event, Final):
+                    self._reason = event.finish_reason
                 yield event
             self._outcome(True)
         except (httpx.HTTPError, UpstreamError, _InBandError, UnicodeDecodeError) as exc:
             self._outcome(not isinstance(exc, httpx.TransportError))
+            self._reason = "error"
             yield Final("error", self._reader.usage, ChatError("upstream_error", _describe(exc)))
         finally:
             await self.aclose()
@@ -246,6 +270,8 @@ class RemoteStream:
             self._closed = True
             await self._response.aclose()
             self._on_close()
+            if self._finished is not None:  # however it ended: a client that left still pays for what came
+                self._finished(self._model, self._reason, self._reader.charged_usage())
 
 
 def _describe(exc: BaseException) -> str:
@@ -256,6 +282,25 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, HavenError):
         return exc.message
     return f"the upstream failed mid-answer: {exc}"
+
+
+DRAIN_SECONDS = 0.5
+"""How long to wait for the end of a body after ``[DONE]`` (it normally follows in the same packet)."""
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read what follows ``[DONE]`` (the end of the chunked body), so the connection goes back to the pool:
+    a response closed before its end closes its connection, and every request then paid a new TCP connect
+    to the upstream (part of the time to first token Haven added). Bounded in time and size."""
+    size = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for line in lines:
+                size += len(line)
+                if size > MAX_LINE_BYTES:
+                    return
+    except (TimeoutError, httpx.HTTPError):
+        pass  # the connection is closed instead, as before
 
 
 async def _chunks(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any] | None]:
@@ -282,8 +327,9 @@ class RemoteChatBackend:
     """One upstream. ``client`` is shared by the pool; ``outcome`` feeds the upstream's circuit breaker."""
 
     def __init__(self, upstream: Upstream, client: httpx.AsyncClient, *, outcome: Outcome | None = None,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: dict[str, str] | None = None, finished: Finished | None = None) -> None:
         self.upstream = upstream
+        self._finished = finished
         self._client = client
         self._outcome = outcome or (lambda ok: None)
         self._environ = environ
@@ -328,6 +374,7 @@ class RemoteChatBackend:
             started = time.monotonic()
             async for chunk in _chunks(lines):  # wait for the first event: failures until here are retryable
                 if chunk is None:
+                    await _drain(lines)
                     first.extend(reader.final(started))
                     break
                 first.extend(reader.events(chunk))
@@ -350,7 +397,7 @@ class RemoteChatBackend:
             await response.aclose()
             release()
             raise
-        return RemoteStream(response, lines, reader, first, self._outcome, release)
+        return RemoteStream(response, lines, reader, first, self._outcome, release, request.model, self._finished)
 
     async def _raise_for(self, response: httpx.Response) -> None:
         raw = await _read_capped(response, 64 << 10)

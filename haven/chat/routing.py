@@ -4,10 +4,13 @@
 :class:`Breaker` for each. :class:`RoutingChatBackend` is the backend the server uses: a model Haven serves
 itself goes to the local backend; any other goes to an upstream that serves it, chosen
 
-* by *affinity* when the request carries an ``affinity_key`` (a conversation id, a user or session key):
-  rendezvous hashing over the healthy candidates, so the same conversation keeps landing on the same
-  upstream (and its prefix cache) while that upstream is up, and only the conversations of a failed upstream
-  move when it fails;
+* by *affinity* when the request belongs to a stored conversation (the ``conversation_id`` the recording
+  middleware found, set with :func:`conversation_affinity`) or else carries an ``affinity_key`` (OpenAI's
+  ``user``): rendezvous hashing over the healthy candidates, so the same conversation keeps landing on the
+  same upstream (and its prefix cache) while that upstream is up, and only the conversations of a failed
+  upstream move when it fails. The conversation wins over ``user``: one user's conversations spread, each
+  staying put. Nothing else is used as a key (a service key shared by every client would pin all traffic
+  on one upstream);
 * otherwise by *least outstanding requests* per unit of weight, with the load an upstream publishes in its
   metrics (vLLM's ``vllm:num_requests_running`` + ``vllm:num_requests_waiting``, Haven's queue) added in.
 
@@ -23,11 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,13 +46,33 @@ from haven.chat.backend import (
     ModelCard,
     ModelDetails,
     TextRequest,
+    Usage,
 )
+from haven.chat.local import GenerationObserver
 from haven.chat.redacting import CountsReporter, RedactingBackend
-from haven.chat.remote import RemoteChatBackend
+from haven.chat.remote import Finished, RemoteChatBackend
 from haven.chat.upstreams import Upstream
 from haven.errors import ModelNotFoundError, UpstreamUnavailableError
 
 BreakerState = Literal["closed", "open", "half-open"]
+
+_conversation: contextvars.ContextVar[str | None] = contextvars.ContextVar("haven_conversation", default=None)
+
+
+@contextlib.contextmanager
+def conversation_affinity(conversation_id: str | None) -> Iterator[None]:
+    """Chats started inside this block belong to ``conversation_id`` (their affinity key; None: none)."""
+    token = _conversation.set(conversation_id)
+    try:
+        yield
+    finally:
+        _conversation.reset(token)
+
+
+def affinity_key_of(request: ChatRequest) -> str | None:
+    """The conversation the request belongs to, else its own ``affinity_key`` (OpenAI's ``user``)."""
+    conversation = _conversation.get()
+    return f"conversation:{conversation}" if conversation else request.affinity_key
 
 
 @dataclass
@@ -124,20 +148,29 @@ class UpstreamPool:
     members: list[Member] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
     health_interval: float = 10.0
+    observer: GenerationObserver | None = None
+    """Told of remote generations as of local ones: time to first token, and tokens at the end (the server's
+    metrics, which also charge the client's rate-limit token bucket)."""
     _task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, upstreams: Sequence[Upstream], *, failures: int = 3, cooldown: float = 10.0,
               health_interval: float = 10.0, transport: httpx.AsyncBaseTransport | None = None,
               environ: dict[str, str] | None = None, redact: bool = False,
-              on_redacted: CountsReporter | None = None) -> UpstreamPool:
+              on_redacted: CountsReporter | None = None,
+              observer: GenerationObserver | None = None) -> UpstreamPool:
         # No redirects: an upstream that redirects is misconfigured, and following one could leave the allowlist.
         client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
                                    limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
-        pool = cls(client=client, health_interval=health_interval)
+        pool = cls(client=client, health_interval=health_interval, observer=observer)
+        finished: Finished | None = None
+        if observer is not None:
+            def finished(model: str, reason: str, usage: Usage) -> None:
+                observer.finished(model, reason, usage, None)  # decode time is the upstream's to measure
         for upstream in upstreams:
             breaker = Breaker(failures=failures, cooldown=cooldown)
-            backend = RemoteChatBackend(upstream, client, outcome=breaker.record, environ=environ)
+            backend = RemoteChatBackend(upstream, client, outcome=breaker.record, environ=environ,
+                                        finished=finished)
             front = RedactingBackend(backend, on_counts=on_redacted) if redact else backend
             pool.members.append(Member(backend, breaker, front))
         return pool
@@ -222,12 +255,13 @@ class RoutingChatBackend:
         if self._is_local(request.model):
             assert self.local is not None
             return await self.local.chat(request)
-        first = self.pool.choose(request.model, affinity_key=request.affinity_key)
+        affinity = affinity_key_of(request)
+        first = self.pool.choose(request.model, affinity_key=affinity)
         try:
             return await self._send(first, request)
         except UpstreamUnavailableError as failure:
             try:  # failed before the first byte: once more, elsewhere
-                second = self.pool.choose(request.model, affinity_key=request.affinity_key, exclude=[first.name])
+                second = self.pool.choose(request.model, affinity_key=affinity, exclude=[first.name])
             except (ModelNotFoundError, UpstreamUnavailableError):
                 raise UpstreamUnavailableError(f"{failure.message}, and no other healthy upstream serves "
                                                f"{request.model}") from None
@@ -241,7 +275,10 @@ class RoutingChatBackend:
         except Exception:
             member.errors += 1
             raise
-        member.first_event_seconds += time.monotonic() - started
+        seconds = time.monotonic() - started
+        member.first_event_seconds += seconds
+        if self.pool.observer is not None:
+            self.pool.observer.first_token(request.model, seconds)
         return stream
 
     async def complete(self, request: TextRequest) -> ChatStream:

@@ -21,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from haven import __version__
+from haven.accounts.shared_limits import DatabaseBuckets
 from haven.chat.backend import ChatBackend
 from haven.chat.local import LocalChatBackend
 from haven.chat.routing import RoutingChatBackend, UpstreamPool
@@ -63,7 +64,7 @@ def default_loader(settings: Settings) -> EngineLoader:
     return load
 
 
-def _upstream_pool(settings: Settings, accounts: AccountsContext) -> UpstreamPool | None:
+def _upstream_pool(settings: Settings, accounts: AccountsContext, metrics: ServerMetrics) -> UpstreamPool | None:
     """The configured remote upstreams (HAVEN_HOME/upstreams.yaml), or None when there are none."""
     upstreams = UpstreamsFile.load(settings.home).upstreams
     if not upstreams:
@@ -73,7 +74,8 @@ def _upstream_pool(settings: Settings, accounts: AccountsContext) -> UpstreamPoo
         # Counts per type, never the values (issue 17).
         accounts.log.append("redaction", details={"model": model, **{k.lower(): v for k, v in counts.items()}})
 
-    return UpstreamPool.build(upstreams, redact=settings.redact != "off", on_redacted=redacted)
+    # The metrics observe remote generations too: their tokens count in /metrics and the client's token bucket.
+    return UpstreamPool.build(upstreams, redact=settings.redact != "off", on_redacted=redacted, observer=metrics)
 
 
 def _report_egress_refusals(accounts: AccountsContext) -> None:
@@ -109,7 +111,7 @@ def create_app(
     metrics = ServerMetrics(manager.stats)
     # The one chat pipeline every API uses (and the seam for accounts, conversations or a remote upstream).
     local = LocalChatBackend(manager, max_tokens_limit=settings.max_tokens_limit, observer=metrics)
-    pool = _upstream_pool(settings, accounts)
+    pool = _upstream_pool(settings, accounts, metrics)
     _report_egress_refusals(accounts)
     chat_backend: ChatBackend = local if pool is None else RoutingChatBackend(local, pool)
     if pool is not None:
@@ -175,6 +177,8 @@ def create_app(
             settings.max_generations_per_client,
         ),
         body_timeout=settings.request_body_timeout_seconds,
+        # Shared by every instance on the database (issue 16); this process's memory on SQLite.
+        buckets=DatabaseBuckets(lambda: accounts.db) if settings.limits_in_database else None,
     )
     # Host/Origin/content-type checks come before authentication and any body is read (issue 11).
     app.add_middleware(

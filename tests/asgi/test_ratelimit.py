@@ -122,3 +122,28 @@ def test_the_header_deadline_closes_a_slowloris_connection_but_serves_normal_cli
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+async def test_verified_api_keys_get_their_own_buckets_wherever_they_come_from(tmp_path: Path) -> None:
+    fast = {"password_time_cost": 1, "password_memory_kib": 1024, "password_parallelism": 1}
+    async with harness(tmp_path, rate_limit_requests_per_minute=12, **fast) as h:  # burst of 2 per client
+        accounts = h.app.state.accounts.accounts
+        secrets = []
+        for name in ("alice", "bob"):
+            accounts.create_user(name, "correct mule staple 42")
+            unlocked = accounts.authenticate_password(name, "correct mule staple 42")
+            secrets.append(accounts.create_key(unlocked)[1])
+        alice, bob = ({"Authorization": f"Bearer {s}"} for s in secrets)
+        # Alice's first request is counted on the address (her key is not verified yet) and on her key.
+        assert (await h.client.get("/v1/models", headers=alice)).status_code == 200
+        assert (await h.client.get("/v1/models", headers=alice)).status_code == 200
+        r = await h.client.get("/v1/models", headers=alice)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1  # her key's burst is spent
+        # Bob, from the same address, has his own bucket once verified (his first request takes the
+        # address's last token).
+        assert (await h.client.get("/v1/models", headers=bob)).status_code == 200
+        assert (await h.client.get("/v1/models", headers=bob)).status_code == 200
+        assert (await h.client.get("/v1/models", headers=bob)).status_code == 429
+        # An unverified token counts against the address, which is spent: no fresh bucket per made-up key.
+        r = await h.client.get("/v1/models", headers={"Authorization": "Bearer hvn_made_up_0123456789"})
+        assert r.status_code == 429

@@ -29,6 +29,10 @@ class FakeUpstream:
     def received(self) -> list[dict]:
         return httpx.get(self.url.removesuffix("/v1") + "/control", timeout=5).json()["received"]
 
+    def peers(self) -> list[int]:
+        """The client port of each chat request received (one port: one reused connection)."""
+        return httpx.get(self.url.removesuffix("/v1") + "/control", timeout=5).json()["peers"]
+
 
 def start_fake(name: str, models: str = "remote-model") -> FakeUpstream:
     port = free_port()

@@ -232,3 +232,16 @@ async def test_with_redaction_on_the_upstream_never_sees_personal_data(fakes: li
         assert reported == [("remote-model", {"EMAIL": 1, "PHONE": 1, "CARD": 1})]
     finally:
         await pool.close()
+
+
+async def test_finished_streams_give_their_connection_back_to_the_pool(fakes: list[FakeUpstream]) -> None:
+    backend = await routed(fakes[:1])
+    try:
+        before = len(fakes[0].peers())
+        for i in range(3):
+            result = await collect(await backend.chat(ask(f"again {i}")))
+            assert result.content.startswith("gpu1: again")
+        # Read to the end of the body after [DONE]: one keep-alive connection, not a new TCP connect per chat.
+        assert len(set(fakes[0].peers()[before:])) == 1
+    finally:
+        await backend.pool.close()

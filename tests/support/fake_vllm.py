@@ -3,11 +3,11 @@
 ``python -m tests.support.fake_vllm --port P --name NAME [--models m1,m2] [--chunk-delay S]``. It answers
 ``/v1/chat/completions`` (streamed or not) with ``NAME: <last user message>``, reasoning in vLLM's
 ``reasoning`` field, usage in the last chunk; ``/v1/models``; ``/v1/embeddings``; ``/metrics`` with vLLM's
-metric names; and records every request body it received. ``POST /control {"mode": …}`` makes it
-misbehave: ``ok``, ``slow`` (0.2 s between chunks), ``fail_before`` (500 before any byte), ``fail_mid``
-(drop the connection after two chunks), ``hang`` (send headers, then nothing), ``garbage`` (non-JSON chunks),
-``huge`` (an oversized line), ``think_inline`` (reasoning as ``<think>`` tags in content), ``error_event``
-(an in-band ``{"error": …}`` chunk). ``GET /control`` returns the recorded requests.
+metric names; and records every request body it received (and each one's client port: its connection).
+``POST /control {"mode": …}`` makes it misbehave: ``ok``, ``slow`` (0.2 s between chunks), ``fail_before`` (500
+before any byte), ``fail_mid`` (drop the connection after two chunks), ``hang`` (send headers, then nothing),
+``garbage`` (non-JSON chunks), ``huge`` (an oversized line), ``think_inline`` (reasoning as ``<think>`` tags in
+content), ``error_event`` (an in-band ``{"error": …}`` chunk). ``GET /control`` returns the recorded requests.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from starlette.routing import Route
 
 
 def build_app(name: str, models: list[str], chunk_delay: float = 0.0) -> Starlette:
-    state: dict[str, Any] = {"mode": "ok", "received": [], "running": 0}
+    state: dict[str, Any] = {"mode": "ok", "received": [], "running": 0, "peers": []}
 
     async def control(request: Request) -> Response:
         if request.method == "POST":
             state["mode"] = (await request.json())["mode"]
             return JSONResponse({"mode": state["mode"]})
-        return JSONResponse({"mode": state["mode"], "received": state["received"]})
+        return JSONResponse({"mode": state["mode"], "received": state["received"], "peers": state["peers"]})
 
     async def list_models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "vllm"}
@@ -53,6 +53,7 @@ def build_app(name: str, models: list[str], chunk_delay: float = 0.0) -> Starlet
     async def chat(request: Request) -> Response:
         body = await request.json()
         state["received"].append(body)
+        state["peers"].append(request.client.port if request.client else None)  # which connection it came on
         mode = state["mode"]
         if body["model"] not in models:
             return JSONResponse({"object": "error", "message": f"The model `{body['model']}` does not exist.",

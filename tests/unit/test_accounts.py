@@ -53,7 +53,7 @@ def store(db: Database) -> ConversationStore:
 
 
 def test_schema_is_at_the_newest_revision_with_sqlite_pragmas(db: Database) -> None:
-    assert current_revision(db.engine) == "0003"  # accounts (0002), then audit item languages (0003)
+    assert current_revision(db.engine) == "0004"  # accounts (0002), audit languages (0003), shared limits (0004)
     if db.engine.dialect.name == "sqlite":
         with db.engine.connect() as conn:
             assert conn.execute(text("PRAGMA secure_delete")).scalar() == 1

@@ -70,7 +70,7 @@ def test_keys_db_and_security_log() -> None:
     assert secret[:16] in listed and secret not in listed
     assert haven("keys", "revoke", secret[:16]).exit_code == 0
     assert haven("keys", "revoke", secret[:16]).exit_code == 1
-    assert "0003" in haven("db", "current").output
+    assert "0004" in haven("db", "current").output
     assert haven("db", "upgrade").exit_code == 0 and haven("db", "vacuum").exit_code == 0
     shown = haven("security-log", "show", "--user", "alice").output
     assert "user_created" in shown and "key_created" in shown and "key_revoked" in shown

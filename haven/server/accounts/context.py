@@ -12,6 +12,7 @@ import threading
 from functools import cached_property
 
 from haven.accounts.service import Accounts
+from haven.accounts.shared_limits import DatabaseFailures
 from haven.accounts.throttle import LoginThrottle
 from haven.conversations.store import ConversationStore
 from haven.securitylog import SecurityLog
@@ -30,6 +31,8 @@ class AccountsContext:
             max_per_client=settings.login_max_failures_per_client,
             window=settings.login_window_seconds,
             base_delay=settings.login_failure_delay_seconds,
+            # Several instances on one database count the same failures (issue 16).
+            store=DatabaseFailures(lambda: self.db) if settings.limits_in_database else None,
         )
 
     @property

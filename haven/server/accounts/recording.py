@@ -28,6 +28,7 @@ import anyio
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from haven.chat.routing import conversation_affinity
 from haven.conversations.recorder import TurnRecorder
 from haven.conversations.store import UNSET
 from haven.errors import HavenError, InvalidRequestError, PermissionDeniedError
@@ -230,7 +231,9 @@ class ChatRecordingMiddleware:
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-length"] + [
             (b"content-length", str(len(raw)).encode())
         ]
-        await self._run(scope, raw, receive, send, api, body if isinstance(body, dict) else {}, principal, recorder)
+        # A remote model's conversation stays on one upstream (its prefix cache there; issue 16).
+        with conversation_affinity(recorder.conversation_id if recorder is not None else None):
+            await self._run(scope, raw, receive, send, api, body if isinstance(body, dict) else {}, principal, recorder)
 
     async def _begin(
         self, principal: Principal | None, conversation_id: Any, parent: Any, body: dict[str, Any], api: str
