@@ -39,6 +39,8 @@ log = logging.getLogger("haven.server.recording")
 
 CHAT_PATHS = {"/v1/chat/completions": "openai", "/api/chat": "ollama"}
 HAVEN_FIELDS = ("conversation_id", "parent_message_id")
+# Bodies up to this size are decoded on the event loop (well under a millisecond), bigger ones in a worker thread.
+INLINE_PARSE_BYTES = 64 * 1024
 SAMPLING_KEYS = (
     "temperature",
     "top_p",
@@ -210,10 +212,16 @@ class ChatRecordingMiddleware:
         raw = await _read_body(receive)
         body = None
         # Parse only bodies that name a Haven field: the route parses (and bounds) everything else itself, and a
-        # 1.7 MB chat should not be decoded twice on the event loop.
+        # 1.7 MB chat should not be decoded twice on the event loop. A typical turn is a few KiB, which decodes in
+        # microseconds: a hop to the thread pool would cost more than it saves, so only big bodies make it.
         if any(field.encode() in raw for field in HAVEN_FIELDS):
             try:
-                body = await anyio.to_thread.run_sync(lambda: json.loads(raw)) if raw.strip() else None
+                if not raw.strip():
+                    body = None
+                elif len(raw) <= INLINE_PARSE_BYTES:
+                    body = json.loads(raw)
+                else:
+                    body = await anyio.to_thread.run_sync(lambda: json.loads(raw))
             except (ValueError, UnicodeDecodeError, RecursionError):
                 body = None  # the route answers the malformed (or absurdly deep) body itself
         principal: Principal | None = scope.get("state", {}).get("principal")
@@ -303,8 +311,11 @@ class ChatRecordingMiddleware:
                         ],
                     }
             elif message["type"] == "http.response.body" and status == 200:
-                parser.feed(message.get("body", b""), message.get("more_body", False))
-                if recorder is not None and recorder.due():
+                more = message.get("more_body", False)
+                parser.feed(message.get("body", b""), more)
+                # Flush while the reply is still streaming (a kill then keeps what came so far); at the last chunk
+                # the final write in _close follows at once, and a flush there would only write the reply twice.
+                if more and recorder is not None and recorder.due():
                     await anyio.to_thread.run_sync(recorder.flush)
             await send(message)
 
