@@ -368,3 +368,27 @@ async def test_local_mode_ignores_placeholder_keys_but_not_once_users_exist(
         await a.anon.post("/api/v1/auth/setup", json={"name": "alice", "password": PASSWORD})
         r = await sdk.get("/v1/models")
         assert r.status_code == 401 and r.json()["error"]["message"] == "invalid API key."
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_recorded_turn_small_and_large_bodies(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, stream: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small body is parsed on the event loop and a big one (over INLINE_PARSE_BYTES) in a worker thread: both
+    record the same turn, streamed or not, and the reply is complete with its usage."""
+    from haven.server.accounts import recording
+
+    monkeypatch.setattr(recording, "INLINE_PARSE_BYTES", 512)  # the tiny model's context is below the real one
+    async with api(request, tmp_path, backend) as a:
+        cid = (await a.anon.post("/api/v1/conversations", json={"title": "sizes"})).json()["id"]
+        for content in ("short question", "long " * 150):
+            body = {**CHAT, "messages": [{"role": "user", "content": content}], "stream": stream}
+            r = await a.anon.post("/v1/chat/completions", json={**body, "conversation_id": cid})
+            assert r.status_code == 200 and r.headers["x-haven-conversation-id"] == cid, r.text[:300]
+        messages = (await a.anon.get(f"/api/v1/conversations/{cid}")).json()["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant"] * 2
+        assert messages[0]["content"] == "short question" and len(messages[2]["content"]) > 512
+        for reply in messages[1::2]:
+            assert reply["content"] and not reply["incomplete"] and reply["finish_reason"]
+            assert reply["model"] == CHAT["model"] and reply["timings"]["total_ms"] >= 0
+            assert stream or reply["usage"]["completion_tokens"]  # a stream reports usage only if asked to
