@@ -145,7 +145,9 @@ class ConversationView:
 def iso(value: datetime) -> str:
     """``2026-01-31T12:00:00.000000Z``. isoformat, not strftime: a listing formats two stamps per row, and
     strftime was a tenth of a 200-row page."""
-    return aware(value).astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if value.tzinfo is not None:  # naive values are UTC already (SQLite hands them back so)
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds") + "Z"
 
 
 def utcnow() -> datetime:
@@ -243,8 +245,8 @@ class ConversationStore:
         cipher = u.cipher()
         found: list[ConversationView] = []
         batch = limit + 1 if needle is None else max(200, limit + 1)
-        with self.db.session() as s:
-            connection = s.connection()
+        # A read: a plain connection (one transaction, so a search sees one snapshot), no ORM session around it.
+        with self.db.engine.connect() as connection:
             while True:
                 q = select(*_SUMMARY_COLUMNS).where(_C.user_id == u.user.id)
                 if after is not None:
