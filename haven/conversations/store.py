@@ -145,6 +145,8 @@ class ConversationView:
 def iso(value: datetime) -> str:
     """``2026-01-31T12:00:00.000000Z``. isoformat, not strftime: a listing formats two stamps per row, and
     strftime was a tenth of a 200-row page."""
+    if value.tzinfo is UTC:  # the common case (views hold aware UTC stamps): "+00:00" becomes "Z"
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     if value.tzinfo is not None:  # naive values are UTC already (SQLite hands them back so)
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(timespec="microseconds") + "Z"
