@@ -376,8 +376,9 @@ class ConversationStore:
                 raise InvalidRequestError(f"role must be one of {', '.join(ROLES)}.", param="role")
             self._text(item.get("content"), "content")
             self._text(item.get("reasoning"), "reasoning")
-        with self.db.session() as s:
-            connection = s.connection()
+        # One transaction on a Core connection (committed on success, rolled back on any error): the ORM session
+        # around it would only add its own bookkeeping to the chat hot path.
+        with self.db.engine.begin() as connection:
             row = connection.execute(_OWNED_FOR_APPEND, {"cid": check_id(conversation_id), "uid": u.user.id}).first()
             if row is None:
                 raise NotFoundError("no such conversation.")
@@ -489,8 +490,7 @@ class ConversationStore:
             "v_incomplete": incomplete,
             "v_key_version": cipher.current,
         }
-        with self.db.session() as s:
-            connection = s.connection()
+        with self.db.engine.begin() as connection:  # one transaction, as in append()
             if connection.execute(_REWRITE_REPLY, values).rowcount:
                 connection.execute(_TOUCH, {"cid": cid, "v_now": utcnow()})
 
