@@ -313,9 +313,12 @@ class ChatRecordingMiddleware:
             elif message["type"] == "http.response.body" and status == 200:
                 more = message.get("more_body", False)
                 parser.feed(message.get("body", b""), more)
-                # Flush while the reply is still streaming (a kill then keeps what came so far); at the last chunk
-                # the final write in _close follows at once, and a flush there would only write the reply twice.
-                if more and recorder is not None and recorder.due():
+                if recorder is not None and not more:
+                    # The last chunk: write the final reply now, before the client has it (what a client was
+                    # shown is on disk), and once — not a flush followed by the final write in _close.
+                    await anyio.to_thread.run_sync(lambda: self._finish(parser, recorder, status))
+                elif recorder is not None and recorder.due():
+                    # Still streaming: a kill from here on keeps what came so far (marked incomplete).
                     await anyio.to_thread.run_sync(recorder.flush)
             await send(message)
 
@@ -327,6 +330,15 @@ class ChatRecordingMiddleware:
                     lambda: self._close(parser, recorder, status, started, body, principal, scope)
                 )
 
+    @staticmethod
+    def _finish(parser: ReplyParser, recorder: TurnRecorder, status: int) -> None:
+        try:
+            complete = status == 200 and parser.done and not parser.error
+            reason = parser.finish_reason if complete else ("error" if parser.error or status != 200 else "cancelled")
+            recorder.finish(finish_reason=reason, usage=parser.usage, incomplete=not complete)
+        except Exception:
+            log.exception("could not store the reply of a chat turn")
+
     def _close(
         self,
         parser: ReplyParser,
@@ -337,15 +349,8 @@ class ChatRecordingMiddleware:
         principal: Principal | None,
         scope: Scope,
     ) -> None:
-        try:
-            if recorder is not None and not recorder.finished:
-                complete = status == 200 and parser.done and not parser.error
-                reason = (
-                    parser.finish_reason if complete else ("error" if parser.error or status != 200 else "cancelled")
-                )
-                recorder.finish(finish_reason=reason, usage=parser.usage, incomplete=not complete)
-        except Exception:
-            log.exception("could not store the reply of a chat turn")
+        if recorder is not None and not recorder.finished:  # cut short (or not a 200): kept, marked incomplete
+            self._finish(parser, recorder, status)
         usage = parser.usage or {}
         user = principal.name if principal is not None else None
         if principal is not None and principal.kind != "user":
