@@ -295,8 +295,13 @@ class ChatRecordingMiddleware:
         status = 0
         started = time.perf_counter()
 
+        closed = False
+
+        def close() -> None:
+            self._close(parser, recorder, status, started, body, principal, scope)
+
         async def watch(message: Message) -> None:
-            nonlocal status
+            nonlocal status, closed
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = dict(message.get("headers", []))
@@ -314,9 +319,12 @@ class ChatRecordingMiddleware:
                 more = message.get("more_body", False)
                 parser.feed(message.get("body", b""), more)
                 if recorder is not None and not more:
-                    # The last chunk: write the final reply now, before the client has it (what a client was
-                    # shown is on disk), and once — not a flush followed by the final write in _close.
-                    await anyio.to_thread.run_sync(lambda: self._finish(parser, recorder, status))
+                    # The last chunk: write the final reply (and the log line) now, before the client has it —
+                    # what a client was shown is on disk — in one hop to the thread pool and one write, instead
+                    # of a flush here and the final write after.
+                    closed = True  # shielded below, so it runs exactly once even if the request is cancelled now
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(close)
                 elif recorder is not None and recorder.due():
                     # Still streaming: a kill from here on keeps what came so far (marked incomplete).
                     await anyio.to_thread.run_sync(recorder.flush)
@@ -325,10 +333,9 @@ class ChatRecordingMiddleware:
         try:
             await self.app(scope, replay, watch)
         finally:
-            with anyio.CancelScope(shield=True):  # the record survives a cancelled (disconnected) request
-                await anyio.to_thread.run_sync(
-                    lambda: self._close(parser, recorder, status, started, body, principal, scope)
-                )
+            if not closed:
+                with anyio.CancelScope(shield=True):  # the record survives a cancelled (disconnected) request
+                    await anyio.to_thread.run_sync(close)
 
     @staticmethod
     def _finish(parser: ReplyParser, recorder: TurnRecorder, status: int) -> None:
