@@ -6,6 +6,8 @@
   Issue 10's target: ≤ 2 ms.
 * *list 1,000 conversations*: p50 of reading all 1,000 of a user's conversations through
   ``GET /api/v1/conversations`` (5 pages of 200, titles decrypted). Target: ≤ 50 ms.
+* *depth*: page 50 (rows 9,801-10,000) of 10,001 conversations against the first (keyset pagination:
+  flat). Informational.
 * *login*: p50 of ``POST /api/v1/auth/login`` with the default Argon2id parameters (t=3, 64 MiB, p=4):
   one verification plus one key derivation. Informational (it is meant to be slow for attackers).
 
@@ -85,6 +87,26 @@ async def _measure(quick: bool) -> dict[str, float]:
                 listings.append(time.perf_counter() - t0)
                 assert seen == 1001, seen
 
+            # Depth: grow to 10,001 conversations and time the first and the 50th page of 200 (rows 9,801-10,000;
+            # keyset cursor: it should cost what the first does, where an OFFSET would read the 9,800 rows before it).
+            for i in range(1000, 10_000):
+                accounts.conversations.create(owner, title=f"conversation {i}")
+            cursors: list[str | None] = [None]
+            while True:
+                page = (
+                    await client.get("/api/v1/conversations", params={"limit": 200, "cursor": cursors[-1] or ""})
+                ).json()
+                if not page["next_cursor"]:
+                    break
+                cursors.append(page["next_cursor"])
+            assert len(cursors) == 51, len(cursors)
+            first_page, last_page = [], []
+            for _ in range(list_rounds):
+                for where, times in ((cursors[0], first_page), (cursors[-2], last_page)):  # [-1]: a 1-row page
+                    t0 = time.perf_counter()
+                    (await client.get("/api/v1/conversations", params={"limit": 200, "cursor": where or ""})).json()
+                    times.append(time.perf_counter() - t0)
+
             login_times = []
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as fresh:
                 for _ in range(logins):
@@ -100,6 +122,8 @@ async def _measure(quick: bool) -> dict[str, float]:
         "recorded_ms": statistics.median(recorded) * 1000,
         "list_ms": statistics.median(listings) * 1000,
         "login_ms": statistics.median(login_times) * 1000,
+        "first_page_ms": statistics.median(first_page) * 1000,
+        "last_page_ms": statistics.median(last_page) * 1000,
     }
 
 
@@ -126,6 +150,15 @@ def run(ctx: BenchContext) -> list[Result]:
             higher_is_better=False,
             limit=50.0,
             notes="titles decrypted (AES-256-GCM)",
+        ),
+        Result(
+            "page 50 of 10,000 conversations vs the first (p50, 200 per page)",
+            round(m["last_page_ms"], 1),
+            None,
+            "",
+            "ms",
+            higher_is_better=False,
+            notes=f"first page {m['first_page_ms']:.1f} ms; keyset cursor, flat at any depth",
         ),
         Result(
             "login (Argon2id t=3, 64 MiB, p=4; verify + key derivation)",

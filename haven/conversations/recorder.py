@@ -132,7 +132,8 @@ class TurnRecorder:
             content=self._redact("".join(self._content)),
             reasoning=self._redact("".join(self._reasoning)) or None,
             tool_calls=[self._redacted_call(self._calls[i]) for i in sorted(self._calls)] or None,
-            meta={"usage": usage, "timings": timings},
+            # The whole meta, as begin() stored it plus what is known now: update_reply replaces it unread.
+            meta={"model": self.model, "sampling": self.sampling, "usage": usage, "timings": timings},
             finish_reason=finish_reason,
             incomplete=incomplete,
         )

@@ -20,14 +20,48 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from haven.accounts.crypto import FieldCipher
 from haven.accounts.service import Unlocked, aware, new_id
 from haven.errors import InvalidRequestError, NotFoundError
 from haven.storage.db import Database
-from haven.storage.models import Conversation, Message, User
+from haven.storage.models import Base, Conversation, Message, User
+
+# The chat hot path (a turn appended to a conversation, the reply flushed while it streams) runs a handful of
+# fixed statements per request. Built once here as Core statements with bound parameters, they skip the ORM's
+# unit of work and the per-call construction of the SQL expression, which cost more than the SQL itself (profiled
+# for issue 10's "≤ 2 ms per recorded turn"): SQLAlchemy caches their compiled form on first use.
+_CONVERSATIONS: Table = Base.metadata.tables["conversations"]
+_MESSAGES: Table = Base.metadata.tables["messages"]
+_C, _M = _CONVERSATIONS.c, _MESSAGES.c
+_OWNED_FOR_APPEND = select(_C.id, _C.current_leaf_id, _C.message_count).where(
+    _C.id == bindparam("cid"), _C.user_id == bindparam("uid")
+)
+_MESSAGE_IN = select(_M.id).where(_M.id == bindparam("mid"), _M.conversation_id == bindparam("cid"))
+_INSERT_MESSAGES = insert(_MESSAGES)
+_MOVE_LEAF = (
+    update(_CONVERSATIONS)
+    .where(_C.id == bindparam("cid"))
+    .values(
+        current_leaf_id=bindparam("v_leaf", type_=_C.current_leaf_id.type),
+        message_count=bindparam("v_count", type_=_C.message_count.type),
+        updated_at=bindparam("v_now", type_=_C.updated_at.type),
+    )
+)
+_REWRITE_REPLY = (
+    update(_MESSAGES)
+    .where(_M.id == bindparam("mid"), _M.conversation_id == bindparam("cid"), _M.user_id == bindparam("uid"))
+    .values(**{name: bindparam(f"v_{name}", type_=_M[name].type) for name in (
+        "content_enc", "reasoning_enc", "tool_calls_enc", "meta", "finish_reason", "incomplete", "key_version"
+    )})
+)
+_TOUCH = update(_CONVERSATIONS).where(_C.id == bindparam("cid")).values(
+    updated_at=bindparam("v_now", type_=_C.updated_at.type)
+)
+# The listing reads only what a summary shows: the system prompt can be large and is not decrypted here.
+_SUMMARY_COLUMNS = (_C.id, _C.title_enc, _C.model, _C.created_at, _C.updated_at, _C.message_count, _C.key_version)
 
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 ROLES = ("system", "user", "assistant", "tool")
@@ -109,7 +143,13 @@ class ConversationView:
 
 
 def iso(value: datetime) -> str:
-    return aware(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``2026-01-31T12:00:00.000000Z``. isoformat, not strftime: a listing formats two stamps per row, and
+    strftime was a tenth of a 200-row page."""
+    if value.tzinfo is UTC:  # the common case (views hold aware UTC stamps): "+00:00" becomes "Z"
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
+    if value.tzinfo is not None:  # naive values are UTC already (SQLite hands them back so)
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds") + "Z"
 
 
 def utcnow() -> datetime:
@@ -176,9 +216,8 @@ class ConversationStore:
         return ConversationView(cid, title, model, now, now, 0, system, None, [])
 
     @staticmethod
-    def _view(row: Any, cipher: FieldCipher) -> ConversationView:
-        """From a Conversation row, or the listing's column tuple (no system prompt, no leaf)."""
-        system_enc = getattr(row, "system_enc", None)
+    def _view(row: Conversation, cipher: FieldCipher) -> ConversationView:
+        system_enc = row.system_enc
         return ConversationView(
             id=row.id,
             title=cipher.open(row.title_enc, row.id, "", "title", row.key_version),
@@ -187,7 +226,7 @@ class ConversationStore:
             updated_at=aware(row.updated_at),
             message_count=row.message_count,
             system=cipher.open(system_enc, row.id, "", "system", row.key_version) if system_enc else None,
-            current_leaf_id=getattr(row, "current_leaf_id", None),
+            current_leaf_id=row.current_leaf_id,
         )
 
     def page(
@@ -195,7 +234,11 @@ class ConversationStore:
     ) -> tuple[list[ConversationView], str | None]:
         """Newest first (``updated_at``, then id); ``query`` matches titles case-insensitively.
 
-        Titles are ciphertext, so the search decrypts them here, batch by batch, in the same order.
+        Keyset pagination: the cursor is the last row's ``(updated_at, id)``, so any page of 10,000+
+        conversations costs what the first does (an OFFSET would walk every skipped row), read in order
+        from the index ``(user_id, updated_at)``. Without a search a page is one statement of ``limit + 1``
+        rows (the extra row says whether a next page exists). Titles are ciphertext, so a search decrypts
+        them here, batch by batch in the same order, until the page is full or the rows run out.
         """
         if not 1 <= limit <= 200:
             raise InvalidRequestError("limit must be between 1 and 200.", param="limit")
@@ -204,40 +247,27 @@ class ConversationStore:
         cipher = u.cipher()
         found: list[ConversationView] = []
         batch = limit + 1 if needle is None else max(200, limit + 1)
-        with self.db.session() as s:
+        # A read: a plain connection (one transaction, so a search sees one snapshot), no ORM session around it.
+        with self.db.engine.connect() as connection:
             while True:
-                q = select(Conversation).where(Conversation.user_id == u.user.id)
+                q = select(*_SUMMARY_COLUMNS).where(_C.user_id == u.user.id)
                 if after is not None:
                     stamp, last_id = after
-                    q = q.where(
-                        or_(
-                            Conversation.updated_at < stamp,
-                            (Conversation.updated_at == stamp) & (Conversation.id < last_id),
-                        )
-                    )
-                columns = select(
-                    Conversation.id,
-                    Conversation.title_enc,
-                    Conversation.model,
-                    Conversation.created_at,
-                    Conversation.updated_at,
-                    Conversation.message_count,
-                    Conversation.key_version,
-                ).where(Conversation.user_id == u.user.id)
-                if after is not None:
-                    columns = columns.where(q.whereclause)  # type: ignore[arg-type]
-                rows = s.execute(
-                    columns.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(batch)
-                ).all()
-                for row in rows:
-                    view = self._view(row, cipher)
-                    if needle is None or needle in view.title.casefold():
-                        found.append(view)
+                    # Rows strictly after the cursor in (updated_at desc, id desc). The redundant ``<=`` is what
+                    # lets the database seek into the index there: with the OR alone, SQLite walks the index from
+                    # the newest row and filters, so page 50 of 10,000 read every row of pages 1 to 49 again.
+                    q = q.where(_C.updated_at <= stamp, or_(_C.updated_at < stamp, _C.id < last_id))
+                rows = connection.execute(q.order_by(_C.updated_at.desc(), _C.id.desc()).limit(batch)).all()
+                # Unpacked as tuples: attribute access on a Row costs more per row than the decryption does.
+                for cid, title_enc, model, created_at, updated_at, count, key_version in rows:
+                    title = cipher.open(title_enc, cid, "", "title", key_version)  # the one field decrypted
+                    if needle is None or needle in title.casefold():
+                        found.append(ConversationView(cid, title, model, aware(created_at), aware(updated_at), count))
                         if len(found) > limit:
                             break
                 if len(found) > limit or len(rows) < batch:
                     break
-                after = (rows[-1].updated_at, rows[-1].id)
+                after = (rows[-1][4], rows[-1][0])  # (updated_at, id) of the batch's last row
         if len(found) > limit:
             last = found[limit - 1]
             return found[:limit], _encode_cursor(last.updated_at, last.id)
@@ -346,29 +376,55 @@ class ConversationStore:
                 raise InvalidRequestError(f"role must be one of {', '.join(ROLES)}.", param="role")
             self._text(item.get("content"), "content")
             self._text(item.get("reasoning"), "reasoning")
-        views: list[MessageView] = []
-        with self.db.session() as s:
-            row = self._owned(s, u, conversation_id)
+        # One transaction on a Core connection (committed on success, rolled back on any error): the ORM session
+        # around it would only add its own bookkeeping to the chat hot path.
+        with self.db.engine.begin() as connection:
+            row = connection.execute(_OWNED_FOR_APPEND, {"cid": check_id(conversation_id), "uid": u.user.id}).first()
+            if row is None:
+                raise NotFoundError("no such conversation.")
             parent = row.current_leaf_id if parent_id is UNSET else parent_id
-            if parent is not None and (
+            # The current leaf is this conversation's own pointer (only ever set to one of its messages, and
+            # messages go only with their conversation): only a parent the caller names is checked.
+            if parent_id is not UNSET and parent is not None and (
                 not isinstance(parent, str)
                 or not ID_RE.fullmatch(parent)
-                or s.scalar(select(Message.id).where(Message.id == parent, Message.conversation_id == row.id)) is None
+                or connection.execute(_MESSAGE_IN, {"mid": parent, "cid": row.id}).first() is None
             ):
                 raise InvalidRequestError("parent_id is not a message of this conversation.", param="parent_id")
             seq = row.message_count  # messages are only ever removed with their conversation: count == last seq
             now = utcnow()
+            values: list[dict[str, Any]] = []
+            views: list[MessageView] = []
             for item in messages:
                 seq += 1
                 mid = new_id()
-                message = self._row(cipher, u.user.id, row.id, mid, parent, seq, now, item)
-                s.add(message)
-                views.append(self._message(message, cipher))
+                values.append(self._row(cipher, u.user.id, row.id, mid, parent, seq, now, item))
+                views.append(self._new_view(mid, parent, now, item))
                 parent = mid
-            row.current_leaf_id = parent
-            row.message_count = seq
-            row.updated_at = now
+            connection.execute(_INSERT_MESSAGES, values)  # one executemany for the whole chain
+            connection.execute(_MOVE_LEAF, {"cid": row.id, "v_leaf": parent, "v_count": seq, "v_now": now})
         return views
+
+    @staticmethod
+    def _new_view(mid: str, parent: str | None, now: datetime, item: dict[str, Any]) -> MessageView:
+        """The view of a message just written, from its plaintext (no need to decrypt what was just sealed)."""
+        return MessageView(
+            id=mid,
+            parent_id=parent,
+            role=item["role"],
+            content=item.get("content") or "",
+            reasoning=item.get("reasoning") or None,
+            tool_calls=list(item.get("tool_calls") or []),
+            tool_call_id=item.get("tool_call_id") or None,
+            name=item.get("name") or None,
+            model=item.get("model") or None,
+            sampling=item.get("sampling") or None,
+            usage=item.get("usage") or None,
+            timings=item.get("timings") or None,
+            finish_reason=item.get("finish_reason"),
+            incomplete=bool(item.get("incomplete", False)),
+            created_at=now,
+        )
 
     def _row(
         self,
@@ -380,25 +436,26 @@ class ConversationStore:
         seq: int,
         now: datetime,
         item: dict[str, Any],
-    ) -> Message:
+    ) -> dict[str, Any]:
+        """The column values of one new ``messages`` row (text fields sealed)."""
         meta = {k: item[k] for k in ("tool_call_id", "name", "model", "sampling", "usage", "timings") if item.get(k)}
         tool_calls = item.get("tool_calls") or []
-        return Message(
-            id=mid,
-            conversation_id=cid,
-            user_id=user_id,
-            parent_id=parent,
-            seq=seq,
-            role=item["role"],
-            content_enc=cipher.seal(item.get("content") or "", cid, mid, "content"),
-            reasoning_enc=cipher.seal(item["reasoning"], cid, mid, "reasoning") if item.get("reasoning") else None,
-            tool_calls_enc=cipher.seal(json.dumps(tool_calls), cid, mid, "tool_calls") if tool_calls else None,
-            meta=meta,
-            finish_reason=item.get("finish_reason"),
-            incomplete=bool(item.get("incomplete", False)),
-            key_version=cipher.current,
-            created_at=now,
-        )
+        return {
+            "id": mid,
+            "conversation_id": cid,
+            "user_id": user_id,
+            "parent_id": parent,
+            "seq": seq,
+            "role": item["role"],
+            "content_enc": cipher.seal(item.get("content") or "", cid, mid, "content"),
+            "reasoning_enc": cipher.seal(item["reasoning"], cid, mid, "reasoning") if item.get("reasoning") else None,
+            "tool_calls_enc": cipher.seal(json.dumps(tool_calls), cid, mid, "tool_calls") if tool_calls else None,
+            "meta": meta,
+            "finish_reason": item.get("finish_reason"),
+            "incomplete": bool(item.get("incomplete", False)),
+            "key_version": cipher.current,
+            "created_at": now,
+        }
 
     def update_reply(
         self,
@@ -413,29 +470,29 @@ class ConversationStore:
         finish_reason: str | None,
         incomplete: bool,
     ) -> None:
-        """Rewrites a reply being generated (flushed as it streams; final when complete)."""
+        """Rewrites a reply being generated (flushed as it streams; final when complete).
+
+        ``meta`` replaces the stored one whole (the caller holds what it began the reply with), so this is
+        two UPDATEs and no read; a reply whose conversation was deleted meanwhile matches no row and stays gone.
+        """
         cipher = u.cipher()
         content = content[: self.max_message_chars]
         cid, mid = conversation_id, message_id
         values: dict[str, Any] = {
-            "content_enc": cipher.seal(content, cid, mid, "content"),
-            "reasoning_enc": cipher.seal(reasoning, cid, mid, "reasoning") if reasoning else None,
-            "tool_calls_enc": cipher.seal(json.dumps(tool_calls), cid, mid, "tool_calls") if tool_calls else None,
-            "finish_reason": finish_reason,
-            "incomplete": incomplete,
-            "key_version": cipher.current,
+            "mid": mid,
+            "cid": cid,
+            "uid": u.user.id,
+            "v_content_enc": cipher.seal(content, cid, mid, "content"),
+            "v_reasoning_enc": cipher.seal(reasoning, cid, mid, "reasoning") if reasoning else None,
+            "v_tool_calls_enc": cipher.seal(json.dumps(tool_calls), cid, mid, "tool_calls") if tool_calls else None,
+            "v_meta": {k: v for k, v in meta.items() if v},
+            "v_finish_reason": finish_reason,
+            "v_incomplete": incomplete,
+            "v_key_version": cipher.current,
         }
-        with self.db.session() as s:
-            old_meta = s.scalar(
-                select(Message.meta).where(
-                    Message.id == mid, Message.conversation_id == cid, Message.user_id == u.user.id
-                )
-            )
-            if old_meta is None:
-                return  # the conversation was deleted while generating: nothing to keep
-            values["meta"] = {**old_meta, **{k: v for k, v in meta.items() if v}}
-            s.execute(update(Message).where(Message.id == mid).values(**values))
-            s.execute(update(Conversation).where(Conversation.id == cid).values(updated_at=utcnow()))
+        with self.db.engine.begin() as connection:  # one transaction, as in append()
+            if connection.execute(_REWRITE_REPLY, values).rowcount:
+                connection.execute(_TOUCH, {"cid": cid, "v_now": utcnow()})
 
     def message_parent(self, u: Unlocked, conversation_id: str, message_id: str) -> tuple[str, str | None, str]:
         """(role, parent_id, content) of one message of the user's conversation."""

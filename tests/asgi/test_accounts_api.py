@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from sqlalchemy import update
@@ -368,3 +369,72 @@ async def test_local_mode_ignores_placeholder_keys_but_not_once_users_exist(
         await a.anon.post("/api/v1/auth/setup", json={"name": "alice", "password": PASSWORD})
         r = await sdk.get("/v1/models")
         assert r.status_code == 401 and r.json()["error"]["message"] == "invalid API key."
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_recorded_turn_small_and_large_bodies(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, stream: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small body is parsed on the event loop and a big one (over INLINE_PARSE_BYTES) in a worker thread: both
+    record the same turn, streamed or not, and the reply is complete with its usage."""
+    from haven.server.accounts import recording
+
+    monkeypatch.setattr(recording, "INLINE_PARSE_BYTES", 512)  # the tiny model's context is below the real one
+    async with api(request, tmp_path, backend) as a:
+        cid = (await a.anon.post("/api/v1/conversations", json={"title": "sizes"})).json()["id"]
+        for content in ("short question", "long " * 150):
+            body = {**CHAT, "messages": [{"role": "user", "content": content}], "stream": stream}
+            r = await a.anon.post("/v1/chat/completions", json={**body, "conversation_id": cid})
+            assert r.status_code == 200 and r.headers["x-haven-conversation-id"] == cid, r.text[:300]
+        messages = (await a.anon.get(f"/api/v1/conversations/{cid}")).json()["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant"] * 2
+        assert messages[0]["content"] == "short question" and len(messages[2]["content"]) > 512
+        for reply in messages[1::2]:
+            assert reply["content"] and not reply["incomplete"] and reply["finish_reason"]
+            assert reply["model"] == CHAT["model"] and reply["timings"]["total_ms"] >= 0
+            assert stream or reply["usage"]["completion_tokens"]  # a stream reports usage only if asked to
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_final_reply_is_stored_before_the_client_gets_its_end(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, stream: bool
+) -> None:
+    """Driven at the ASGI level: when the last body chunk is handed to the server, the reply is already stored
+    complete (a server killed right after a client saw its answer has the answer on disk too)."""
+    async with api(request, tmp_path, backend) as a:
+        cid = (await a.anon.post("/api/v1/conversations", json={"title": "ordering"})).json()["id"]
+        store, owner = a.app.state.accounts.conversations, a.app.state.accounts.accounts.local_owner()
+        body = json.dumps({**CHAT, "stream": stream, "conversation_id": cid}).encode()
+        seen: list[dict[str, Any]] = []
+
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await anyio.sleep_forever()  # the client stays connected (a stream listens for a disconnect)
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                seen.extend(m.as_json() for m in store.get(owner, cid).messages or [])
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+        }
+        await a.app(scope, receive, send)
+        assert [m["role"] for m in seen] == ["user", "assistant"]
+        assert seen[1]["content"] and not seen[1]["incomplete"] and seen[1]["finish_reason"] == "stop"

@@ -190,6 +190,47 @@ def test_conversations_isolation_tree_paging_search(accounts: Accounts, store: C
     assert len(store.get(alice, cid).messages or []) == 3  # nothing stored by the refusals
 
 
+def test_paging_keyset_with_tied_timestamps(accounts: Accounts, store: ConversationStore, db: Database) -> None:
+    """Every conversation exactly once, newest first then by id, across pages cut inside groups that share one
+    ``updated_at`` (bulk imports, same-microsecond writes): the cursor's tie-break on id is what is tested."""
+    accounts.create_user("alice", PASSWORD)
+    alice = accounts.authenticate_password("alice", PASSWORD)
+    ids = [store.create(alice, title=f"c{i}").id for i in range(23)]
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    with db.session() as s:
+        for i, cid in enumerate(ids):  # five groups of tied stamps, older groups for lower i
+            s.execute(update(Conversation).where(Conversation.id == cid).values(updated_at=base + timedelta(i // 5)))
+    expected = sorted(ids, key=lambda cid: (ids.index(cid) // 5, cid), reverse=True)
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, cursor = store.page(alice, limit=4, cursor=cursor)
+        seen += [c.id for c in page]
+        pages += 1
+        if cursor is None:
+            break
+    assert seen == expected and pages == 6
+    found, _ = store.page(alice, limit=2, query="C1")  # search pages too: c1, c10..c19 in the same order
+    assert [c.id for c in found] == [cid for cid in expected if store.get(alice, cid).title.startswith("c1")][:2]
+
+
+def test_reply_rewrite_after_delete_stores_nothing(accounts: Accounts, store: ConversationStore, db: Database) -> None:
+    accounts.create_user("alice", PASSWORD)
+    alice = accounts.authenticate_password("alice", PASSWORD)
+    cid = store.create(alice, title="gone soon").id
+    *_, reply = store.append(
+        alice, cid, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "incomplete": True}]
+    )
+    fields = {"reasoning": None, "tool_calls": None, "finish_reason": "stop", "incomplete": False}
+    store.update_reply(alice, cid, reply.id, content="partial", meta={"usage": {"completion_tokens": 2}}, **fields)
+    stored = store.get(alice, cid).messages or []
+    assert stored[1].content == "partial" and stored[1].usage == {"completion_tokens": 2} and not stored[1].incomplete
+    store.delete(alice, cid)
+    store.update_reply(alice, cid, reply.id, content="late tokens", meta={}, **fields)  # generation outlived it
+    with db.session() as s:
+        assert s.scalar(select(Message.id).where(Message.conversation_id == cid)) is None
+        assert s.get(Conversation, cid) is None
+
+
 def test_ciphertext_bound_to_its_row(accounts: Accounts, store: ConversationStore, db: Database) -> None:
     accounts.create_user("alice", PASSWORD)
     alice = accounts.authenticate_password("alice", PASSWORD)

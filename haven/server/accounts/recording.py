@@ -40,6 +40,8 @@ log = logging.getLogger("haven.server.recording")
 
 CHAT_PATHS = {"/v1/chat/completions": "openai", "/api/chat": "ollama"}
 HAVEN_FIELDS = ("conversation_id", "parent_message_id")
+# Bodies up to this size are decoded on the event loop (well under a millisecond), bigger ones in a worker thread.
+INLINE_PARSE_BYTES = 64 * 1024
 SAMPLING_KEYS = (
     "temperature",
     "top_p",
@@ -211,10 +213,16 @@ class ChatRecordingMiddleware:
         raw = await _read_body(receive)
         body = None
         # Parse only bodies that name a Haven field: the route parses (and bounds) everything else itself, and a
-        # 1.7 MB chat should not be decoded twice on the event loop.
+        # 1.7 MB chat should not be decoded twice on the event loop. A typical turn is a few KiB, which decodes in
+        # microseconds: a hop to the thread pool would cost more than it saves, so only big bodies make it.
         if any(field.encode() in raw for field in HAVEN_FIELDS):
             try:
-                body = await anyio.to_thread.run_sync(lambda: json.loads(raw)) if raw.strip() else None
+                if not raw.strip():
+                    body = None
+                elif len(raw) <= INLINE_PARSE_BYTES:
+                    body = json.loads(raw)
+                else:
+                    body = await anyio.to_thread.run_sync(lambda: json.loads(raw))
             except (ValueError, UnicodeDecodeError, RecursionError):
                 body = None  # the route answers the malformed (or absurdly deep) body itself
         principal: Principal | None = scope.get("state", {}).get("principal")
@@ -290,8 +298,13 @@ class ChatRecordingMiddleware:
         status = 0
         started = time.perf_counter()
 
+        closed = False
+
+        def close() -> None:
+            self._close(parser, recorder, status, started, body, principal, scope)
+
         async def watch(message: Message) -> None:
-            nonlocal status
+            nonlocal status, closed
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = dict(message.get("headers", []))
@@ -306,18 +319,35 @@ class ChatRecordingMiddleware:
                         ],
                     }
             elif message["type"] == "http.response.body" and status == 200:
-                parser.feed(message.get("body", b""), message.get("more_body", False))
-                if recorder is not None and recorder.due():
+                more = message.get("more_body", False)
+                parser.feed(message.get("body", b""), more)
+                if recorder is not None and not more:
+                    # The last chunk: write the final reply (and the log line) now, before the client has it —
+                    # what a client was shown is on disk — in one hop to the thread pool and one write, instead
+                    # of a flush here and the final write after.
+                    closed = True  # shielded below, so it runs exactly once even if the request is cancelled now
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(close)
+                elif recorder is not None and recorder.due():
+                    # Still streaming: a kill from here on keeps what came so far (marked incomplete).
                     await anyio.to_thread.run_sync(recorder.flush)
             await send(message)
 
         try:
             await self.app(scope, replay, watch)
         finally:
-            with anyio.CancelScope(shield=True):  # the record survives a cancelled (disconnected) request
-                await anyio.to_thread.run_sync(
-                    lambda: self._close(parser, recorder, status, started, body, principal, scope)
-                )
+            if not closed:
+                with anyio.CancelScope(shield=True):  # the record survives a cancelled (disconnected) request
+                    await anyio.to_thread.run_sync(close)
+
+    @staticmethod
+    def _finish(parser: ReplyParser, recorder: TurnRecorder, status: int) -> None:
+        try:
+            complete = status == 200 and parser.done and not parser.error
+            reason = parser.finish_reason if complete else ("error" if parser.error or status != 200 else "cancelled")
+            recorder.finish(finish_reason=reason, usage=parser.usage, incomplete=not complete)
+        except Exception:
+            log.exception("could not store the reply of a chat turn")
 
     def _close(
         self,
@@ -329,15 +359,8 @@ class ChatRecordingMiddleware:
         principal: Principal | None,
         scope: Scope,
     ) -> None:
-        try:
-            if recorder is not None and not recorder.finished:
-                complete = status == 200 and parser.done and not parser.error
-                reason = (
-                    parser.finish_reason if complete else ("error" if parser.error or status != 200 else "cancelled")
-                )
-                recorder.finish(finish_reason=reason, usage=parser.usage, incomplete=not complete)
-        except Exception:
-            log.exception("could not store the reply of a chat turn")
+        if recorder is not None and not recorder.finished:  # cut short (or not a 200): kept, marked incomplete
+            self._finish(parser, recorder, status)
         usage = parser.usage or {}
         user = principal.name if principal is not None else None
         if principal is not None and principal.kind != "user":
