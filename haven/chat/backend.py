@@ -202,6 +202,9 @@ class ChatRequest:
     request_id: str = ""
     affinity_key: str | None = None
     """What keeps one conversation on one upstream (a conversation id, a user or session key); remote only."""
+    client_key: str = ""
+    """Who asked, for the local scheduler's fair share between clients (``user:<id>`` or ``addr:<ip>``;
+    "" = anonymous); the server stamps it (:mod:`haven.server.fair_share`)."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,8 @@ class TextRequest:
     keep_alive: float | None = None
     apply_defaults: bool = True
     echo: bool = False
+    client_key: str = ""
+    """As :attr:`ChatRequest.client_key`."""
     """Send the prompt (as text) back as the first TextDelta."""
     request_id: str = ""
 

@@ -243,6 +243,7 @@ class LocalChatBackend:
                 # A schema-constrained answer cannot contain "</think>": when the template opened a think
                 # block, splitting would file the whole JSON answer under reasoning, so it is not split.
                 split_reasoning=constraint.json_schema is None,
+                client_key=request.client_key,
             )
         )
         return LocalStream(
@@ -277,7 +278,11 @@ class LocalChatBackend:
         )
         handle = await engine.submit(
             GenerationRequest(
-                prompt_tokens=tokens, sampling=sampling, request_id=request.request_id, split_reasoning=False
+                prompt_tokens=tokens,
+                sampling=sampling,
+                request_id=request.request_id,
+                split_reasoning=False,
+                client_key=request.client_key,
             )
         )
         return LocalStream(

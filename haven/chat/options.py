@@ -6,7 +6,9 @@ function constrains sampling to a call's JSON shape (so even a model that would 
 leaves them out. :func:`output_constraint` picks the grammar: the forced call's schema, the client's
 JSON schema (checked first), any JSON object, or GBNF text. :func:`sampling_params` builds the engine's
 :class:`~haven.engine.protocol.SamplingParams`, leaving unset knobs at the engine's defaults
-(llama.cpp's: temperature 0.8, top_p 0.95), not OpenAI's 1.0.
+(llama.cpp's: temperature 0.8, top_p 0.95), not OpenAI's 1.0; ``typical_p``, ``mirostat`` (with
+``mirostat_tau``/``mirostat_eta``) and ``min_tokens`` reach the engine's sampler under llama.cpp's meaning,
+whichever API spelled them (the engine checks the ranges: a 400 naming the field).
 
 It knows nothing about HTTP; grammar *building* lives in :mod:`haven.engine.grammar`.
 """
@@ -58,7 +60,9 @@ def sampling_from(source: Any, **overrides: Any) -> Sampling:
     values = {name: getattr(source, name) for name in SAMPLING_KNOBS}
     mode = source.mirostat
     if mode in (1, 2):
-        values["mirostat"] = Mirostat(mode, source.mirostat_tau or 5.0, source.mirostat_eta or 0.1)
+        # ``is None``, not ``or``: tau 0 and eta 0 are values a client may mean.
+        tau, eta = source.mirostat_tau, source.mirostat_eta
+        values["mirostat"] = Mirostat(mode, 5.0 if tau is None else tau, 0.1 if eta is None else eta)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Sampling(**values)
 
@@ -175,10 +179,16 @@ def sampling_params(
         "ignore_eos": sampling.ignore_eos,
         "cache_prompt": sampling.cache_prompt,
     }
-    for name in (*_KNOBS, "speculative", "speculative_draft_max"):
+    for name in (*SAMPLING_KNOBS, "speculative", "speculative_draft_max"):
         value = getattr(sampling, name)
         if value is not None:
             values[name] = value
+    if sampling.mirostat is not None:
+        values.update(
+            mirostat=sampling.mirostat.mode, mirostat_tau=sampling.mirostat.tau, mirostat_eta=sampling.mirostat.eta
+        )
+    if limits.min_tokens:
+        values["min_tokens"] = limits.min_tokens
     if seed is not None:
         values["seed"] = seed
     return SamplingParams(**values)

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from haven.chat.backend import ChatRequest, Limits, Message, Sampling, TextRequest, Tool
+from haven.chat.backend import ChatRequest, Limits, Message, Mirostat, Sampling, TextRequest, Tool
 from haven.engine.chat_template import scan_template
 from haven.engine.protocol import ModelEngine
 from haven.errors import InvalidRequestError
@@ -98,6 +98,11 @@ _SAMPLING_DEFAULTS = (
 
 def _defaulted_sampling(sampling: Sampling, parameters: Mapping[str, Any]) -> Sampling:
     changes = {k: parameters[k] for k in _SAMPLING_DEFAULTS if k in parameters and getattr(sampling, k) is None}
+    mode = parameters.get("mirostat")
+    if sampling.mirostat is None and mode in (1, 2):  # a Modelfile's PARAMETER mirostat 2
+        changes["mirostat"] = Mirostat(
+            mode, float(parameters.get("mirostat_tau", 5.0)), float(parameters.get("mirostat_eta", 0.1))
+        )
     return dataclasses.replace(sampling, **changes) if changes else sampling
 
 

@@ -411,6 +411,15 @@ def _until(expires_at: str) -> str:
     return expires_at.replace("T", " ").split(".")[0].rstrip("Z") + " UTC"
 
 
+def _kv_per_slot(model: dict[str, Any]) -> str:
+    """``12.6 MB q8_0``: the KV cache one slot holds at full context, and its type ("-": not reported,
+    e.g. by Ollama itself)."""
+    size, kind = model.get("kv_bytes_per_slot"), model.get("kv_cache_type")
+    if not isinstance(size, int) or not size or not kind:
+        return "-"
+    return f"{human_size(size)} {kind}"
+
+
 def ps() -> None:
     """List the models the running server has loaded."""
     settings = get_settings()
@@ -421,7 +430,7 @@ def ps() -> None:
         response = client.get("/api/ps")
         raise_for_error(response)
         models = response.json()["models"]
-    rows = [("NAME", "ID", "SIZE", "CONTEXT", "UNTIL")]
+    rows = [("NAME", "ID", "SIZE", "CONTEXT", "SLOTS", "KV/SLOT", "UNTIL")]
     for m in models:
         rows.append(
             (
@@ -429,10 +438,12 @@ def ps() -> None:
                 (m.get("digest") or "")[:12],
                 human_size(int(m.get("size") or 0)),
                 str(m.get("context_length", "")),
+                str(m.get("slots", "-")),
+                _kv_per_slot(m),
                 _until(m.get("expires_at", "")),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("    ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
 

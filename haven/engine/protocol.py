@@ -24,6 +24,15 @@ class SamplingParams:
     top_p: float = 0.95
     top_k: int = 40
     min_p: float = 0.05
+    typical_p: float = 1.0
+    """Locally typical sampling (llama.cpp ``typ_p``); 1.0 = off."""
+    mirostat: int = 0
+    """0 = off; 1 = Mirostat, 2 = Mirostat 2.0 (llama.cpp/Ollama). On, it replaces top-k/top-p/min-p/typical-p
+    and picks the token itself, aiming at a surprise of ``mirostat_tau`` with learning rate ``mirostat_eta``."""
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    min_tokens: int = 0
+    """End-of-generation tokens are banned until this many tokens were generated (vLLM ``min_tokens``)."""
     repeat_penalty: float = 1.0
     repeat_last_n: int = 64
     presence_penalty: float = 0.0

@@ -1,9 +1,15 @@
 """Per-request sampling: validation of :class:`SamplingParams` and llama.cpp sampler chains.
 
 A chain is built once per request, in llama-server's order (``common/sampling.cpp``):
-logit bias → penalties → grammar → top-k → top-p → min-p → temperature → dist(seed),
-or → greedy when ``temperature == 0``. ``llama_sampler_sample`` applies the chain to one
-logits row and accepts the chosen token into every stateful sampler (penalties, grammar).
+logit bias → penalties → grammar → top-k → typical-p → top-p → min-p → temperature → dist(seed),
+or → greedy when ``temperature == 0``. With ``mirostat`` 1 or 2 the truncation samplers are left out, as
+llama.cpp does: logit bias → penalties → grammar → temperature → mirostat(seed, tau, eta), which picks
+the token itself (temperature 0 stays plain greedy). ``llama_sampler_sample`` applies the chain to one
+logits row and accepts the chosen token into every stateful sampler (penalties, grammar, mirostat's mu).
+
+``min_tokens`` is not a chain member: the scheduler bans the end-of-generation tokens in the logits row
+itself while fewer tokens are out (:meth:`SamplerChain.pick`), then restores the row, so logprobs still
+report the model's own distribution.
 
 Logprobs are computed here from the raw logits row (log-softmax over the whole vocabulary),
 the way OpenAI reports them: before temperature and truncation.
@@ -36,7 +42,17 @@ def _finite(name: str, value: float) -> None:
 
 def validate_sampling(params: SamplingParams, *, n_vocab: int, max_tokens_limit: int) -> None:
     """Raise InvalidRequestError (one readable sentence) for any out-of-range value."""
-    for name in ("temperature", "top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty"):
+    for name in (
+        "temperature",
+        "top_p",
+        "min_p",
+        "typical_p",
+        "mirostat_tau",
+        "mirostat_eta",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+    ):
         _finite(name, getattr(params, name))
     if params.temperature < 0 or params.temperature > 100:
         raise InvalidRequestError(
@@ -46,6 +62,20 @@ def validate_sampling(params: SamplingParams, *, n_vocab: int, max_tokens_limit:
         raise InvalidRequestError(f"top_p must be in (0, 1], got {params.top_p}.", param="top_p")
     if not 0 <= params.min_p <= 1:
         raise InvalidRequestError(f"min_p must be in [0, 1], got {params.min_p}.", param="min_p")
+    if not 0 < params.typical_p <= 1:
+        raise InvalidRequestError(f"typical_p must be in (0, 1], got {params.typical_p}.", param="typical_p")
+    if isinstance(params.mirostat, bool) or params.mirostat not in (0, 1, 2):
+        raise InvalidRequestError(
+            f"mirostat must be 0 (off), 1 or 2 (Mirostat 2.0), got {params.mirostat!r}.", param="mirostat"
+        )
+    if not 0 <= params.mirostat_tau <= 100:
+        raise InvalidRequestError(
+            f"mirostat_tau must be between 0 and 100, got {params.mirostat_tau}.", param="mirostat_tau"
+        )
+    if not 0 <= params.mirostat_eta <= 10:
+        raise InvalidRequestError(
+            f"mirostat_eta must be between 0 and 10, got {params.mirostat_eta}.", param="mirostat_eta"
+        )
     if isinstance(params.top_k, bool) or not isinstance(params.top_k, int) or params.top_k < 0:
         raise InvalidRequestError(f"top_k must be a non-negative integer, got {params.top_k!r}.", param="top_k")
     if not 0 < params.repeat_penalty <= 10:
@@ -69,6 +99,24 @@ def validate_sampling(params: SamplingParams, *, n_vocab: int, max_tokens_limit:
     ):
         raise InvalidRequestError(
             f"max_tokens must be between 1 and {max_tokens_limit}, got {params.max_tokens!r}.", param="max_tokens"
+        )
+    if (
+        isinstance(params.min_tokens, bool)
+        or not isinstance(params.min_tokens, int)
+        or not 0 <= params.min_tokens <= max_tokens_limit
+    ):
+        raise InvalidRequestError(
+            f"min_tokens must be between 0 and {max_tokens_limit}, got {params.min_tokens!r}.", param="min_tokens"
+        )
+    if params.max_tokens is not None and params.min_tokens > params.max_tokens:
+        raise InvalidRequestError(
+            f"min_tokens ({params.min_tokens}) must not exceed max_tokens ({params.max_tokens}).", param="min_tokens"
+        )
+    if params.min_tokens and (params.grammar is not None or params.json_schema is not None):
+        # The grammar may allow nothing but the end before min_tokens are out: nothing would be left to sample.
+        raise InvalidRequestError(
+            "min_tokens cannot be combined with a grammar or JSON schema: constrained output must be able to end.",
+            param="min_tokens",
         )
     if params.ignore_eos and (params.grammar is not None or params.json_schema is not None):
         # A grammar ends by allowing only the end-of-generation token; banning it leaves nothing to sample.
@@ -144,6 +192,22 @@ class SamplerChain:
     def sample(self, ctx: Any, index: int) -> int:
         return int(ll.llama_sampler_sample(self.chain, ctx, index))
 
+    def pick(
+        self, ctx: Any, index: int, logits: npt.NDArray[np.float32], banned: npt.NDArray[np.int64] | None = None
+    ) -> int:
+        """The next token from batch entry ``index`` (``logits`` is that row, a view of llama.cpp's buffer).
+
+        ``banned`` (min_tokens: the end-of-generation tokens) are set to -inf for this one pick and restored
+        afterwards, so logprobs computed from the row afterwards are the model's own."""
+        if banned is None or not banned.size:
+            return self.greedy(logits) if self.fast_greedy else self.sample(ctx, index)
+        saved = logits[banned].copy()
+        logits[banned] = -np.inf
+        try:
+            return self.greedy(logits) if self.fast_greedy else self.sample(ctx, index)
+        finally:
+            logits[banned] = saved
+
     def greedy(self, logits: npt.NDArray[np.float32]) -> int:
         if self.bias_ids is None or self.bias_values is None:
             return int(np.argmax(logits))
@@ -211,20 +275,39 @@ def build_chain(
                     out.bias_ids = np.array([t for t, _ in items], dtype=np.int64)
                     out.bias_values = np.array([max(min(float(b), 1e30), -1e30) for _, b in items], dtype=np.float32)
             return out
+        seed = params.seed if params.seed is not None else random.getrandbits(32)
+        out.seed = seed
+        if params.mirostat:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(params.temperature))
+            if params.mirostat == 1:
+                # m = 100: the tokens llama.cpp's common sampling uses to estimate the distribution's exponent.
+                smpl = ll.llama_sampler_init_mirostat(
+                    n_vocab, seed & 0xFFFFFFFF, params.mirostat_tau, params.mirostat_eta, 100
+                )
+            else:
+                smpl = ll.llama_sampler_init_mirostat_v2(seed & 0xFFFFFFFF, params.mirostat_tau, params.mirostat_eta)
+            ll.llama_sampler_chain_add(chain, smpl)
+            return out
         if params.top_k > 0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(params.top_k))
+        if params.typical_p < 1.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_typical(params.typical_p, 1))
         if params.top_p < 1.0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(params.top_p, 1))
         if params.min_p > 0.0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(params.min_p, 1))
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(params.temperature))
-        seed = params.seed if params.seed is not None else random.getrandbits(32)
-        out.seed = seed
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return out
     except BaseException:
         out.free()
         raise
+
+
+def chain_names(chain: SamplerChain) -> list[str]:
+    """The llama.cpp names of the chain's samplers, in order (what ``--verbose`` logs; tests check it)."""
+    n = ll.llama_sampler_chain_n(chain.chain)
+    return [ll.llama_sampler_name(ll.llama_sampler_chain_get(chain.chain, i)).decode() for i in range(n)]
 
 
 def logprobs_for(

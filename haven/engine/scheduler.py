@@ -30,6 +30,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from haven.engine.json_grammar.utf8 import unsafe_utf8_tokens
 from haven.engine.llama_backend import LlamaBackend
 from haven.engine.packing import bridge_gaps, holes_after
@@ -113,6 +116,7 @@ class Scheduler:
         self._bridging_off = backend.is_recurrent
         self.timings = StepTimings()
         self._utf8_banned: dict[int, float] | None = None
+        self._eog: npt.NDArray[np.int64] | None = None
         self._timings_lock = threading.Lock()
         self._outbox: list[tuple[Handle, list[EngineEvent]]] = []
         self.prompt_tokens_total = 0
@@ -196,6 +200,12 @@ class Scheduler:
             chain.free()
             raise refusal
         return handle
+
+    def _eog_ids(self) -> npt.NDArray[np.int64]:
+        """The end-of-generation tokens min_tokens holds back (scanned once)."""
+        if self._eog is None:
+            self._eog = np.array(self.backend.eog_tokens, dtype=np.int64)
+        return self._eog
 
     def _utf8_bans(self) -> dict[int, float]:
         if self._utf8_banned is None:
@@ -419,7 +429,9 @@ class Scheduler:
                 for i, idx in enumerate(rows):
                     ts = time.perf_counter()
                     chain = work.chain
-                    if chain.fast_greedy:
+                    if work.generated < work.request.sampling.min_tokens:
+                        token = chain.pick(backend.ctx, idx, backend.logits_row(idx), self._eog_ids())
+                    elif chain.fast_greedy:
                         token = chain.greedy(backend.logits_row(idx))
                     else:
                         token = chain.sample(backend.ctx, idx)

@@ -47,6 +47,8 @@ class LoadedModel:
     expires_at: datetime | None
     """None: stays loaded until evicted or unloaded explicitly."""
     loaded_at: datetime
+    stats: EngineStats | None = None
+    """The engine's slots and KV cache (type, bytes per slot) when it was listed."""
 
 
 @dataclass
@@ -102,7 +104,9 @@ class ModelManager:
         out = []
         for name, entry in self._models.items():
             expires = None if entry.deadline is None else now_wall + timedelta(seconds=entry.deadline - now_mono)
-            out.append(LoadedModel(name, entry.engine.info, entry.size_bytes, expires, entry.loaded_at))
+            out.append(
+                LoadedModel(name, entry.engine.info, entry.size_bytes, expires, entry.loaded_at, entry.engine.stats())
+            )
         return out
 
     def loaded_info(self, name: str) -> ModelInfo | None:

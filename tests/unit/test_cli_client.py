@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from haven.cli import client as cli_client
 from haven.cli.main import build_cli
+from haven.engine.protocol import EngineStats
 from haven.server.app import create_app
 from haven.settings import Settings, get_settings
 from tests.asgi.ollama_fakes import MANIFEST, FakeEngine
@@ -109,10 +110,15 @@ def test_run_empty_stdin_is_an_error(fake_server: FakeServer) -> None:
 
 def test_ps_and_stop(fake_server: FakeServer) -> None:
     result = haven("ps")
-    assert result.stdout.splitlines() == ["NAME    ID    SIZE    CONTEXT    UNTIL"]
+    assert result.stdout.splitlines() == ["NAME    ID    SIZE    CONTEXT    SLOTS    KV/SLOT    UNTIL"]
     haven("run", "tiny:latest", "hi", input="")
+    stats = EngineStats(4, 0, 0, kv_cache_type="q8_0", kv_bytes_per_slot=25_165_824)
+    fake_server.engine.stats = lambda: stats  # type: ignore[method-assign]
     lines = haven("ps").stdout.splitlines()
     assert lines[1].split()[:2] == ["tiny:latest", "abababababab"] and lines[1].split()[-1] == "UTC"
+    header, row = lines
+    column = header.index("SLOTS")
+    assert row[column:].split()[:4] == ["4", "25.2", "MB", "q8_0"]  # slots, then one slot's KV cache and type
     result = haven("stop", "Tiny")  # names are case-insensitive and the tag defaults to latest
     assert result.exit_code == 0 and result.stdout == "Stopped tiny:latest.\n"
     assert fake_server.app.state.model_manager.loaded() == [] and fake_server.engine.closed

@@ -27,6 +27,27 @@ def test_a_free_slot_goes_to_the_client_holding_the_fewest() -> None:
     assert pick_next(queued, Counter(), {"alice": 7, "bob": 5}) == 3  # never admitted: oldest
 
 
+def test_two_users_bursts_are_interleaved_slot_by_slot() -> None:
+    # alice queues six requests, then bob three; two slots, each finishing request frees its slot.
+    queue = [Queued("user:alice", i) for i in range(6)] + [Queued("user:bob", 6 + i) for i in range(3)]
+    active: Counter[str] = Counter()
+    running: list[str] = []
+    last: dict[str, int] = {}
+    admitted: list[str] = []
+    while queue:
+        while len(running) < 2 and queue:
+            picked = queue.pop(pick_next(queue, active, last))
+            active[picked.client_key] += 1
+            last[picked.client_key] = len(admitted)
+            admitted.append(picked.client_key)
+            running.append(picked.client_key)
+        done = running.pop(0)  # the oldest running request finishes
+        active[done] -= 1
+    short = [key.removeprefix("user:")[0] for key in admitted]
+    # bob's first request does not wait for alice's burst: the slots alternate while both have work.
+    assert short == ["a", "b", "a", "b", "a", "b", "a", "a", "a"], short
+
+
 def test_prefill_budget_goes_to_the_shortest_prompt_first() -> None:
     items = [Prefilling(remaining=1500, waited=0, order=1), Prefilling(remaining=40, waited=0, order=2)]
     assert plan_prefill(items, 256) == [216, 40]

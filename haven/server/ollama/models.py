@@ -105,8 +105,21 @@ def show_model(backend: api.ChatBackend, name: str) -> dict[str, Any]:
 
 
 def ps_entry(loaded: LoadedModel) -> dict[str, Any]:
+    """One ``/api/ps`` model: Ollama's fields as Ollama spells them (its clients parse them), then Haven's
+    own: ``slots`` (parallel sequences), ``kv_cache_type`` and ``kv_bytes_per_slot`` (the KV cache one slot
+    holds at its full context; ``HAVEN_KV_CACHE_TYPE`` q8_0 about halves it, q4_0 about quarters it)."""
     info = loaded.info
     expires = loaded.expires_at
+    stats = loaded.stats
+    haven = (
+        {}
+        if stats is None
+        else {
+            "slots": stats.slots_total,
+            "kv_cache_type": stats.kv_cache_type,
+            "kv_bytes_per_slot": stats.kv_bytes_per_slot,
+        }
+    )
     return {
         "name": loaded.name,
         "model": loaded.name,
@@ -117,6 +130,7 @@ def ps_entry(loaded: LoadedModel) -> dict[str, Any]:
         "expires_at": iso_time(expires) if expires is not None else "2318-01-01T00:00:00Z",
         "size_vram": 0,
         "context_length": info.context_length,
+        **haven,
     }
 
 

@@ -22,6 +22,7 @@ from haven.chat.backend import ChatBackend, TextRequest
 from haven.errors import HavenError, InvalidRequestError
 from haven.models.store import ModelStore
 from haven.server.errors import haven_error_body, haven_error_response
+from haven.server.fair_share import ClientKeyedBackend, fair_share_key
 from haven.server.json_body import OFF_LOOP_BYTES
 from haven.server.json_body import openapi_body as _body
 from haven.server.leniency import check_unknown, mark_ignored, unknown_fields
@@ -68,7 +69,7 @@ def _manager(request: Request) -> ModelManager:
 def _backend(request: Request) -> ChatBackend:
     """The chat backend (``app.state.chat_backend``), the same one the OpenAI routes use."""
     backend: ChatBackend = request.app.state.chat_backend
-    return backend
+    return ClientKeyedBackend(backend, fair_share_key(request.scope))  # the scheduler's fair share (issue 14)
 
 
 def _ignored(request: Request, body: BaseModel) -> list[str]:

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from haven.chat.backend import ChatBackend
+from haven.server.fair_share import ClientKeyedBackend, fair_share_key
 from haven.server.json_body import openapi_body, parse_body
 from haven.server.leniency import check_unknown, mark_ignored, unknown_fields
 from haven.server.ollama.protocol import parse_keep_alive
@@ -43,7 +44,7 @@ def chat_backend(request: Request) -> ChatBackend:
     """The backend behind the routes (``app.state.chat_backend``): the seam where accounts, conversations
     or a remote upstream plug in."""
     backend: ChatBackend = request.app.state.chat_backend
-    return backend
+    return ClientKeyedBackend(backend, fair_share_key(request.scope))  # the scheduler's fair share (issue 14)
 
 
 def _serving(request: Request) -> OpenAIServing:
