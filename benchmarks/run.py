@@ -1,11 +1,13 @@
 """Run Haven's benchmarks side by side with their peers and rewrite ``benchmarks/RESULTS.md``.
 
-``python -m benchmarks.run [--quick] [--only NAME] [--threads N] [--no-write]``
+``python -m benchmarks.run [--quick] [--only NAME[,NAME…]] [--threads N] [--no-write | --update]``
 
 Discovers every ``benchmarks/bench_*.py`` module that exposes ``run(ctx: BenchContext) ->
 list[Result]`` (see ``benchmarks/README.md``), prints the machine's facts, runs them in name
 order and writes one table of ratios with pass/fail against each target. A module that
-fails is reported as a failed row with its error, and the others still run.
+fails is reported as a failed row with its error, and the others still run. ``--update`` reruns the named
+modules and replaces only their sections of RESULTS.md (each rerun section says when, and under what load,
+it was measured); the peers inside one section are always measured side by side in the same run.
 """
 
 from __future__ import annotations
@@ -26,11 +28,30 @@ RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 def discover(only: str | None) -> list[str]:
     names = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
     if only:
-        wanted = only if only.startswith("bench_") else f"bench_{only}"
-        names = [n for n in names if n == wanted]
-        if not names:
-            raise SystemExit(f"no benchmark module named {wanted!r} in benchmarks/")
+        chosen = []
+        for part in only.split(","):
+            wanted = part.strip() if part.strip().startswith("bench_") else f"bench_{part.strip()}"
+            if wanted not in names:
+                raise SystemExit(f"no benchmark module named {wanted!r} in benchmarks/")
+            chosen.append(wanted)
+        names = sorted(set(chosen))
     return names
+
+
+def update_sections(previous: str, fresh: str, rerun: list[str], note: str) -> str:
+    """``previous`` RESULTS.md with the sections named in ``rerun`` taken from ``fresh`` (and a note under
+    each saying when it was rerun); sections not rerun, and the machine block, are kept as they were."""
+
+    def split(text: str) -> tuple[str, dict[str, str]]:
+        head, *parts = text.split("\n## bench_")
+        return head, {"bench_" + part.split("\n", 1)[0]: "## bench_" + part for part in parts}
+
+    head, old = split(previous)
+    _, new = split(fresh)
+    for name in rerun:
+        heading, _, table = new[name].partition("\n")
+        old[name] = f"{heading}\n\n_{note}_\n{table}"
+    return head + "".join("\n" + old[name].rstrip("\n") + "\n" for name in sorted(old))
 
 
 def run_module(name: str, ctx: BenchContext) -> list[Result]:
@@ -99,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="run one module, e.g. 'engine' or 'bench_engine'")
     parser.add_argument("--threads", type=int, default=physical_cores(), help="threads for Haven and every peer")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
+    parser.add_argument("--update", action="store_true", help="replace only the rerun modules' sections of RESULTS.md")
     args = parser.parse_args(argv)
 
     machine = machine_info()
@@ -126,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     cli = " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
     text = render(machine, bandwidth, sections, cli)
     print(text)
+    if args.update and not args.no_write and RESULTS_MD.exists():
+        note = (
+            f"Rerun {machine.get('date', '')} with `python -m benchmarks.run {cli}` "
+            f"(load average at start {machine.get('load average at start', '?')}); the machine block above is "
+            "the full run's."
+        )
+        text = update_sections(RESULTS_MD.read_text(), text, list(sections), note)
     if not args.no_write:
         RESULTS_MD.write_text(text + "\n")
         print(

@@ -64,3 +64,16 @@ def test_module_without_run_ctx_is_reported_not_called(monkeypatch: pytest.Monke
 def test_bandwidth_bound() -> None:
     ctx = BenchContext(quick=True, threads=1, machine={}, bandwidth_bytes_per_s=10e9)
     assert ctx.bandwidth_bound_tok_s(500_000_000) == 20.0
+
+
+def test_update_replaces_only_the_rerun_sections() -> None:
+    from benchmarks.run import update_sections
+
+    head = "# Benchmark results\n\n## Machine\n\n- **date**: {}\n"
+    previous = head.format("old") + "\n## bench_a\n\n| a old |\n\n## bench_b\n\n| b old |\n"
+    fresh = head.format("new") + "\n## bench_b\n\n| b new |\n\n## bench_c\n\n| c new |\n"
+    text = update_sections(previous, fresh, ["bench_b", "bench_c"], "rerun now")
+    assert "- **date**: old" in text and "- **date**: new" not in text  # the full run's machine block stays
+    assert "| a old |" in text and "| b old |" not in text
+    assert text.index("## bench_a") < text.index("## bench_b") < text.index("## bench_c")
+    assert text.count("_rerun now_") == 2 and "## bench_b\n\n_rerun now_\n\n| b new |" in text
