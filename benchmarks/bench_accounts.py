@@ -42,7 +42,9 @@ async def _measure(quick: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         app = create_app(
-            Settings(home=home, default_model="tiny:latest"),  # default Argon2id parameters
+            # Default Argon2id parameters; no per-client limits (one benchmark client sends thousands of requests).
+            Settings(home=home, default_model="tiny:latest", rate_limit_requests_per_minute=0,
+                     rate_limit_tokens_per_minute=0, max_generations_per_client=0),  # fmt: skip
             engine_loader=FakeLoader(),
             store=FakeStore(Path(tmp) / "store", names=("tiny:latest",)),
         )

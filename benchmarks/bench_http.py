@@ -44,6 +44,7 @@ from haven.chat import prompt as chat_prompt
 from haven.chat.backend import ChatRequest, Message
 from haven.engine.protocol import (
     ChatPrompt,
+    ChatTokens,
     EngineEvent,
     EngineStats,
     Finished,
@@ -138,6 +139,23 @@ class PacedEngine:
     ) -> ChatPrompt:
         return ChatPrompt("".join(f"{m['role']}: {m['content']}\n" for m in messages))
 
+    async def tokenize_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        enable_thinking: bool = True,
+        template: str | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
+    ) -> ChatTokens:
+        # The engine protocol's one entry for chats (render + tokenize); inline here, the paced engine is free.
+        prompt = self.render_chat(messages, tools=tools, add_generation_prompt=add_generation_prompt)
+        return ChatTokens(tuple(self.tokenize(prompt.text)), prompt.text, False)
+
+    async def tokenize_text(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        return self.tokenize(text)
+
     async def submit(self, request: GenerationRequest) -> PacedHandle:
         return PacedHandle(request, self.token_seconds)
 
@@ -181,7 +199,9 @@ def build_app(engine: ModelEngine, blob: Path | None = None) -> FastAPI:
     """The server's real app (create_app: ModelManager, middleware, both APIs) serving ``engine`` as MODEL."""
     from haven.server.app import create_app
 
-    settings = Settings(keep_alive_seconds=3600, log_level="warning")
+    # One benchmark client sends thousands of requests: no per-client limits (Haven's defaults, not overhead).
+    settings = Settings(keep_alive_seconds=3600, log_level="warning", rate_limit_requests_per_minute=0,
+                        rate_limit_tokens_per_minute=0, max_generations_per_client=0)  # fmt: skip
     store = _store(blob or Path(__file__))
     return create_app(settings, engine_loader=lambda path, *, name, sha256: engine, store=store)
 

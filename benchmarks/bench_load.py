@@ -11,7 +11,8 @@ Phases, against a real ``haven serve`` on a free loopback port with a factory mo
    reports the time until ``/health`` answers and whether the model still serves and ``haven models
    verify`` passes (the store survives an unclean stop).
 
-``--smoke`` runs each phase briefly (8 streams, 10 s) for CI-sized checks. Figures are printed as JSON.
+``--smoke`` runs each phase briefly (8 streams, 10 s) for CI-sized checks. Figures are printed as JSON;
+``python -m benchmarks.run`` writes them to RESULTS.md through :func:`run`.
 
     .venv/bin/python -m benchmarks.bench_load [--smoke] [--streams 64] [--duration 120] [--model PATH]
 """
@@ -183,6 +184,48 @@ async def _serves(url: str) -> bool:
         return await _stream_once(client)
 
 
+def measure(streams: int, duration: float, parallel: int, model: Path | None, storm_clients: int) -> dict[str, Any]:
+    """The three phases against one fresh ``haven serve`` (a temporary home); their figures by phase."""
+    with tempfile.TemporaryDirectory(prefix="haven-bench-load-") as tmp:
+        home, log = Path(tmp) / "home", Path(tmp) / "serve.log"
+        if model is None:
+            from haven.models.factory import make_model
+
+            model = make_model(Path(tmp) / "tiny.gguf", arch="qwen2", size="tiny", quant="f32", template="qwen2.5")
+        env = _env(home, _free_port(), parallel)
+        subprocess.run([*HAVEN, "models", "import", str(model), "--name", "bench"], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        proc = _start(env, log)
+        url = f"http://127.0.0.1:{env['HAVEN_PORT']}"
+        results: dict[str, Any] = {"sustained": asyncio.run(sustained(url, proc.pid, streams, duration))}
+        results["disconnect_storm"] = asyncio.run(disconnect_storm(url, storm_clients))
+        results["sigkill_restart"] = sigkill_restart(env, proc, log)
+    return results
+
+
+def run(ctx: Any) -> list[Any]:
+    """The RESULTS.md rows (``python -m benchmarks.run``): 64 streams for 2 minutes (quick: 16 for 30 s)."""
+    from benchmarks.harness import Result
+
+    streams, duration = (16, 30.0) if ctx.quick else (64, 120.0)
+    ctx.log(f"bench_load: {streams} streams for {duration:.0f} s, then a 50-client disconnect storm, then SIGKILL")
+    r = measure(streams, duration, 4, None, 50)
+    s, storm, kill = r["sustained"], r["disconnect_storm"], r["sigkill_restart"]
+    what = f"{streams} concurrent streams for {duration:.0f} s"
+    return [
+        Result(f"{what}: failed streams", s["errors"], None, "", "streams", higher_is_better=False, limit=0,
+               notes=f"{s['completed']:,} streams completed; tiny factory model, 4 slots"),
+        Result(f"{what}: RSS growth", s["rss_growth_pct"], None, "", "%", higher_is_better=False, limit=5.0,
+               notes=f"RSS {s['rss_start_mb']} → {s['rss_end_mb']} MB after warm-up"),
+        Result("all slots free after a 50-client disconnect storm", storm["seconds_until_all_slots_free"], None, "",
+               "s", higher_is_better=False, limit=1.0,
+               notes=f"{storm['streams_open']} streams open, {storm['busy_before']} slots+queue busy at the storm"),
+        Result("SIGKILL mid-load, restart: serves and the store verifies", float(kill["serves_after"]
+               and kill["store_verified"]), None, "", "yes=1", limit=1.0,
+               notes=f"/health back {kill['seconds_until_health']} s after the restart began"),
+    ]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--smoke", action="store_true", help="brief phases (8 streams, 10 s)")
@@ -192,21 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="GGUF to serve (default: the factory's tiny qwen2)")
     args = parser.parse_args(argv)
     streams, duration = (8, 10.0) if args.smoke else (args.streams, args.duration)
-    with tempfile.TemporaryDirectory(prefix="haven-bench-load-") as tmp:
-        home, log = Path(tmp) / "home", Path(tmp) / "serve.log"
-        model = args.model
-        if model is None:
-            from haven.models.factory import make_model
-
-            model = make_model(Path(tmp) / "tiny.gguf", arch="qwen2", size="tiny", quant="f32", template="qwen2.5")
-        env = _env(home, _free_port(), args.parallel)
-        subprocess.run([*HAVEN, "models", "import", str(model), "--name", "bench"], env=env, check=True,
-                       capture_output=True)  # fmt: skip
-        proc = _start(env, log)
-        url = f"http://127.0.0.1:{env['HAVEN_PORT']}"
-        results: dict[str, Any] = {"sustained": asyncio.run(sustained(url, proc.pid, streams, duration))}
-        results["disconnect_storm"] = asyncio.run(disconnect_storm(url, 50 if not args.smoke else 20))
-        results["sigkill_restart"] = sigkill_restart(env, proc, log)
+    results = measure(streams, duration, args.parallel, args.model, 50 if not args.smoke else 20)
     print(json.dumps(results, indent=2))
     return 0
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.bench_engine import _running, haven_home
+from benchmarks.bench_engine import NO_RATE_LIMITS, _running, haven_home
 from benchmarks.harness import BenchContext, Result, free_port
 
 HAVEN_CLI = Path(sys.executable).parent / "haven"
@@ -168,7 +168,9 @@ def haven(ctx: BenchContext, home: Path, plan: Plan, *flags: str) -> Iterator[st
     cmd = [str(HAVEN_CLI), "serve", "--port", str(port), "--threads", str(ctx.threads),
            "--parallel", str(plan.parallel), "--context-length", str(plan.per_slot), "--batch-size", "512",
            "--default-model", "bench", *flags]  # fmt: skip
-    with _running(cmd, port, "haven serve", grace_s=30, env={**os.environ, "HAVEN_HOME": str(home)}) as url:
+    # No per-client limits: the whole trace comes from one benchmark client (they are Haven's defaults, not the peer's).
+    env = {**os.environ, "HAVEN_HOME": str(home), **NO_RATE_LIMITS}
+    with _running(cmd, port, "haven serve", grace_s=30, env=env) as url:
         yield url
 
 
