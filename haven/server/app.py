@@ -38,6 +38,7 @@ from haven.server.accounts.retention import retention_loop
 from haven.server.auth import AuthMiddleware, check_bind_allowed, is_loopback
 from haven.server.engine_config import engine_config
 from haven.server.errors import install_error_handlers
+from haven.server.json_body import add_body_components
 from haven.server.limits import BodyLimitMiddleware
 from haven.server.logging import RequestLogMiddleware
 from haven.server.metrics import CONTENT_TYPE, ServerMetrics, UpstreamCollector
@@ -138,6 +139,7 @@ def create_app(
         description="Self-hosted AI assistant server with OpenAI- and Ollama-compatible APIs.",
         lifespan=lifespan,
     )
+    _publish_body_components(app)
     # The manager exists before the lifespan runs so in-process tests (httpx.ASGITransport, which does
     # not run lifespans) get a working app; the lifespan only closes it.
     app.state.settings = settings
@@ -236,3 +238,15 @@ def _add_probe_routes(app: FastAPI) -> None:
     @app.get("/metrics", tags=["server"], summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
         return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _publish_body_components(app: FastAPI) -> None:
+    """/openapi.json names the bodies that routes parse themselves (haven.server.json_body) as components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_body_components(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -6,7 +6,7 @@ can receive such bodies take the raw :class:`~starlette.requests.Request` instea
 :func:`parse_body`, which hands bodies over :data:`OFF_LOOP_BYTES` to a worker thread. Errors are raised as
 FastAPI's own :class:`~fastapi.exceptions.RequestValidationError` with FastAPI's ``("body", …)`` locations, so the
 client sees exactly the messages it saw when FastAPI parsed the body. :func:`openapi_body` keeps such a route's
-request schema in ``/openapi.json``.
+request schema in ``/openapi.json`` (named components through :func:`add_body_components`).
 """
 
 from __future__ import annotations
@@ -84,8 +84,38 @@ def decode_body(raw: bytes, model: type[M]) -> M:
         ) from None
 
 
-def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` (for ``openapi_extra``) of a route that parses its body itself."""
+# Models documented by reference (``openapi_body(..., component=True)``): add_body_components() publishes them.
+_COMPONENTS: dict[str, type[BaseModel]] = {}
+_REF = "#/components/schemas/{model}"
+
+
+def openapi_body(model: type[BaseModel], *, component: bool = False) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` (for ``openapi_extra``) of a route that parses its body itself.
+
+    ``component``: refer to ``#/components/schemas/<Model>`` (named, as FastAPI does for a declared body; the
+    app must call :func:`add_body_components` on its schema), else the schema is inlined."""
+    if component:
+        _COMPONENTS[model.__name__] = model
+        schema: dict[str, Any] = {"$ref": _REF.format(model=model.__name__)}
+    else:
+        schema = _inline(model)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def add_body_components(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Adds the schemas of component bodies (and the models they use) to ``openapi``'s components, in place.
+    A name FastAPI already published for another model keeps FastAPI's schema only if it is the same one."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in _COMPONENTS.items():
+        schema = model.model_json_schema(ref_template=_REF)
+        for sub, definition in {**schema.pop("$defs", {}), name: schema}.items():
+            existing = schemas.setdefault(sub, definition)
+            if existing != definition:
+                raise RuntimeError(f"two request models are named {sub!r} in the OpenAPI schema")
+    return openapi
+
+
+def _inline(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     definitions = schema.pop("$defs", {})
 
@@ -99,5 +129,5 @@ def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
             return [inline(item) for item in node]
         return node
 
-    content = {"application/json": {"schema": inline(schema)}}
-    return {"requestBody": {"required": True, "content": content}}
+    result: dict[str, Any] = inline(schema)
+    return result

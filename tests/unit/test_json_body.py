@@ -12,7 +12,7 @@ from pydantic import BaseModel, field_validator
 from starlette.requests import Request
 
 from haven.server.errors import validation_message
-from haven.server.json_body import OFF_LOOP_BYTES, decode_body, openapi_body, parse_body
+from haven.server.json_body import OFF_LOOP_BYTES, add_body_components, decode_body, openapi_body, parse_body
 
 
 class Chat(BaseModel):
@@ -79,3 +79,10 @@ def test_deep_nesting_is_left_to_the_recursion_handler() -> None:
 def test_the_openapi_body_inlines_the_schema() -> None:
     schema = openapi_body(Chat)["requestBody"]["content"]["application/json"]["schema"]
     assert schema["required"] == ["model", "messages"] and "$defs" not in json.dumps(schema)
+
+
+def test_component_bodies_are_published_by_name() -> None:
+    body = openapi_body(Chat, component=True)
+    assert body["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Chat"}
+    spec = add_body_components({"components": {"schemas": {}}})
+    assert spec["components"]["schemas"]["Chat"]["required"] == ["model", "messages"]

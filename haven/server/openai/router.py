@@ -97,7 +97,9 @@ def _ignored(request: Request, body: BaseModel) -> list[str]:
 
 
 @router.post(
-    "/chat/completions", summary="Create a chat completion (OpenAI)", openapi_extra=openapi_body(ChatCompletionRequest)
+    "/chat/completions",
+    summary="Create a chat completion (OpenAI)",
+    openapi_extra=openapi_body(ChatCompletionRequest, component=True),
 )
 async def chat_completions(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
@@ -106,7 +108,9 @@ async def chat_completions(request: Request) -> Response:
 
 
 @router.post(
-    "/completions", summary="Create a text completion (OpenAI, legacy)", openapi_extra=openapi_body(CompletionRequest)
+    "/completions",
+    summary="Create a text completion (OpenAI, legacy)",
+    openapi_extra=openapi_body(CompletionRequest, component=True),
 )
 async def completions(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
@@ -114,7 +118,9 @@ async def completions(request: Request) -> Response:
     return await _run(request, ignored, _serving(request).completion(body, _keep_alive(body.keep_alive)))
 
 
-@router.post("/embeddings", summary="Create embeddings (OpenAI)", openapi_extra=openapi_body(EmbeddingRequest))
+@router.post(
+    "/embeddings", summary="Create embeddings (OpenAI)", openapi_extra=openapi_body(EmbeddingRequest, component=True)
+)
 async def embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingRequest)
     ignored = _ignored(request, body)
@@ -122,7 +128,9 @@ async def embeddings(request: Request) -> Response:
 
 
 @router.post(
-    "/responses", summary="Create a response (OpenAI Responses API)", openapi_extra=openapi_body(ResponsesRequest)
+    "/responses",
+    summary="Create a response (OpenAI Responses API)",
+    openapi_extra=openapi_body(ResponsesRequest, component=True),
 )
 async def responses(request: Request) -> Response:
     body = await parse_body(request, ResponsesRequest)
