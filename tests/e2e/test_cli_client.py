@@ -80,10 +80,14 @@ def test_ps_and_stop(haven_server: HavenServer) -> None:
         "ID",
         "SIZE",
         "CONTEXT",
+        "SLOTS",
+        "KV/SLOT",
         "UNTIL",
     ]
     rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
+    # Cells split on spaces: name, id, size (number, unit), context, slots, KV per slot (number, unit, type), …
     assert "llama:latest" in rows and rows["llama:latest"][4] == "2048"
+    assert rows["llama:latest"][7] in ("KB", "MB", "GB") and rows["llama:latest"][8] == "f16"
     stopped = haven(haven_server, "stop", "llama")
     assert stopped.returncode == 0 and stopped.stdout == "Stopped llama:latest.\n"
     assert "llama:latest" not in haven(haven_server, "ps").stdout
