@@ -21,7 +21,7 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
@@ -31,6 +31,9 @@ from haven.accounts.service import Unlocked
 from haven.errors import AuthenticationError, ConfigurationError, HavenError, PermissionDeniedError
 from haven.server.errors import haven_error_response
 from haven.settings import Settings
+
+if TYPE_CHECKING:  # the context imports the accounts layer; the middleware only needs its type here
+    from haven.server.accounts.context import AccountsContext
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/"})
 # The web UI's static files (issue 15): public code and catalogues, no data; the login page needs them.
@@ -103,6 +106,15 @@ def _digest(token: str | bytes) -> bytes:
     return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
 
 
+async def _has_users(context: AccountsContext) -> bool:
+    """Whether any user exists: from the context's cache when it knows, else counted in a worker thread."""
+    known = context.users_known()
+    if known is not None:
+        return known
+    counted: bool = await anyio.to_thread.run_sync(context.has_users)
+    return counted
+
+
 def local_mode_active(settings: Settings, has_users: bool) -> bool:
     return settings.auth == "local" and settings.api_key is None and is_loopback(settings.host) and not has_users
 
@@ -171,7 +183,7 @@ class AuthMiddleware:
             if unlocked is not None:
                 return Principal("user", "bearer", unlocked)
             # Local single-user mode ignores whatever key a client sends (SDKs insist on one), like Ollama.
-            if local_mode_active(self.settings, await anyio.to_thread.run_sync(context.has_users)):
+            if local_mode_active(self.settings, await _has_users(context)):
                 return Principal("local", "local")
             raise AuthenticationError("invalid API key.")
         if cookie is not None:
@@ -185,8 +197,7 @@ class AuthMiddleware:
                 return Principal("user", "cookie", unlocked)
             if path not in SIGN_IN_PATHS:
                 raise NotAuthenticatedError("the session has expired or was revoked; sign in again.")
-        has_users = await anyio.to_thread.run_sync(context.has_users)
-        if local_mode_active(self.settings, has_users):
+        if local_mode_active(self.settings, await _has_users(context)):
             return Principal("local", "local")  # the local owner is unlocked only by routes that need it
         if path in SIGN_IN_PATHS:
             return None
