@@ -67,7 +67,7 @@ class Plan:
     per_slot: int
 
 
-FULL = Plan(400, 300, 128, 512, 60, (50, 1500), (50, 300), 4, 2048)
+FULL = Plan(400, 300, 128, 512, 60, (50, 1500), (50, 300), 4, 4096)  # 1,500 words can exceed 1,748 tokens
 QUICK = Plan(24, 24, 16, 64, 4, (20, 60), (8, 16), 2, 512)
 
 # --- the editing workload (fixed texts; the misspellings are seeded) ----------------------------------
