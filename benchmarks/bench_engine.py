@@ -397,6 +397,8 @@ def rounds_note(haven: Sequence[float], peer: Sequence[float]) -> str:
 
 def run(ctx: BenchContext) -> list[Result]:
     plan = QUICK if ctx.quick else FULL
+    if os.environ.get("HAVEN_BENCH_ENGINE_ROWS") == "smollm2":  # a rerun of the real-weights rows alone
+        return real_model_rows(ctx, plan)
     results: list[Result] = []
     have_server = ctx.peer("llama-server") is not None
     missing = "peer not built (make peers)"
