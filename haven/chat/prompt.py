@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from haven.chat.backend import ChatRequest, Limits, Message, Mirostat, Sampling, TextRequest, Tool
+from haven.chat.offload import off_loop_if_long
 from haven.engine.chat_template import scan_template
 from haven.engine.protocol import ModelEngine
 from haven.errors import InvalidRequestError
@@ -179,7 +180,7 @@ async def render(
     The one place messages become prompt tokens, through the engine's ``tokenize_chat``: rendering and
     tokenizing run off the event loop, and request text is never parsed into control tokens (issue 11)."""
     thinking = thinking_enabled(request)
-    messages = template_messages(request.messages, family)
+    messages = await off_loop_if_long(request.messages, template_messages, request.messages, family)
     extra = dict(request.template_kwargs)
     extra.pop("enable_thinking", None)
     if request.reasoning.effort is not None:

@@ -43,6 +43,17 @@ async def test_unknown_fields_are_ignored_and_named_strict_mode_refuses_them(tmp
         assert r.status_code == 400 and r.json()["error"]["param"] == "num_ctx"
 
 
+async def test_unknown_fields_deep_in_a_long_conversation_are_named(tmp_path: Path) -> None:
+    # Over LONG_CONVERSATION messages the walk runs in a worker thread; it must find the same fields.
+    messages = [*USER * 299, {**USER[0], "x_y": 2}]
+    async with harness(tmp_path) as h:
+        r = await h.client.post("/v1/chat/completions", json=chat(messages=messages))
+        assert r.status_code == 200, r.text
+        assert r.headers["x-haven-ignored-fields"] == "messages[299].x_y"
+        r = await h.client.post("/api/chat", json={**chat(messages=messages), "stream": False})
+        assert r.status_code == 200 and r.headers["x-haven-ignored-fields"] == "messages[299].x_y"
+
+
 async def test_every_extension_clients_send_is_accepted_and_the_meaningful_ones_reach_the_engine(
     tmp_path: Path,
 ) -> None:

@@ -64,6 +64,15 @@ async def test_the_many_message_chat_is_a_400_naming_the_limit(tmp_path: Path, p
         assert not h.engine().submitted
 
 
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+async def test_more_messages_than_any_api_accepts_is_a_400_before_any_work(tmp_path: Path, path: str) -> None:
+    body = {"model": "tiny:latest", "messages": [{"role": "user", "content": "a"}] * 10_001, "stream": False}
+    async with harness(tmp_path) as h:
+        r = await h.client.post(path, json=body)
+        assert r.status_code == 400 and "at most 10000 items" in r.text, r.text[:300]
+        assert not h.loader.engines  # refused while parsing: no model was even loaded
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_100000_character_pull_reference_is_one_clean_error(tmp_path: Path, stream: bool) -> None:
     async with harness(tmp_path) as h:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from haven.chat.offload import MAX_MESSAGES
 from haven.errors import InvalidRequestError
 
 ThinkLevel = StrictBool | Literal["high", "medium", "low"]
@@ -90,7 +91,7 @@ class _Generating(_Lenient):
 
 
 class ChatRequest(_Generating):
-    messages: list[Message] = Field(default_factory=list)
+    messages: list[Message] = Field(default_factory=list, max_length=MAX_MESSAGES)
     tools: list[dict[str, Any]] | None = None
 
 

@@ -19,13 +19,14 @@ from pydantic import BaseModel, ValidationError
 
 from haven import __version__
 from haven.chat.backend import ChatBackend, TextRequest
+from haven.chat.offload import off_loop_if_long
 from haven.errors import HavenError, InvalidRequestError
 from haven.models.store import ModelStore
 from haven.server.errors import haven_error_body, haven_error_response
 from haven.server.fair_share import ClientKeyedBackend, fair_share_key
 from haven.server.json_body import OFF_LOOP_BYTES
 from haven.server.json_body import openapi_body as _body
-from haven.server.leniency import check_unknown, mark_ignored, unknown_fields
+from haven.server.leniency import check_unknown, find_unknown, mark_ignored
 from haven.server.model_manager import ModelManager
 from haven.server.ollama import models, serving
 from haven.server.ollama import protocol as p
@@ -72,8 +73,8 @@ def _backend(request: Request) -> ChatBackend:
     return ClientKeyedBackend(backend, fair_share_key(request.scope))  # the scheduler's fair share (issue 14)
 
 
-def _ignored(request: Request, body: BaseModel) -> list[str]:
-    return check_unknown(unknown_fields(body), request.app.state.settings, request.url.path)
+async def _ignored(request: Request, body: BaseModel) -> list[str]:
+    return check_unknown(await find_unknown(body), request.app.state.settings, request.url.path)
 
 
 def _guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -185,11 +186,11 @@ async def _generation(request: Request, run: serving.Run, stream: bool, ignored:
 @_guarded
 async def chat(request: Request) -> Response:
     body = await _parse(request, p.ChatRequest)
-    ignored = _ignored(request, body)
+    ignored = await _ignored(request, body)
     if not body.messages:
         result = await _load_only(request, body.model, body.keep_alive)
         return JSONResponse({**result, "message": {"role": "assistant", "content": ""}})
-    stream = await _backend(request).chat(serving.chat_request(body))
+    stream = await _backend(request).chat(await off_loop_if_long(body.messages, serving.chat_request, body))
     return await _generation(request, serving.Run(stream, body.model, "chat"), body.stream, ignored)
 
 
@@ -197,7 +198,7 @@ async def chat(request: Request) -> Response:
 @_guarded
 async def generate(request: Request) -> Response:
     body = await _parse(request, p.GenerateRequest)
-    ignored = _ignored(request, body)
+    ignored = await _ignored(request, body)
     if not body.prompt and not body.system:
         result = await _load_only(request, body.model, body.keep_alive)
         return JSONResponse({**result, "response": ""})
@@ -211,7 +212,7 @@ async def generate(request: Request) -> Response:
 @_guarded
 async def embed(request: Request) -> Response:
     body = await _parse(request, p.EmbedRequest)
-    ignored = _ignored(request, body)
+    ignored = await _ignored(request, body)
     return mark_ignored(JSONResponse(await serving.embed(_backend(request), body)), ignored)
 
 
@@ -221,7 +222,7 @@ async def embed(request: Request) -> Response:
 @_guarded
 async def embeddings(request: Request) -> Response:
     body = await _parse(request, p.EmbeddingsRequest)
-    ignored = _ignored(request, body)
+    ignored = await _ignored(request, body)
     return mark_ignored(JSONResponse(await serving.embeddings(_backend(request), body)), ignored)
 
 

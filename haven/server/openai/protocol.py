@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from haven.chat.offload import MAX_MESSAGES
+
 MAX_N = 16
 MAX_TOKENS_HARD = 1_048_576
 MAX_STOP = 16
@@ -271,7 +273,7 @@ class _SamplingFields(_Lenient):
 
 
 class ChatCompletionRequest(_SamplingFields):
-    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_HARD)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_HARD)
     logprobs: bool = False

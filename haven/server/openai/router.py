@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from haven.chat.backend import ChatBackend
 from haven.server.fair_share import ClientKeyedBackend, fair_share_key
 from haven.server.json_body import openapi_body, parse_body
-from haven.server.leniency import check_unknown, mark_ignored, unknown_fields
+from haven.server.leniency import check_unknown, find_unknown, mark_ignored
 from haven.server.ollama.protocol import parse_keep_alive
 from haven.server.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from haven.server.openai.responses import create_response
@@ -92,8 +92,8 @@ async def _run(
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
-def _ignored(request: Request, body: BaseModel) -> list[str]:
-    return check_unknown(unknown_fields(body), request.app.state.settings, request.url.path)
+async def _ignored(request: Request, body: BaseModel) -> list[str]:
+    return check_unknown(await find_unknown(body), request.app.state.settings, request.url.path)
 
 
 @router.post(
@@ -103,7 +103,7 @@ def _ignored(request: Request, body: BaseModel) -> list[str]:
 )
 async def chat_completions(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
-    ignored = _ignored(request, body)
+    ignored = await _ignored(request, body)
     return await _run(request, ignored, _serving(request).chat(body, _keep_alive(body.keep_alive)))
 
 
@@ -114,7 +114,7 @@ async def chat_completions(request: Request) -> Response:
 )
 async def completions(request: Request) -> Response:
     body = await parse_body(request, CompletionRequest)
-    ignored = _ignored(request, body)
+    ignored = await _ignored(request, body)
     return await _run(request, ignored, _serving(request).completion(body, _keep_alive(body.keep_alive)))
 
 
@@ -123,7 +123,7 @@ async def completions(request: Request) -> Response:
 )
 async def embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingRequest)
-    ignored = _ignored(request, body)
+    ignored = await _ignored(request, body)
     return await _run(request, ignored, _serving(request).embeddings(body))
 
 
@@ -134,7 +134,7 @@ async def embeddings(request: Request) -> Response:
 )
 async def responses(request: Request) -> Response:
     body = await parse_body(request, ResponsesRequest)
-    ignored = _ignored(request, body)
+    ignored = await _ignored(request, body)
 
     async def work() -> Any:
         result = await create_response(chat_backend(request), body, request.app.state.response_store)

@@ -22,6 +22,7 @@ from typing import Any
 from haven import __version__
 from haven.chat import backend as api
 from haven.chat.fanout import collect_all, merge, start_all
+from haven.chat.offload import off_loop_if_long
 from haven.errors import HavenError, InvalidRequestError
 from haven.server.errors import haven_error_body
 from haven.server.openai import convert
@@ -74,7 +75,9 @@ class OpenAIServing:
     # --- chat ---------------------------------------------------------------------------------------
 
     async def chat(self, request: ChatCompletionRequest, keep_alive: float | None = None) -> Any:
-        base = convert.chat_request(request, max_tokens=request.requested_max_tokens())
+        base = await off_loop_if_long(
+            request.messages, convert.chat_request, request, max_tokens=request.requested_max_tokens()
+        )
         base = dataclasses.replace(base, keep_alive=keep_alive)
         request_id = "chatcmpl-" + uuid.uuid4().hex[:24]
 
