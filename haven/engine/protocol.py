@@ -32,7 +32,8 @@ class SamplingParams:
     mirostat_tau: float = 5.0
     mirostat_eta: float = 0.1
     min_tokens: int = 0
-    """End-of-generation tokens are banned until this many tokens were generated (vLLM ``min_tokens``)."""
+    """End-of-generation tokens are banned, and stop strings end nothing, until this many tokens were generated
+    (vLLM ``min_tokens``)."""
     repeat_penalty: float = 1.0
     repeat_last_n: int = 64
     presence_penalty: float = 0.0

@@ -169,6 +169,7 @@ class Scheduler:
             tuple(params.stop),
             split_reasoning=request.split_reasoning,
             reasoning_opened=request.reasoning_opened,
+            min_tokens=params.min_tokens,
         )
         grammar = grammar_text(params)
         if grammar is not None:  # issue 9: invalid UTF-8 would escape the grammar (json_grammar/utf8.py)

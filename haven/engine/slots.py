@@ -93,8 +93,12 @@ class TextPipeline:
         *,
         split_reasoning: bool,
         reasoning_opened: bool,
+        min_tokens: int = 0,
     ) -> None:
         self.detok = IncrementalDetokenizer(token_to_piece)
+        # Stop strings, like the end-of-generation tokens, end nothing before min_tokens (vLLM's semantics).
+        self.min_tokens = min_tokens
+        self._generated = 0
         self.stop = StopMatcher(stops)
         self.reasoning = ReasoningSplitter(opened=reasoning_opened) if split_reasoning else None
         self._ids: list[int] = []
@@ -104,12 +108,13 @@ class TextPipeline:
     def push(self, token: int, logprob: TokenLogprob | None, out: list[EngineEvent]) -> bool:
         """Add one generated token; append resulting events to ``out``. True when a stop string matched."""
         self._ids.append(token)
+        self._generated += 1
         if logprob is not None:
             self._logprobs.append(logprob)
         text = self.detok.push(token)
         if not text:
             return False
-        safe, matched = self.stop.push(text)
+        safe, matched = self.stop.push(text, armed=self._armed)
         self._emit(safe, out)
         if matched is not None:
             self.matched = matched
@@ -121,7 +126,7 @@ class TextPipeline:
         """Flush everything held back (end of generation without a stop string)."""
         rest = self.detok.flush()
         if rest:
-            safe, matched = self.stop.push(rest)
+            safe, matched = self.stop.push(rest, armed=self._armed)
             self._emit(safe, out)
             if matched is not None:
                 self.matched = matched
@@ -131,13 +136,17 @@ class TextPipeline:
 
     def _final(self, out: list[EngineEvent], *, flush_stop: bool) -> None:
         if flush_stop:
-            self._emit(self.stop.flush(), out)
+            self._emit(self.stop.flush(armed=self._armed), out)
         if self.reasoning is not None:
             self._segments(self.reasoning.flush(), out)
         if self._ids or self._logprobs:
             # Tokens whose text was swallowed (stop string, incomplete UTF-8): still report them.
             out.append(TextDelta("", tuple(self._ids), tuple(self._logprobs)))
             self._ids, self._logprobs = [], []
+
+    @property
+    def _armed(self) -> bool:
+        return self._generated >= self.min_tokens
 
     def _emit(self, text: str, out: list[EngineEvent]) -> None:
         if not text:

@@ -52,17 +52,19 @@ class StopMatcher:
         self.matched: str | None = None
         """The stop that ended the text (set by :meth:`push` or :meth:`flush`)."""
 
-    def push(self, text: str) -> tuple[str, str | None]:
+    def push(self, text: str, *, armed: bool = True) -> tuple[str, str | None]:
         """Add text; return (text safe to emit now, matched stop or None).
 
-        After a match everything further is swallowed and the matched stop is returned again.
+        After a match everything further is swallowed and the matched stop is returned again. Unarmed
+        (``min_tokens`` not yet generated, as vLLM does it) no stop can match, but a tail that may begin one is
+        still held, so a stop completed by the first armed text is found.
         """
         if self.matched is not None:
             return "", self.matched
         if not self.stops:
             return text, None
         buf = self._held + text
-        match = self._earliest_match(buf)
+        match = self._earliest_match(buf) if armed else None
         pending = self._earliest_partial(buf, before=match[0] if match else len(buf))
         if match is not None and pending is None:
             start, stop = match
@@ -73,12 +75,12 @@ class StopMatcher:
         self._held = buf[keep_from:]
         return buf[:keep_from], None
 
-    def flush(self) -> str:
-        """End of text: emit what was held back (up to a stop that completed in it)."""
+    def flush(self, *, armed: bool = True) -> str:
+        """End of text: emit what was held back (up to a stop that completed in it, when armed)."""
         buf, self._held = self._held, ""
         if self.matched is not None:
             return ""
-        match = self._earliest_match(buf)
+        match = self._earliest_match(buf) if armed else None
         if match is not None:
             self.matched = match[1]
             return buf[: match[0]]

@@ -118,6 +118,17 @@ async def test_min_tokens_holds_back_an_end_the_model_wants_at_once(
     assert engine.backend.eos not in held.token_ids
 
 
+async def test_stop_strings_end_nothing_before_min_tokens(engine: LlamaEngine) -> None:
+    prompt = engine.tokenize("Say something")
+    [x] = engine.tokenize("x", add_special=False)
+    kwargs: dict[str, Any] = {"temperature": 0, "logit_bias": {x: 100.0}, "max_tokens": 20, "stop": ["x"]}
+    at_once = await generate(engine, prompt, **kwargs)  # every pick is "x": the first one is the stop
+    assert (at_once.finished.reason, at_once.text, len(at_once.token_ids)) == ("stop", "", 1)
+    held = await generate(engine, prompt, min_tokens=4, **kwargs)
+    # The first three "x" are text; the fourth token is the first a stop may end on (as vLLM).
+    assert (held.finished.reason, held.text, len(held.token_ids)) == ("stop", "xxx", 4)
+
+
 async def test_min_tokens_leaves_logprobs_the_models_own(engine: LlamaEngine) -> None:
     prompt = engine.tokenize("Say something")
     eos = engine.backend.eos

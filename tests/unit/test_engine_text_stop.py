@@ -97,3 +97,18 @@ def test_any_split_gives_the_same_result_as_one_push(text: str, stops: list[str]
     hits = sorted((text.find(s), len(s), s) for s in stops if s in text)
     expected = (text[: hits[0][0]], hits[0][2]) if hits else (text, None)
     assert whole == expected
+
+
+def test_an_unarmed_matcher_emits_stops_but_holds_a_tail_that_may_begin_one() -> None:
+    # min_tokens not yet generated: a complete stop is text; a possible start is held for the armed text.
+    m = StopMatcher(["###"])
+    assert m.push("a###b", armed=False) == ("a###b", None)
+    assert m.push("c##", armed=False) == ("c", None)
+    assert m.push("#d") == ("", "###")
+
+
+@pytest.mark.parametrize(("armed", "rest", "matched"), [(False, "ab", None), (True, "", "ab")])
+def test_a_flush_matches_a_held_stop_only_when_armed(armed: bool, rest: str, matched: str | None) -> None:
+    m = StopMatcher(["ab", "abcd"])
+    assert m.push("xab", armed=False) == ("x", None)  # "ab" may begin "abcd": held
+    assert m.flush(armed=armed) == rest and m.matched == matched
