@@ -9,6 +9,7 @@ to first token, ≥ 0.97× the streamed chunks per second; requests/s one Haven 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -47,6 +48,11 @@ def _process(args: list[str], health: str, env: dict[str, str] | None = None) ->
         process.wait(timeout=15)
 
 
+def _content(line: str) -> str:
+    choices = json.loads(line[6:]).get("choices") or [{}]
+    return str((choices[0].get("delta") or {}).get("content") or "")
+
+
 async def _stream_once(client: httpx.AsyncClient, url: str) -> tuple[float, float, int]:
     """(seconds to the first content chunk, seconds for the whole stream, chunks)."""
     body = {"model": "remote-model", "stream": True, "max_tokens": WORDS + 10,
@@ -56,7 +62,10 @@ async def _stream_once(client: httpx.AsyncClient, url: str) -> tuple[float, floa
     chunks = 0
     async with client.stream("POST", url + "/chat/completions", json=body) as response:
         async for line in response.aiter_lines():
-            if line.startswith("data: {") and '"content"' in line:
+            # The first chunk with answer text on both paths: Haven's opening role chunk carries an empty
+            # "content", and the upstream's first chunk is reasoning; matching on the key alone compared
+            # Haven's first chunk with the upstream's second (one chunk delay in Haven's favour).
+            if line.startswith("data: {") and _content(line):
                 chunks += 1
                 if first is None:
                     first = time.perf_counter() - started
