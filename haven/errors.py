@@ -131,6 +131,14 @@ class EngineError(HavenError):
     code = "engine_error"
 
 
+class EngineClosedError(EngineError):
+    """The model was unloaded while a request still held its engine (HTTP 503: retrying loads it again)."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "model_unloaded"
+
+
 class QuantizeError(HavenError):
     """llama.cpp could not quantize a GGUF file (bad source, unknown type, disk full)."""
 

@@ -39,7 +39,7 @@ from haven.engine.protocol import (
     PromptLimits,
 )
 from haven.engine.scheduler import Scheduler, SchedulerConfig, StepTimings
-from haven.errors import EngineError, InvalidRequestError, ModelLoadError
+from haven.errors import EngineClosedError, InvalidRequestError, ModelLoadError
 
 
 def _memory_guard(config: EngineConfig, weights_bytes: int) -> Any:
@@ -157,7 +157,7 @@ class LlamaEngine:
     def _check_open(self) -> None:
         # After close() the model's memory is freed: touching it would crash the process.
         if self._closed:
-            raise EngineError(f"The model {self._info.name} is unloaded (engine shut down).")
+            raise EngineClosedError(f"The model {self._info.name} was unloaded (engine shut down); retry the request.")
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         self._check_open()

@@ -34,6 +34,10 @@ log = logging.getLogger("haven.server.models")
 _MIN_IDLE_CHECK = 0.05
 """Seconds between checks of a model whose keep-alive ran out while it was still busy."""
 
+_EVICT_GRACE = 1.0
+"""A model handed out by ``get`` this recently is not unloaded to make room for another: its request may still be
+rendering its prompt, not yet submitted (so the engine looks idle); unloading it then failed that request."""
+
 _SUBMIT_GRACE = 1.0
 """A model handed out by ``get`` is kept at least this long, so keep_alive 0 cannot unload it between
 ``get`` and the caller's ``submit`` (the engine only looks busy once the request is queued)."""
@@ -58,6 +62,7 @@ class _Entry:
     loaded_at: datetime
     keep_alive: float
     deadline: float | None  # monotonic; None = forever
+    touched: float = 0.0  # monotonic time of the last ``get``
 
 
 class ModelManager:
@@ -74,6 +79,7 @@ class ModelManager:
         self._closed = False
         self._catalog: list[Manifest] = []
         self._catalog_signature: tuple[tuple[str, int, int], ...] | None = None
+        self._retry_limits_at: float | None = None  # over a limit with nothing evictable: look again then
 
     # --- public interface ---------------------------------------------------------------------
 
@@ -182,7 +188,8 @@ class ModelManager:
 
     def _touch(self, key: str, entry: _Entry, keep: float) -> None:
         entry.keep_alive = keep
-        entry.deadline = None if keep < 0 else time.monotonic() + max(keep, _SUBMIT_GRACE)
+        entry.touched = time.monotonic()
+        entry.deadline = None if keep < 0 else entry.touched + max(keep, _SUBMIT_GRACE)
         self._models.move_to_end(key)
         self._ensure_reaper()
         self._wake.set()
@@ -199,10 +206,15 @@ class ModelManager:
             over = len(self._models) > self.settings.max_loaded_models or (budget is not None and total > budget)
             if not over:
                 return
-            victim = next((n for n, e in self._models.items() if n != protect and _idle(e.engine)), None)
+            now = time.monotonic()
+            victim = next(
+                (n for n, e in self._models.items() if n != protect and _idle(e.engine) and now - e.touched >= _EVICT_GRACE),
+                None,
+            )
             if victim is None:
-                # Every other model is busy: unloading one would kill its generations. Stay over the
-                # limit; the reaper retries once they are idle.
+                # Every other model is busy or was just handed out: unloading one would kill its requests.
+                # Stay over the limit; the reaper retries once the grace is over (and on the next load).
+                self._retry_limits_at = now + _EVICT_GRACE
                 return
             entry = self._models.pop(victim)
             log.info("unloading model %s (least recently used)", victim)
@@ -227,6 +239,9 @@ class ModelManager:
                 last = next(reversed(self._models))
                 await self._enforce_limits(protect=last)
             deadlines = [e.deadline for e in self._models.values() if e.deadline is not None]
+            if self._retry_limits_at is not None:
+                deadlines.append(self._retry_limits_at)
+                self._retry_limits_at = None
             timeout = max(_MIN_IDLE_CHECK, min(deadlines) - time.monotonic()) if deadlines else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

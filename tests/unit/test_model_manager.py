@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from haven.errors import ModelLoadError, ModelNotFoundError
+from haven.server import model_manager
 from haven.server.model_manager import ModelManager
 from haven.settings import Settings
 from tests.support.fake_engine import FakeLoader, FakeStore
@@ -48,6 +49,12 @@ async def test_load_failure_is_model_load_error_and_retried_next_time(tmp_path: 
     await manager.close()
 
 
+@pytest.fixture
+def no_evict_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_manager, "_EVICT_GRACE", 0.0)
+
+
+@pytest.mark.usefixtures("no_evict_grace")
 async def test_lru_unloads_least_recently_used(tmp_path: Path) -> None:
     manager = _manager(tmp_path, max_loaded_models=2)
     a = await manager.get("a")
@@ -71,6 +78,7 @@ async def test_keep_alive_zero_unloads_when_idle_and_negative_keeps_forever(tmp_
     await manager.close()
 
 
+@pytest.mark.usefixtures("no_evict_grace")
 async def test_memory_budget_unloads_by_size(tmp_path: Path) -> None:
     # Each fake blob is 1024 bytes: a budget of 2048 keeps two models loaded whatever max_loaded_models says.
     manager = _manager(tmp_path, max_loaded_models=10, memory_budget_bytes=2048)
@@ -81,6 +89,7 @@ async def test_memory_budget_unloads_by_size(tmp_path: Path) -> None:
     await manager.close()
 
 
+@pytest.mark.usefixtures("no_evict_grace")
 async def test_busy_model_is_not_evicted(tmp_path: Path) -> None:
     from haven.engine.protocol import GenerationRequest
 
@@ -109,3 +118,17 @@ def test_catalog_follows_imports_and_removals(tmp_path: Path, make_test_model: o
     assert [m.name for m in manager.catalog()] == ["a:latest", "b:latest"]
     store.remove("a")
     assert [m.name for m in manager.catalog()] == ["b:latest"]
+
+
+async def test_a_model_just_handed_out_is_not_evicted_until_its_grace_is_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its request may still be rendering the prompt (the engine looks idle): unloading it then was a 500 in CI.
+    monkeypatch.setattr(model_manager, "_EVICT_GRACE", 0.3)
+    manager = _manager(tmp_path, max_loaded_models=1)
+    a = await manager.get("a")
+    await manager.get("b")
+    assert [m.name for m in manager.loaded()] == ["a:latest", "b:latest"] and not a.closed  # type: ignore[attr-defined]
+    await asyncio.sleep(0.6)  # the reaper looks again once the grace is over
+    assert [m.name for m in manager.loaded()] == ["b:latest"] and a.closed  # type: ignore[attr-defined]
+    await manager.close()
