@@ -207,10 +207,8 @@ class ModelManager:
             if not over:
                 return
             now = time.monotonic()
-            victim = next(
-                (n for n, e in self._models.items() if n != protect and _idle(e.engine) and now - e.touched >= _EVICT_GRACE),
-                None,
-            )
+            evictable = (n for n, e in self._models.items() if n != protect and _evictable(e, now))
+            victim = next(evictable, None)
             if victim is None:
                 # Every other model is busy or was just handed out: unloading one would kill its requests.
                 # Stay over the limit; the reaper retries once the grace is over (and on the next load).
@@ -251,6 +249,10 @@ class ModelManager:
             await entry.engine.close()
         except Exception:  # a failing close must not keep the server from unloading the rest
             log.exception("closing model %s failed", name)
+
+
+def _evictable(entry: _Entry, now: float) -> bool:
+    return _idle(entry.engine) and now - entry.touched >= _EVICT_GRACE
 
 
 def _idle(engine: ModelEngine) -> bool:
