@@ -8,7 +8,6 @@ supplied"). Fields with a wrong type or an out-of-range value are 400s either wa
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +16,7 @@ from urllib.parse import quote
 from fastapi import Response
 from pydantic import BaseModel
 
-from haven.chat.offload import LONG_CONVERSATION
+from haven.chat.offload import off_loop_if_long
 from haven.errors import InvalidRequestError
 from haven.settings import Settings
 
@@ -49,10 +48,8 @@ def header_value(fields: Sequence[str]) -> str:
 async def find_unknown(model: BaseModel) -> list[str]:
     """:func:`unknown_fields`, in a worker thread when the body carries a long list (walking 10,000 messages
     is tens of milliseconds of pure Python, which must not hold the event loop)."""
-    lists = (getattr(model, name) for name in type(model).model_fields)
-    if max((len(v) for v in lists if isinstance(v, list)), default=0) > LONG_CONVERSATION:
-        return await asyncio.to_thread(unknown_fields, model)
-    return unknown_fields(model)
+    lists = [v for v in (getattr(model, name) for name in type(model).model_fields) if isinstance(v, list)]
+    return await off_loop_if_long(max(lists, key=len, default=None), unknown_fields, model)
 
 
 def unknown_fields(model: BaseModel, prefix: str = "") -> list[str]:
