@@ -34,13 +34,10 @@ log = logging.getLogger("haven.server.models")
 _MIN_IDLE_CHECK = 0.05
 """Seconds between checks of a model whose keep-alive ran out while it was still busy."""
 
-_EVICT_GRACE = 1.0
-"""A model handed out by ``get`` this recently is not unloaded to make room for another: its request may still be
-rendering its prompt, not yet submitted (so the engine looks idle); unloading it then failed that request."""
-
 _SUBMIT_GRACE = 1.0
-"""A model handed out by ``get`` is kept at least this long, so keep_alive 0 cannot unload it between
-``get`` and the caller's ``submit`` (the engine only looks busy once the request is queued)."""
+"""A model handed out by ``get`` is kept at least this long, so neither keep_alive 0 nor making room for another
+model unloads it between ``get`` and the caller's ``submit`` (the engine only looks busy once the request is
+queued; rendering the prompt comes first, and unloading the model then failed that request)."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +209,7 @@ class ModelManager:
             if victim is None:
                 # Every other model is busy or was just handed out: unloading one would kill its requests.
                 # Stay over the limit; the reaper retries once the grace is over (and on the next load).
-                self._retry_limits_at = now + _EVICT_GRACE
+                self._retry_limits_at = now + _SUBMIT_GRACE
                 return
             entry = self._models.pop(victim)
             log.info("unloading model %s (least recently used)", victim)
@@ -252,7 +249,7 @@ class ModelManager:
 
 
 def _evictable(entry: _Entry, now: float) -> bool:
-    return _idle(entry.engine) and now - entry.touched >= _EVICT_GRACE
+    return _idle(entry.engine) and now - entry.touched >= _SUBMIT_GRACE
 
 
 def _idle(engine: ModelEngine) -> bool:

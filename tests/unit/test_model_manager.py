@@ -51,7 +51,7 @@ async def test_load_failure_is_model_load_error_and_retried_next_time(tmp_path: 
 
 @pytest.fixture
 def no_evict_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(model_manager, "_EVICT_GRACE", 0.0)
+    monkeypatch.setattr(model_manager, "_SUBMIT_GRACE", 0.0)
 
 
 @pytest.mark.usefixtures("no_evict_grace")
@@ -124,7 +124,7 @@ async def test_a_model_just_handed_out_is_not_evicted_until_its_grace_is_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Its request may still be rendering the prompt (the engine looks idle): unloading it then was a 500 in CI.
-    monkeypatch.setattr(model_manager, "_EVICT_GRACE", 0.3)
+    monkeypatch.setattr(model_manager, "_SUBMIT_GRACE", 0.3)
     manager = _manager(tmp_path, max_loaded_models=1)
     a = await manager.get("a")
     await manager.get("b")
