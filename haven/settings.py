@@ -102,11 +102,17 @@ class Settings(BaseSettings):
     parallel: int = Field(default=4, ge=1, le=256, description="Sequence slots per loaded model (concurrent requests).")
     batch_size: int = Field(default=512, ge=1, le=65536, description="Logical batch size (tokens per llama_decode).")
     prefill_chunk: int = Field(
-        default=256,
+        default=512,
         ge=1,
         le=65536,
-        description="Prompt tokens a step adds in total while other requests are decoding (chunked prefill; "
-        "bounds their inter-token latency).",
+        description="Most prompt tokens a step adds in total while other requests are decoding (chunked prefill).",
+    )
+    itl_target_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=60_000,
+        description="Inter-token latency a step aims for while streams decode: it adds only the prompt tokens "
+        "that fit this time on this machine (at least 8, at most prefill_chunk); 0: prefill_chunk alone.",
     )
     threads: int = Field(
         default_factory=_physical_cores, ge=1, le=1024, description="CPU threads for decoding; default physical cores."

@@ -25,6 +25,7 @@ SERVE_SETTINGS = [
     "parallel",
     "batch_size",
     "prefill_chunk",
+    "itl_target_ms",
     "threads",
     "gpu_layers",
     "prefix_cache",
@@ -41,7 +42,6 @@ SERVE_SETTINGS = [
     "egress_allow",
     "redact",
     "model_import_dirs",  # issue 15: the admin page's import from a server path
-
     # issue 11: rate limits and slow-client protection
     "rate_limit_requests_per_minute",
     "rate_limit_tokens_per_minute",
@@ -50,7 +50,6 @@ SERVE_SETTINGS = [
     "header_timeout_seconds",
     "keep_alive_timeout_seconds",
     "max_connections",
-
     # issue 14: speculative decoding and the KV cache
     "speculative",
     "speculative_draft_max",

@@ -18,7 +18,11 @@ class EngineConfig:
     """Sequence slots (concurrent generations)."""
     batch_size: int = 512
     """Tokens per llama_decode; at least ``parallel``."""
-    prefill_chunk: int = 256
+    prefill_chunk: int = 512
+    """Most prompt tokens a step adds in total while other requests decode."""
+    itl_target_ms: float = 0.0
+    """While others decode, a step adds only the prompt tokens that fit this step time, measured on this
+    machine (at least 8, at most ``prefill_chunk``); 0: ``prefill_chunk`` alone bounds the step."""
     threads: int = 1
     gpu_layers: int = 0
     max_queue: int = 64

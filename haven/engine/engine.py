@@ -131,6 +131,7 @@ class LlamaEngine:
             SchedulerConfig(
                 parallel=config.parallel,
                 prefill_chunk=config.prefill_chunk,
+                itl_target_s=config.itl_target_ms / 1000,
                 max_queue=config.max_queue,
                 prefix_cache=config.prefix_cache,
                 max_tokens_limit=config.max_tokens_limit,

@@ -4,9 +4,11 @@ Pure functions over small records, so the rules are unit-tested without a model;
 (:mod:`~haven.engine.scheduler`) applies them every step. Why each rule exists is in
 docs/engine.md ("Scheduling under load"). In short:
 
-* **bounded prefill** — while any stream is decoding, a step adds at most ``prefill_budget`` prompt
-  tokens in total (not per request), so the inter-token latency of the streams already answering
-  is bounded whatever arrives; with nobody decoding, a prompt may fill the whole batch;
+* **bounded prefill** — while any stream is decoding, a step adds at most as many prompt tokens in
+  total (not per request) as fit the step-time target on this machine, and never more than
+  ``prefill_chunk``, so the inter-token latency of the streams already answering is bounded in
+  seconds whatever arrives (see :func:`prefill_budget`); with nobody decoding, a prompt may fill
+  the whole batch;
 * **shortest prompt first, with ageing** — the budget goes first to the prefilling request with
   the fewest prompt tokens left (a 40-token question gets its first token in one step instead of
   waiting behind a 1,500-token document), but every step a request waits lowers its rank by
@@ -25,6 +27,27 @@ from dataclasses import dataclass
 
 AGEING_TOKENS = 64
 """Prompt tokens a waiting request's rank improves per step it gets no prefill."""
+
+MIN_PREFILL = 8
+"""Prompt tokens a step adds while others decode even when their decoding alone overruns the target:
+a prompt always progresses."""
+
+
+def prefill_budget(
+    *, chunk: int, target_s: float, decode_s: float, prompt_token_s: float, floor: int = MIN_PREFILL
+) -> int:
+    """Prompt tokens a step may add while streams decode.
+
+    ``decode_s`` is the predicted cost of the step's decoding rows alone and ``prompt_token_s`` the
+    measured cost of one more prompt token; the step should take at most ``target_s``. A token count
+    alone (``chunk``) does not bound latency: 256 prompt tokens are 20 ms on a GPU and a second on a
+    two-core laptop, so the count that fits is computed from this machine's own step times.
+    ``target_s <= 0`` leaves the count bound alone.
+    """
+    if target_s <= 0 or prompt_token_s <= 0:
+        return chunk
+    fits = int((target_s - decode_s) / prompt_token_s)
+    return max(min(floor, chunk), min(chunk, fits))
 
 
 @dataclass(frozen=True)

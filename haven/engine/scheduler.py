@@ -36,7 +36,7 @@ import numpy.typing as npt
 from haven.engine.json_grammar.utf8 import unsafe_utf8_tokens
 from haven.engine.llama_backend import LlamaBackend
 from haven.engine.packing import bridge_gaps, holes_after
-from haven.engine.policy import Prefilling, Queued, pick_next, plan_prefill
+from haven.engine.policy import Prefilling, Queued, pick_next, plan_prefill, prefill_budget
 from haven.engine.protocol import (
     EngineEvent,
     EngineStats,
@@ -47,11 +47,12 @@ from haven.engine.protocol import (
     Usage,
 )
 from haven.engine.sampling import build_chain, grammar_text, logprobs_for, validate_sampling
-from haven.engine.slots import Handle, Slot, TextPipeline, Work, common_prefix
+from haven.engine.slots import Handle, Slot, TextPipeline, Work, common_prefix, deliver
 from haven.engine.speculative import (
     AcceptanceTracker,
     DraftCandidate,
     NgramDrafter,
+    PromptTokenCost,
     SpeculationStats,
     StepCostModel,
     choose_width,
@@ -64,6 +65,8 @@ class SchedulerConfig:
     parallel: int
     prefill_chunk: int
     max_queue: int
+    itl_target_s: float = 0.0
+    """While streams decode, a step adds only the prompt tokens that fit this step time (0: ``prefill_chunk`` alone)."""
     prefix_cache: bool = True
     max_tokens_limit: int = 32768
     state_dir: Path | None = None
@@ -124,6 +127,7 @@ class Scheduler:
         self.completion_tokens_total = 0
         self.speculation = SpeculationStats()
         self._cost = StepCostModel()
+        self._prompt_cost = PromptTokenCost()
         self._arrivals = 0
         self._admissions = 0
         self._last_admitted: dict[str, int] = {}
@@ -456,7 +460,10 @@ class Scheduler:
                 events, work.events = work.events, []
                 self._outbox.append((work.handle, events))
         self._record(t0, t2 - t1, sample_s, batch.n, n_sampled)
-        if n_prompt == 0:
+        if n_prompt:
+            # What the prompt tokens added beyond the step's other rows: the price the next budget is set by.
+            self._prompt_cost.observe(n_prompt, time.perf_counter() - t0 - self._cost.cost(batch.n - n_prompt))
+        else:
             # Fitted on decoding steps only (the decision it informs): the whole step — decode, sampling,
             # text pipeline — is what a wider step pays for; prompt chunks run in another regime.
             self._cost.observe(batch.n, time.perf_counter() - t0)
@@ -467,9 +474,17 @@ class Scheduler:
         if not prefilling:
             return {}
         capacity = self.backend.batch.capacity
-        # While streams are decoding, prefill_chunk bounds how much a step's prompts slow them down;
-        # with nobody decoding, prompts may fill the whole batch (prompt throughput like llama-bench's pp).
-        budget = min(self.config.prefill_chunk, capacity - len(decoding)) if decoding else capacity
+        # While streams are decoding, the step-time target (and prefill_chunk) bounds how much a step's prompts
+        # slow them down; with nobody decoding, prompts may fill the whole batch (throughput like llama-bench's pp).
+        if decoding:
+            budget = prefill_budget(
+                chunk=min(self.config.prefill_chunk, capacity - len(decoding)),
+                target_s=self.config.itl_target_s,
+                decode_s=self._cost.cost(len(decoding)),
+                prompt_token_s=self._prompt_cost.seconds,
+            )
+        else:
+            budget = capacity
         # Bridges between the rows may take batch entries too; leave room for the worst case.
         budget -= len(self._bridges(selected | {self._seq(work) for work in prefilling}))
         plan = plan_prefill(
@@ -548,8 +563,7 @@ class Scheduler:
         """Hand events to their requests (``_run`` calls it after each step's counters are recorded, so a
         caller that sees its Finished event also sees the step that produced it in the timings)."""
         outbox, self._outbox = self._outbox, []
-        for handle, events in outbox:
-            handle.push(events)
+        deliver(outbox)
 
     def _record(self, t0: float, decode_s: float, sample_s: float, n_batch: int, n_sampled: int) -> None:
         with self._timings_lock:  # readers take consistent snapshots (see timings_snapshot)

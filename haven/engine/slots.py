@@ -5,7 +5,8 @@ after a request finishes, for prefix reuse). A *Work* item is one request in fli
 sampler chain, its text pipeline (detokenize → stop strings → reasoning split) and counters.
 :class:`Handle` is the :class:`~haven.engine.protocol.GenerationHandle` given to the caller;
 the scheduler thread appends events to it and wakes the event loop at most once per batch of
-events (``loop.call_soon_threadsafe``), so a slow consumer receives several tokens per wakeup.
+events (``loop.call_soon_threadsafe``), so a slow consumer receives several tokens per wakeup;
+:func:`deliver` hands a whole step's events over with one wakeup per event loop, not one per request.
 """
 
 from __future__ import annotations
@@ -31,6 +32,30 @@ from haven.engine.speculative import AcceptanceTracker, NgramDrafter
 from haven.engine.stop import StopMatcher
 
 
+def deliver(batch: Sequence[tuple[Handle, list[EngineEvent]]]) -> None:
+    """Hand each handle its events, waking each event loop once for all of its handles.
+
+    Every ``call_soon_threadsafe`` is a write to the loop's self-pipe and a GIL hand-off between the
+    scheduler thread and the loop; with one per request, a step of eight streams paid eight.
+    """
+    to_wake: dict[asyncio.AbstractEventLoop, list[Handle]] = {}
+    for handle, events in batch:
+        if handle._deposit(events):
+            to_wake.setdefault(handle._loop, []).append(handle)
+    for loop, handles in to_wake.items():
+        _wake_all(loop, handles)
+
+
+def _wake_all(loop: asyncio.AbstractEventLoop, handles: list[Handle]) -> None:
+    def wake() -> None:
+        for handle in handles:
+            handle._wake()
+
+    # RuntimeError: the caller's loop is closed, nobody is listening any more.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(wake)
+
+
 class Handle:
     """A submitted generation: iterate :meth:`events` until :class:`Finished`, or :meth:`cancel`."""
 
@@ -50,14 +75,17 @@ class Handle:
 
     # --- scheduler thread side -----------------------------------------------------------
     def push(self, events: list[EngineEvent]) -> None:
+        if self._deposit(events):
+            _wake_all(self._loop, [self])
+
+    def _deposit(self, events: list[EngineEvent]) -> bool:
+        """Buffer ``events``; True when the event loop must be woken for them (no wakeup is pending)."""
         with self._lock:
             self._buf.extend(events)
             if self._wake_scheduled:
-                return
+                return False
             self._wake_scheduled = True
-        # RuntimeError: the caller's loop is closed, nobody is listening any more.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._wake)
+            return True
 
     def _wake(self) -> None:
         with self._lock:

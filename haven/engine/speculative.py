@@ -179,6 +179,28 @@ class StepCostModel:
         return self.base + self.per_token * tokens
 
 
+@dataclass
+class PromptTokenCost:
+    """Seconds one more prompt token adds to a step, an exponentially weighted mean over steps with prompts.
+
+    Each observation is what a step took beyond the predicted cost of its other rows, divided by its
+    prompt tokens. The prior (1 ms) is a GPU's order of magnitude; a CPU corrects it within a few steps.
+    """
+
+    seconds: float = 0.001
+    weight: float = 0.2
+    _seen: int = 0
+
+    def observe(self, prompt_tokens: int, extra_seconds: float) -> None:
+        if prompt_tokens < 4 or extra_seconds <= 0:  # too few tokens to separate from the step's noise
+            return
+        sample = extra_seconds / prompt_tokens
+        self._seen += 1
+        # The first samples replace the prior instead of averaging with it.
+        w = max(self.weight, 1.0 / self._seen)
+        self.seconds += w * (sample - self.seconds)
+
+
 @dataclass(frozen=True)
 class DraftCandidate:
     """One decoding row's offer for this step: its draft and its acceptance rate."""

@@ -12,6 +12,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         parallel=settings.parallel,
         batch_size=settings.batch_size,
         prefill_chunk=settings.prefill_chunk,
+        itl_target_ms=settings.itl_target_ms,
         threads=settings.threads,
         gpu_layers=settings.gpu_layers,
         max_queue=settings.max_queue,

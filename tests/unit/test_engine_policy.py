@@ -11,8 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from haven.engine.llama_backend import Batch
-from haven.engine.policy import AGEING_TOKENS, Prefilling, Queued, pick_next, plan_prefill
+from haven.engine.policy import (
+    AGEING_TOKENS,
+    MIN_PREFILL,
+    Prefilling,
+    Queued,
+    pick_next,
+    plan_prefill,
+    prefill_budget,
+)
 from haven.engine.protocol import Finished, GenerationRequest, SamplingParams
+from haven.engine.speculative import PromptTokenCost
 from tests.support.engine_run import tiny_engine
 
 
@@ -116,6 +125,57 @@ async def test_decoding_streams_get_a_bounded_prefill_and_a_short_prompt_overtak
                 prompt_tokens = sum(1 for seq, _ in entries if seq != stream_seq)
                 assert prompt_tokens <= 16 + 2  # + at most one bridged slot's token
         assert any(len({s for s, _ in e}) > 1 for e in batches)
+    finally:
+        await engine.close()
+
+
+def test_the_prompt_tokens_a_step_adds_fit_the_step_time_target() -> None:
+    # Decoding rows take 10 ms, a prompt token 3.5 ms (a two-core laptop): 50 ms leaves room for 11 tokens.
+    assert prefill_budget(chunk=512, target_s=0.05, decode_s=0.01, prompt_token_s=0.0035) == 11
+    # A GPU: 0.05 ms a token, so the token bound is the tighter one.
+    assert prefill_budget(chunk=512, target_s=0.05, decode_s=0.01, prompt_token_s=0.00005) == 512
+    # Decoding alone overruns the target: the prompt still progresses by MIN_PREFILL a step...
+    assert prefill_budget(chunk=512, target_s=0.05, decode_s=0.08, prompt_token_s=0.0035) == MIN_PREFILL
+    # ...but never beyond the token bound.
+    assert prefill_budget(chunk=3, target_s=0.05, decode_s=0.08, prompt_token_s=0.0035) == 3
+    # No target: the token bound alone.
+    assert prefill_budget(chunk=256, target_s=0.0, decode_s=0.02, prompt_token_s=0.0035) == 256
+
+
+def test_the_price_of_a_prompt_token_is_learned_from_the_steps() -> None:
+    cost = PromptTokenCost()
+    cost.observe(100, 0.35)  # the first sample replaces the 1 ms prior
+    assert abs(cost.seconds - 0.0035) < 1e-9
+    cost.observe(2, 5.0)  # two tokens cannot be told from a step's noise: ignored
+    cost.observe(50, -0.01)  # the other rows' prediction overshot: no information
+    assert abs(cost.seconds - 0.0035) < 1e-9
+    for _ in range(40):
+        cost.observe(64, 64 * 0.001)
+    assert abs(cost.seconds - 0.001) < 1e-5  # it follows the machine when steps get cheaper
+
+
+async def test_with_a_step_time_target_decoding_streams_get_only_the_prompt_tokens_that_fit(
+    make_test_model: Callable[..., Path],
+) -> None:
+    # A target no step can meet: every step beside a decoding stream adds MIN_PREFILL prompt tokens, not 64.
+    engine = tiny_engine(make_test_model(), parallel=2, batch_size=256, prefill_chunk=64, itl_target_ms=0.001,
+                         context_length=1024)  # fmt: skip
+    try:
+        token = engine.tokenize("hello", add_special=False)[0]
+        endless = SamplingParams(temperature=0, logit_bias={token: 100.0}, max_tokens=400, speculative="off")
+        stream = await engine.submit(GenerationRequest(engine.tokenize("Stream"), endless))
+        events = stream.events()
+        await events.__anext__()  # decoding now
+        batches = _record_batches(engine)
+        long_prompt = engine.tokenize(" ".join(["word"] * 100))
+        long = await engine.submit(GenerationRequest(long_prompt, SamplingParams(temperature=0, max_tokens=1)))
+        await _first_token(long)
+        await stream.cancel()
+        async for _ in events:
+            pass
+        beside = [sum(1 for seq, _ in e if seq != 0) for e in batches if {seq for seq, _ in e} >= {0, 1}]
+        assert beside and max(beside) <= MIN_PREFILL + 1  # + at most one bridged slot's token
+        assert sum(beside) >= len(long_prompt) - MIN_PREFILL  # the prompt went in beside the stream
     finally:
         await engine.close()
 

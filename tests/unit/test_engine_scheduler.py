@@ -12,7 +12,7 @@ import pytest
 
 from haven.engine.engine import LlamaEngine, load_engine
 from haven.engine.protocol import Finished, GenerationRequest, SamplingParams, TextDelta, Usage
-from haven.engine.slots import Handle
+from haven.engine.slots import Handle, deliver
 from haven.errors import ContextLengthExceededError, EngineError, InvalidRequestError, QueueFullError
 from haven.server.engine_config import engine_config
 from haven.settings import Settings
@@ -268,6 +268,40 @@ async def test_handle_delivers_many_events_per_wakeup_to_a_slow_consumer() -> No
     assert isinstance(events[-1], Finished) and handle.finished is events[-1]
     await asyncio.sleep(0)  # let the one scheduled wakeup run
     assert wakeups == 1
+
+
+async def test_a_steps_events_for_many_requests_cost_one_wakeup_of_their_loop() -> None:
+    """Each call_soon_threadsafe is a self-pipe write and a GIL hand-off: one per step, not one per stream."""
+    loop = asyncio.get_running_loop()
+    handles = [Handle(f"r{i}", loop, lambda _request_id: None) for i in range(8)]
+    scheduled = 0
+    original = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal scheduled
+        scheduled += 1
+        return original(callback, *args, **kwargs)
+
+    streams = [handle.events() for handle in handles]
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+
+        def scheduler_step(step: int) -> None:
+            deliver([(h, [TextDelta(f"{i}:{step}", (step,))]) for i, h in enumerate(handles)])
+
+        for step in range(3):  # the consumers read between steps, so every step needs its wakeup
+            thread = threading.Thread(target=scheduler_step, args=(step,))
+            thread.start()
+            thread.join()
+            assert scheduled == step + 1
+            for i, events in enumerate(streams):
+                event = await events.__anext__()
+                assert isinstance(event, TextDelta) and event.text == f"{i}:{step}"
+            await asyncio.sleep(0)  # the step's one wakeup runs
+    finally:
+        loop.call_soon_threadsafe = original  # type: ignore[method-assign]
+        for events in streams:
+            await events.aclose()
 
 
 async def test_no_kv_state_files_unless_opted_in(make_test_model: Callable[..., Path], haven_env: Path) -> None:
