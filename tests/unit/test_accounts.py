@@ -364,3 +364,21 @@ def test_security_log_verify_detects_tampering(db: Database, home: Path, tamper:
     count, problems = log.verify()
     assert problems, tamper
     assert os.stat(home / "security-log.key").st_mode & 0o777 == 0o600
+
+
+def test_the_recorded_head_follows_every_writer(db: Database, home: Path) -> None:
+    """The server overwrites the head in place; a CLI command (its own SecurityLog) puts a new file there."""
+    server, cli = SecurityLog(db, home), SecurityLog(db, home)
+    server.append("login", user="a")
+    server.append("login", user="b")
+    cli.append("user_created", user="c")  # replaces the file the server holds open
+    server.append("login", user="d")  # must land in the new file, not the unlinked one
+    head = (home / "security-log.head").read_text(encoding="ascii")
+    assert head.split()[0] == f"{4:020d}"
+    assert server.verify() == (4, [])
+    # Truncating the newest row is still detected against that head.
+    with db.session() as s:
+        s.execute(SecurityLogEntry.__table__.delete().where(SecurityLogEntry.seq == 4))
+    assert server.verify()[1] == [(4, "the newest rows up to 4 are missing")]
+    server.close()
+    cli.close()
