@@ -48,6 +48,7 @@ from haven.chat.backend import (
     TextRequest,
     Usage,
 )
+from haven.chat.http1 import LeanTransport
 from haven.chat.local import GenerationObserver
 from haven.chat.redacting import CountsReporter, RedactingBackend
 from haven.chat.remote import Finished, RemoteChatBackend
@@ -160,8 +161,10 @@ class UpstreamPool:
               on_redacted: CountsReporter | None = None,
               observer: GenerationObserver | None = None) -> UpstreamPool:
         # No redirects: an upstream that redirects is misconfigured, and following one could leave the allowlist.
-        client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
-                                   limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        if transport is None:  # plain http on a lean wire (time to first token), https through httpx's own
+            transport = LeanTransport(httpx.AsyncHTTPTransport(limits=limits, trust_env=False), max_connections=256)
+        client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False, limits=limits)
         pool = cls(client=client, health_interval=health_interval, observer=observer)
         finished: Finished | None = None
         if observer is not None:
