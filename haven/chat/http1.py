@@ -1,15 +1,16 @@
-"""A lean HTTP/1.1 transport for plain-http upstreams: httpx's transport API over asyncio streams and httptools.
+"""A lean HTTP/1.1 transport for plain-http upstreams: httpx's transport API over an asyncio protocol and httptools.
 
 Haven sits in front of a model server on the same network, and every request's time to first token pays for
 the proxy's own HTTP client. httpx's default transport (httpcore over anyio, h11 in pure Python) cost about
-0.6 ms a request here against plain asyncio streams. This transport keeps httpx's client, its exceptions and
-its timeouts, and replaces only the wire: keep-alive connections per host, the C parser uvicorn uses, one
-write per request. ``https`` (and anything this one does not speak) goes to httpx's own transport.
+1 ms a request here. This transport keeps httpx's client, its exceptions and its timeouts, and replaces only
+the wire: keep-alive connections per host, the C parser uvicorn uses fed straight from the socket, one write
+per request. ``https`` (and anything this one does not speak) goes to httpx's own transport.
 
-Bounds: the response head is at most ``MAX_HEAD_BYTES``; every read, write and connect has the request's
-timeout; at most ``max_connections`` are open at once (the request waits ``pool`` seconds for one). A kept-alive
-connection the upstream closed while idle is not reused, and a request that finds one closed before any byte of
-its answer is sent once more on a new connection (nothing was processed).
+Bounds: the response head is at most ``MAX_HEAD_BYTES``; a slow consumer holds at most ``MAX_BUFFERED`` body
+bytes before TCP pushes back; waiting for the answer and every read have the request's read timeout, and
+connecting its connect timeout; at most ``max_connections`` are open at once (a request waits ``pool`` seconds
+for one). A kept-alive connection the upstream closed while idle is not reused, and a request that finds one
+closed before any byte of its answer is sent once more on a new connection (nothing was processed).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import httptools
 import httpx
 
 MAX_HEAD_BYTES = 64 << 10
-READ_SIZE = 64 << 10
+MAX_BUFFERED = 256 << 10
+"""Body bytes held for a slow consumer before the connection stops reading (TCP flow control)."""
 MAX_IDLE_PER_HOST = 64
 
 
-def _timeouts(request: httpx.Request) -> tuple[float | None, float | None, float | None, float | None]:
+def _timeouts(request: httpx.Request) -> tuple[float | None, float | None, float | None]:
     t = request.extensions.get("timeout", {})
-    return t.get("connect"), t.get("read"), t.get("write"), t.get("pool")
+    return t.get("connect"), t.get("read"), t.get("pool")
 
 
 def _head(request: httpx.Request, body_length: int) -> bytes:
@@ -42,13 +44,21 @@ def _head(request: httpx.Request, body_length: int) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-class _Wire:
-    """One connection and the response being read on it (httptools calls the ``on_*`` methods)."""
+class _Wire(asyncio.Protocol):
+    """One connection, as an asyncio protocol feeding httptools directly (no stream buffer in between);
+    httptools calls the ``on_*`` methods. The consumer waits in :meth:`wait`; a read timeout is one lazily
+    re-armed timer per connection, not a timer per read (a stream is hundreds of reads)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
         self.reusable = True
+        self.eof = False
+        self.error: httpx.TransportError | None = None
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused = False
         self._reset()
 
     def _reset(self) -> None:
@@ -59,8 +69,41 @@ class _Wire:
         self.complete = False
         self.delimited = False  # by a length or chunked encoding (else by the connection closing)
         self.body: list[bytes] = []
+        self.buffered = 0
         self.received = 0
         self.messages = 0
+
+    # --- asyncio protocol ----------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(httpx.RemoteProtocolError("the upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"the upstream's answer is not valid HTTP/1.1 ({exc})"))
+        if not self.head_done and self.received > MAX_HEAD_BYTES:
+            self._fail(httpx.RemoteProtocolError("the upstream's response head is too large"))
+        if self.buffered > MAX_BUFFERED and not self._paused and self.transport is not None:
+            self._paused = True  # a consumer slower than the upstream: let TCP push back
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.reusable = False
+        if exc is not None and self.error is None:
+            self.error = httpx.ReadError(f"the connection to the upstream broke: {exc}")
+        self._wake()
 
     # --- httptools callbacks ---------------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -81,47 +124,70 @@ class _Wire:
 
     def on_body(self, body: bytes) -> None:
         self.body.append(bytes(body))
+        self.buffered += len(body)
 
     def on_message_complete(self) -> None:
         self.complete = True
 
-    # --- reading ------------------------------------------------------------------------------------------
+    # --- the consumer's side -------------------------------------------------------------------------------
+    def _fail(self, error: httpx.TransportError) -> None:
+        if self.error is None:
+            self.error = error
+        self.close()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting now: the next wait arms the timer again
+        if self._loop.time() >= self._deadline:
+            waiter.set_exception(httpx.ReadTimeout("the upstream sent nothing within the read timeout"))
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+
+    async def wait(self, timeout: float | None) -> None:
+        """Until something arrives (data, the end, an error) or ``timeout`` seconds pass (ReadTimeout)."""
+        waiter = self._waiter = self._loop.create_future()
+        if timeout is not None:
+            self._deadline = self._loop.time() + timeout
+            if self._timer is None:
+                self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def take_body(self) -> list[bytes]:
+        chunks, self.body, self.buffered = self.body, [], 0
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return chunks
+
     @property
     def idle_usable(self) -> bool:
-        return self.reusable and not self.reader.at_eof() and not self.writer.is_closing()
-
-    async def read(self, timeout: float | None) -> bytes:
-        try:
-            async with asyncio.timeout(timeout):
-                data = await self.reader.read(READ_SIZE)
-        except TimeoutError:
-            raise httpx.ReadTimeout("the upstream sent nothing within the read timeout") from None
-        except OSError as exc:
-            raise httpx.ReadError(f"reading from the upstream failed: {exc}") from None
-        self.received += len(data)
-        return data
-
-    def feed(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            raise httpx.RemoteProtocolError("the upstream switched protocols") from None
-        except httptools.HttpParserError as exc:
-            raise httpx.RemoteProtocolError(f"the upstream's answer is not valid HTTP/1.1 ({exc})") from None
+        return self.reusable and not self.eof and self.transport is not None and not self.transport.is_closing()
 
     async def read_head(self, timeout: float | None) -> None:
         while not self.head_done:
-            data = await self.read(timeout)
-            if not data:
+            if self.error is not None:
+                raise self.error
+            if self.eof:
                 raise httpx.RemoteProtocolError("the upstream closed the connection without an answer")
-            self.feed(data)  # one read is at most READ_SIZE: the bound below holds within one read's slack
-            if self.received > MAX_HEAD_BYTES and not self.head_done:
-                raise httpx.RemoteProtocolError("the upstream's response head is too large")
+            await self.wait(timeout)
 
     def close(self) -> None:
         self.reusable = False
-        if not self.writer.is_closing():
-            self.writer.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
 
 class _Body(httpx.AsyncByteStream):
@@ -137,18 +203,18 @@ class _Body(httpx.AsyncByteStream):
         try:
             while True:
                 if wire.body:
-                    chunks, wire.body = wire.body, []
-                    for chunk in chunks:
+                    for chunk in wire.take_body():
                         yield chunk
                 if wire.complete:
                     break
-                data = await wire.read(self._read_timeout)
-                if not data:
+                if wire.error is not None:
+                    raise wire.error
+                if wire.eof:
                     if wire.delimited:
                         raise httpx.RemoteProtocolError("the upstream closed the connection mid-answer")
                     wire.reusable = False  # the body ends where the connection does
                     break
-                wire.feed(data)
+                await wire.wait(self._read_timeout)
         except BaseException:
             self._finish(reuse=False)
             raise
@@ -177,7 +243,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.scheme != "http" or request.method == "HEAD":  # a HEAD answer's length describes no body
             return await self._fallback.handle_async_request(request)
-        connect_t, read_t, write_t, pool_t = _timeouts(request)
+        connect_t, read_t, pool_t = _timeouts(request)
         body = await request.aread()
         message = _head(request, len(body)) + body
         key = (url.host, url.port or 80)
@@ -187,7 +253,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.PoolTimeout("no upstream connection was free within the pool timeout") from None
         try:
-            wire = await self._exchange(key, message, connect_t, read_t, write_t)
+            wire = await self._exchange(key, message, connect_t, read_t)
         except BaseException:
             self._slots.release()
             raise
@@ -200,25 +266,20 @@ class LeanTransport(httpx.AsyncBaseTransport):
         )
 
     async def _exchange(
-        self, key: tuple[str, int], message: bytes, connect_t: float | None, read_t: float | None,
-        write_t: float | None,
-    ) -> _Wire:  # fmt: skip
+        self, key: tuple[str, int], message: bytes, connect_t: float | None, read_t: float | None
+    ) -> _Wire:
         while True:
             wire, reused = self._idle_wire(key), True
             if wire is None:
                 wire, reused = await self._connect(key, connect_t), False
             try:
-                wire.writer.write(message)
-                try:
-                    async with asyncio.timeout(write_t):
-                        await wire.writer.drain()
-                except TimeoutError:
-                    raise httpx.WriteTimeout("the upstream did not take the request within the write timeout") from None
-                except OSError as exc:
-                    raise httpx.WriteError(f"writing to the upstream failed: {exc}") from None
+                assert wire.transport is not None
+                # The body is bounded by the server's request limit: the transport buffers what the socket does not
+                # take at once, and the read timeout bounds the wait for an answer.
+                wire.transport.write(message)
                 await wire.read_head(read_t)
                 return wire
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            except (httpx.RemoteProtocolError, httpx.ReadError):
                 wire.close()
                 if reused and wire.received == 0:
                     continue  # closed by the upstream while idle, before it read this request: a new connection
@@ -238,15 +299,16 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return None
 
     async def _connect(self, key: tuple[str, int], timeout: float | None) -> _Wire:
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(key[0], key[1], limit=READ_SIZE)
+                _, wire = await loop.create_connection(_Wire, key[0], key[1])
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {key[0]}:{key[1]} timed out") from None
         except OSError as exc:
             raise httpx.ConnectError(f"connecting to {key[0]}:{key[1]} failed: {exc}") from None
         self.connections_opened += 1
-        return _Wire(reader, writer)
+        return wire
 
     def _release(self, key: tuple[str, int], wire: _Wire, *, reuse: bool) -> None:
         self._slots.release()

@@ -40,3 +40,33 @@ async def test_closing_the_wrapper_closes_the_source(monkeypatch: pytest.MonkeyP
     assert await wrapper.__anext__() == serving.PING
     await wrapper.aclose()  # type: ignore[attr-defined]
     assert closed.is_set()
+
+
+async def test_a_slow_client_does_not_drain_the_source_into_memory() -> None:
+    produced = 0
+
+    async def frames() -> AsyncIterator[bytes]:
+        nonlocal produced
+        for i in range(1000):
+            produced += 1
+            yield b"data: %d\n\n" % i
+
+    wrapper = serving.with_keepalive(frames())
+    assert await wrapper.__anext__() == b"data: 0\n\n"
+    for _ in range(10):
+        await asyncio.sleep(0)  # the pump runs ahead as far as it may
+    assert produced <= serving.MAX_BUFFERED_FRAMES + 2
+    rest = [frame async for frame in wrapper]
+    assert rest == [b"data: %d\n\n" % i for i in range(1, 1000)]
+
+
+async def test_an_error_in_the_source_reaches_the_reader_after_the_frames_before_it() -> None:
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        raise RuntimeError("broken source")
+
+    out: list[bytes] = []
+    with pytest.raises(RuntimeError, match="broken source"):
+        async for frame in serving.with_keepalive(frames()):
+            out.append(frame)
+    assert out == [b"data: 1\n\n"]
