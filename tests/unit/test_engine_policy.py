@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from haven.engine.engine import LlamaEngine
 from haven.engine.llama_backend import Batch
 from haven.engine.policy import (
     AGEING_TOKENS,
@@ -20,7 +21,7 @@ from haven.engine.policy import (
     plan_prefill,
     prefill_budget,
 )
-from haven.engine.protocol import Finished, GenerationRequest, SamplingParams
+from haven.engine.protocol import EngineEvent, Finished, GenerationHandle, GenerationRequest, SamplingParams
 from haven.engine.speculative import PromptTokenCost
 from tests.support.engine_run import tiny_engine
 
@@ -96,17 +97,24 @@ async def _first_token(handle: object) -> float:
     raise AssertionError("no event")
 
 
+async def _endless_stream(
+    engine: LlamaEngine,
+) -> tuple[GenerationHandle, AsyncIterator[EngineEvent], list[list[tuple[int, int]]]]:
+    """A greedy stream that never ends by itself, already decoding, and the batches recorded from then on."""
+    token = engine.tokenize("hello", add_special=False)[0]
+    endless = SamplingParams(temperature=0, logit_bias={token: 100.0}, max_tokens=400, speculative="off")
+    stream = await engine.submit(GenerationRequest(engine.tokenize("Stream"), endless))
+    events = stream.events()
+    await events.__anext__()  # decoding now
+    return stream, events, _record_batches(engine)
+
+
 async def test_decoding_streams_get_a_bounded_prefill_and_a_short_prompt_overtakes_a_long_one(
     make_test_model: Callable[..., Path],
 ) -> None:
     engine = tiny_engine(make_test_model(), parallel=3, batch_size=256, prefill_chunk=16, context_length=1024)
     try:
-        token = engine.tokenize("hello", add_special=False)[0]
-        endless = SamplingParams(temperature=0, logit_bias={token: 100.0}, max_tokens=400, speculative="off")
-        stream = await engine.submit(GenerationRequest(engine.tokenize("Stream"), endless))
-        events = stream.events()
-        await events.__anext__()  # decoding now
-        batches = _record_batches(engine)
+        stream, events, batches = await _endless_stream(engine)
         long_prompt = engine.tokenize(" ".join(["word"] * 300))
         short_prompt = engine.tokenize("Hi there")
         quick = SamplingParams(temperature=0, max_tokens=1)
@@ -161,12 +169,7 @@ async def test_with_a_step_time_target_decoding_streams_get_only_the_prompt_toke
     engine = tiny_engine(make_test_model(), parallel=2, batch_size=256, prefill_chunk=64, itl_target_ms=0.001,
                          context_length=1024)  # fmt: skip
     try:
-        token = engine.tokenize("hello", add_special=False)[0]
-        endless = SamplingParams(temperature=0, logit_bias={token: 100.0}, max_tokens=400, speculative="off")
-        stream = await engine.submit(GenerationRequest(engine.tokenize("Stream"), endless))
-        events = stream.events()
-        await events.__anext__()  # decoding now
-        batches = _record_batches(engine)
+        stream, events, batches = await _endless_stream(engine)
         long_prompt = engine.tokenize(" ".join(["word"] * 100))
         long = await engine.submit(GenerationRequest(long_prompt, SamplingParams(temperature=0, max_tokens=1)))
         await _first_token(long)
