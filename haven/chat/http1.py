@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator
 import httptools
 import httpx
 
+from haven.chat.waiting import Waiter
+
 MAX_HEAD_BYTES = 64 << 10
 MAX_BUFFERED = 256 << 10
 """Body bytes held for a slow consumer before the connection stops reading (TCP flow control)."""
@@ -46,18 +48,15 @@ def _head(request: httpx.Request, body_length: int) -> bytes:
 
 class _Wire(asyncio.Protocol):
     """One connection, as an asyncio protocol feeding httptools directly (no stream buffer in between);
-    httptools calls the ``on_*`` methods. The consumer waits in :meth:`wait`; a read timeout is one lazily
-    re-armed timer per connection, not a timer per read (a stream is hundreds of reads)."""
+    httptools calls the ``on_*`` methods. The consumer waits in :meth:`wait` (one timer per connection, not
+    per read: see :mod:`haven.chat.waiting`)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.reusable = True
         self.eof = False
         self.error: httpx.TransportError | None = None
-        self._loop = asyncio.get_running_loop()
-        self._waiter: asyncio.Future[None] | None = None
-        self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._waiter = Waiter()
         self._paused = False
         self._reset()
 
@@ -136,31 +135,12 @@ class _Wire(asyncio.Protocol):
         self.close()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _check_deadline(self) -> None:
-        self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return  # not waiting now: the next wait arms the timer again
-        if self._loop.time() >= self._deadline:
-            waiter.set_exception(httpx.ReadTimeout("the upstream sent nothing within the read timeout"))
-        else:
-            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+        self._waiter.wake()
 
     async def wait(self, timeout: float | None) -> None:
         """Until something arrives (data, the end, an error) or ``timeout`` seconds pass (ReadTimeout)."""
-        waiter = self._waiter = self._loop.create_future()
-        if timeout is not None:
-            self._deadline = self._loop.time() + timeout
-            if self._timer is None:
-                self._timer = self._loop.call_at(self._deadline, self._check_deadline)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
+        if await self._waiter.wait(timeout):
+            raise httpx.ReadTimeout("the upstream sent nothing within the read timeout")
 
     def take_body(self) -> list[bytes]:
         chunks, self.body, self.buffered = self.body, [], 0
@@ -183,9 +163,7 @@ class _Wire(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._waiter.close()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 

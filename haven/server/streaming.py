@@ -5,8 +5,8 @@ is noticed (the write fails) even while a request waits in the queue, and the sl
 the wrapper closes the stream underneath, which cancels the generation.
 
 One task pumps the frames into a short buffer for the whole stream, and the wait for the next frame has
-one lazily re-armed timer: a task and a timed ``asyncio.wait`` per frame were most of Haven's own CPU per
-streamed chunk in front of an upstream.
+one timer per stream (:class:`~haven.chat.waiting.Waiter`): a task and a timed ``asyncio.wait`` per frame
+were most of Haven's own CPU per streamed chunk in front of an upstream.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
+
+from haven.chat.waiting import Waiter
 
 KEEPALIVE_SECONDS = 2.0
 PING = b": keep-alive\n\n"
@@ -30,11 +32,8 @@ class _Pump:
         self.buffer: deque[bytes] = deque()
         self.done = False
         self.error: Exception | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter = Waiter()
         self._room: asyncio.Future[None] | None = None
-        self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._silent = False
         self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
@@ -52,8 +51,7 @@ class _Pump:
             self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._waiter.wake()
 
     def take(self) -> bytes:
         frame = self.buffer.popleft()
@@ -61,33 +59,12 @@ class _Pump:
             self._room.set_result(None)
         return frame
 
-    def _check(self) -> None:
-        self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return  # not waiting: the next wait arms the timer again
-        if self.loop.time() >= self._deadline:
-            self._silent = True
-            waiter.set_result(None)
-        else:
-            self._timer = self.loop.call_at(self._deadline, self._check)
-
     async def wait(self) -> bool:
         """Until a frame or the end arrives (False) or KEEPALIVE_SECONDS of silence pass (True)."""
-        self._silent = False
-        self._deadline = self.loop.time() + KEEPALIVE_SECONDS
-        if self._timer is None:
-            self._timer = self.loop.call_at(self._deadline, self._check)
-        self._waiter = self.loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-        return self._silent
+        return await self._waiter.wait(KEEPALIVE_SECONDS)
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._waiter.close()
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
         await self.iterator.aclose()  # type: ignore[attr-defined]

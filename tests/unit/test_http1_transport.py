@@ -187,6 +187,23 @@ async def test_timeouts_and_refusals_are_httpx_errors() -> None:
             await http.get(url)
 
 
+async def test_a_reused_connection_keeps_each_requests_own_read_timeout() -> None:
+    """A health check's 0.2 s read timeout on a connection a chat used with 60 s (the pool shares connections)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await read_request(reader)  # the second request: never answered
+        await reader.read()
+
+    async with serving(handler) as (url, _), client() as (http, transport):
+        assert (await http.get(url, timeout=httpx.Timeout(60.0))).text == "ok"
+        with pytest.raises(httpx.ReadTimeout):
+            await asyncio.wait_for(http.get(url, timeout=httpx.Timeout(60.0, read=0.2)), 5)
+        assert transport.connections_opened == 1
+
+
 async def test_leaving_a_stream_early_closes_its_connection() -> None:
     closed = asyncio.Event()
 
