@@ -442,6 +442,10 @@ class Scheduler:
                         token = chain.sample(backend.ctx, idx)
                     sample_s += time.perf_counter() - ts
                     n_sampled += 1
+                    if work.shadow is not None:
+                        if work.tracker is not None:
+                            work.tracker.shadow(token == work.shadow)
+                        work.shadow = None
                     self._on_token(work, token, idx)
                     if work.slot is None or i >= len(draft) or token != draft[i]:
                         break
@@ -504,7 +508,7 @@ class Scheduler:
         """Give each drafting row its draft for this step; returns the step's row width (1 = none)."""
         candidates: list[DraftCandidate] = []
         for work in decoding:
-            work.draft = []
+            work.draft, work.shadow = [], None
             drafter, tracker = work.drafter, work.tracker
             if drafter is None or tracker is None:
                 continue
@@ -531,10 +535,16 @@ class Scheduler:
         width = choose_width(
             candidates, decoding=len(decoding), rows=rows, other_tokens=n_prompt, cost=self._cost, max_width=max_width
         )
+        if width > 1 and n_prompt == 0:
+            # Drafting pays at the current estimates: measure a width not yet measured at this row count
+            # instead, so the choice rests on steps seen rather than the line's guess (see StepCostModel).
+            untried = self._cost.untried([rows * w for w in range(2, max_width + 1)])
+            if untried is not None:
+                width = untried // rows
         if width == 1:
             for work in decoding:
-                if work.draft and work.tracker is not None:
-                    work.tracker.idle()
+                if work.draft:
+                    work.shadow = work.draft[0]
                 work.draft = []
         return width
 

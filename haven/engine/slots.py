@@ -229,6 +229,8 @@ class Work:
     draft_max: int = 0
     draft: list[int] = field(default_factory=list)
     """The draft offered for the current step."""
+    shadow: int | None = None
+    """The first token of a draft this step did not verify: checked against the sampled token (for free)."""
 
     @property
     def prefilling(self) -> bool:

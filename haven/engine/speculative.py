@@ -47,6 +47,8 @@ import numpy.typing as npt
 SPECULATIVE_MODES = ("off", "ngram")
 DRAFT_MAX_LIMIT = 32
 """Largest draft a request or the server may configure (a wider step is rarely worth its cost)."""
+DRAFT_MARGIN = 1.05
+"""A drafting step is chosen only when its expected tokens per second beat plain decoding's by 5 %."""
 NGRAM_MIN = 2
 NGRAM_MAX = 4
 """N-gram sizes looked up, longest first: a 4-token match predicts better than a 2-token one; a
@@ -102,15 +104,17 @@ class NgramDrafter:
 class AcceptanceTracker:
     """Per-sequence estimate of the chance that the next drafted token is accepted.
 
-    Counts decay (``decay`` per verification, ``idle_decay`` per step without one) towards the prior,
-    so a request whose drafts keep failing stops drafting, and one that went quiet gets an occasional
-    fresh try when its text turns repetitive again (a code block after prose).
+    Counts decay (``decay`` per verification, ``shadow_decay`` per unverified draft checked against
+    the sampled token, ``idle_decay`` per step with no draft at all) towards the prior, so a request
+    whose drafts keep failing stops drafting, and one whose text turns repetitive again (a code block
+    after prose, a loop) starts again as soon as its unverified drafts start coming true.
     """
 
     prior: float = 0.5
     prior_weight: float = 1.0
     decay: float = 0.8
     idle_decay: float = 0.97
+    shadow_decay: float = 0.9
     hits: float = 0.0
     trials: float = 0.0
     drafted: int = 0
@@ -131,6 +135,14 @@ class AcceptanceTracker:
         self.hits *= self.idle_decay
         self.trials *= self.idle_decay
 
+    def shadow(self, hit: bool) -> None:
+        """A draft that was offered but not verified, checked for free against the token the step sampled
+        (its first token is kept exactly when it equals that token). Without this a sequence that stopped
+        drafting never learns that its text turned repetitive, and one whose first tries failed never
+        drafts again; with it, drafting follows the text at no cost."""
+        self.hits = self.hits * self.shadow_decay + (1.0 if hit else 0.0)
+        self.trials = self.trials * self.shadow_decay + 1.0
+
 
 def expected_extra(rate: float, k: int) -> float:
     """Expected accepted drafts out of ``k`` when each is kept with probability ``rate`` given the previous."""
@@ -143,40 +155,82 @@ def expected_extra(rate: float, k: int) -> float:
 
 @dataclass
 class StepCostModel:
-    """``seconds ≈ base + per_token × batch_tokens``, fitted by exponentially weighted least squares.
+    """What a decoding step of ``tokens`` rows costs, learned from the steps themselves.
 
-    The prior (a token costs 5 % of a pass) holds until steps of different sizes have been seen;
-    decode and prefill steps give the fit both ends of the range.
+    Two layers. A table keeps an exponentially weighted mean per batch size seen (what :meth:`cost`
+    answers, shrunk towards the line while a size has few observations), because llama.cpp's CPU
+    kernels are not linear in the batch — on 2 cores a 2-token step of SmolLM2 costs 1.8× a 1-token
+    one while a 4-token step costs 2.4×, and an 8-token step of the 0.5B is cheaper than a 7-token one.
+    A line ``base + per_token × tokens`` fitted over the table's sizes (each size one point, so
+    thousands of 1-token steps cannot drown the few wide ones) predicts the sizes not seen yet; its
+    prior (a token costs 5 % of a pass) holds until two sizes have been seen.
     """
 
     base: float = 0.02
     per_token: float = 0.001
-    forget: float = 0.98
-    _n: float = 0.0
-    _sx: float = 0.0
-    _sy: float = 0.0
-    _sxx: float = 0.0
-    _sxy: float = 0.0
+    weight: float = 0.1
+    """Weight of a new observation in its size's mean (after the first few, which average evenly)."""
+    _table: dict[int, tuple[float, int]] = field(default_factory=dict)
+    _sums: list[float] = field(default_factory=lambda: [0.0] * 5)
+    """Weighted sums over the table's points (w, w·x, w·y, w·x², w·x·y), kept up to date per observation."""
+
+    SHRINK = 4
+    MIN_SEEN = 3
 
     def observe(self, tokens: int, seconds: float) -> None:
-        f = self.forget
-        self._n = self._n * f + 1
-        self._sx = self._sx * f + tokens
-        self._sy = self._sy * f + seconds
-        self._sxx = self._sxx * f + tokens * tokens
-        self._sxy = self._sxy * f + tokens * seconds
-        var = self._n * self._sxx - self._sx * self._sx
-        if self._n < 4 or var <= 1e-9 * max(1.0, self._sxx * self._n):
-            if self._n >= 1:  # one size seen so far: keep the slope's prior, move the intercept
-                self.base = max(1e-6, self._sy / self._n - self.per_token * self._sx / self._n)
+        old = self._table.get(tokens)
+        mean, seen = old if old is not None else (seconds, 0)
+        if old is not None:
+            self._add_point(tokens, mean, seen, -1.0)
+            # A step the OS descheduled says nothing about the batch size: bound its pull on the mean.
+            seconds = min(seconds, 2.0 * mean)
+        seen += 1
+        mean += max(self.weight, 1.0 / seen) * (seconds - mean)
+        self._table[tokens] = (mean, seen)
+        self._add_point(tokens, mean, seen, 1.0)
+        self._fit()
+
+    def _add_point(self, tokens: int, mean: float, seen: int, sign: float) -> None:
+        w, x = sign * min(seen, 8), float(tokens)
+        sums = self._sums
+        sums[0] += w
+        sums[1] += w * x
+        sums[2] += w * mean
+        sums[3] += w * x * x
+        sums[4] += w * x * mean
+
+    def _fit(self) -> None:
+        sw, sx, sy, sxx, sxy = self._sums
+        var = sw * sxx - sx * sx
+        if len(self._table) < 2 or var <= 1e-9 * sxx * sw:
+            # One size seen so far: keep the slope's prior, move the intercept to the observations.
+            self.base = max(1e-6, sy / sw - self.per_token * sx / sw)
             return
-        slope = (self._n * self._sxy - self._sx * self._sy) / var
-        intercept = (self._sy - slope * self._sx) / self._n
-        if slope > 0 and intercept > 0:
-            self.base, self.per_token = intercept, slope
+        slope = (sw * sxy - sx * sy) / var
+        intercept = (sy - slope * sx) / sw
+        if slope > 0:
+            self.per_token = slope
+            self.base = max(1e-6, intercept)
+
+    def untried(self, sizes: Sequence[int]) -> int | None:
+        """The first of ``sizes`` seen fewer than ``MIN_SEEN`` times (None: all are known).
+
+        The scheduler tries such a width when it drafts anyway: the curve is not smooth (on CPUs
+        llama.cpp computes columns in blocks of 4, so 8 tokens may cost less than 7), and a size
+        predicted too dear by the line would otherwise never be measured. It costs a few steps
+        per size, once per loaded model."""
+        for size in sizes:
+            if self._table.get(size, (0.0, 0))[1] < self.MIN_SEEN:
+                return size
+        return None
 
     def cost(self, tokens: int) -> float:
-        return self.base + self.per_token * tokens
+        line = self.base + self.per_token * tokens
+        mean, seen = self._table.get(tokens, (0.0, 0))
+        # Shrunk towards the line by SHRINK observations' worth: a size tried a few times on a noisy
+        # machine is not written off (it may never be tried again), one seen often speaks for itself.
+        n = min(seen, 32)
+        return (n * mean + self.SHRINK * line) / (n + self.SHRINK)
 
 
 @dataclass
@@ -227,7 +281,9 @@ def choose_width(
     if not candidates or max_width <= 1:
         return 1
     n_decoding = decoding
-    best_width, best_rate = 1, n_decoding / cost.cost(rows + other_tokens)
+    # Drafting must beat plain decoding by DRAFT_MARGIN: the estimates carry error, and a wider step
+    # delays the token of every row whose draft is not kept.
+    best_width, best_rate = 1, DRAFT_MARGIN * n_decoding / cost.cost(rows + other_tokens)
     longest = max(c.draft_len for c in candidates)
     for width in range(2, min(max_width, longest + 1) + 1):
         gain = sum(expected_extra(c.rate, min(width - 1, c.draft_len)) for c in candidates)

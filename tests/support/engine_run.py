@@ -34,17 +34,25 @@ def tiny_engine(path: Path, **overrides: Any) -> LlamaEngine:
     return load_engine(str(path), name="tiny", sha256="", config=engine_config(Settings(**values)))
 
 
-class WideCost(StepCostModel):
-    """A memory-bound machine's step cost, never refitted: every useful draft is verified in full, so tests
-    exercise long accepted runs (on the tiny model the fitted cost makes the scheduler draft one token)."""
+class FixedCost(StepCostModel):
+    """A step cost that is never refitted, so a test decides what drafting costs on its machine."""
 
     def observe(self, tokens: int, seconds: float) -> None:
         return None
 
+    def untried(self, sizes: Sequence[int]) -> int | None:
+        return None  # every width counts as measured: the widest useful one is always chosen
+
+
+def fixed_cost(engine: LlamaEngine, *, base: float, per_token: float) -> LlamaEngine:
+    engine.scheduler._cost = FixedCost(base=base, per_token=per_token)
+    return engine
+
 
 def wide_drafts(engine: LlamaEngine) -> LlamaEngine:
-    engine.scheduler._cost = WideCost(base=1.0, per_token=0.0001)
-    return engine
+    """A memory-bound machine's step cost: every useful draft is verified in full, so tests exercise long
+    accepted runs (on the tiny model the fitted cost makes the scheduler draft one token)."""
+    return fixed_cost(engine, base=1.0, per_token=0.0001)
 
 
 @dataclass

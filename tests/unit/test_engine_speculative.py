@@ -24,7 +24,7 @@ from haven.engine.speculative import (
     expected_extra,
 )
 from haven.errors import InvalidRequestError
-from tests.support.engine_run import Result, generate, tiny_engine, wide_drafts
+from tests.support.engine_run import Result, fixed_cost, generate, tiny_engine, wide_drafts
 
 # --- pure logic -------------------------------------------------------------------------------------
 
@@ -70,22 +70,37 @@ def test_choose_width_drafts_when_acceptance_pays_and_stops_when_it_does_not() -
     assert choose_width([], decoding=4, rows=4, other_tokens=0, cost=memory_bound, max_width=9) == 1
 
 
-def test_tracker_stops_drafting_after_failures_and_retries_after_a_quiet_spell() -> None:
+def _drafts(tracker: AcceptanceTracker, cost: StepCostModel) -> bool:
+    rows = [DraftCandidate(8, tracker.rate)] * 4
+    return choose_width(rows, decoding=4, rows=4, other_tokens=0, cost=cost, max_width=9) > 1
+
+
+def test_tracker_stops_drafting_after_failures_and_resumes_when_unverified_drafts_come_true() -> None:
     tracker = AcceptanceTracker()
-    cost = StepCostModel(base=0.05, per_token=0.001)
-    assert (
-        choose_width([DraftCandidate(8, tracker.rate)], decoding=4, rows=4, other_tokens=0, cost=cost, max_width=9) > 1
-    )
+    cost = StepCostModel(base=0.02, per_token=0.002)  # a token costs a tenth of a pass
+    assert _drafts(tracker, cost)  # the prior: worth a try
     for _ in range(6):
         tracker.record(drafted=4, accepted=0)
     assert tracker.rate < 0.15
-    assert (
-        choose_width([DraftCandidate(8, tracker.rate)], decoding=4, rows=4, other_tokens=0, cost=cost, max_width=9) == 1
-    )
+    assert not _drafts(tracker, cost)
+    for _ in range(40):  # the text goes on as before: unverified drafts keep missing, drafting stays off
+        tracker.shadow(False)
+    assert not _drafts(tracker, cost)
+    for _ in range(12):  # the text turns repetitive: each unverified draft equals the sampled token
+        tracker.shadow(True)
+    assert tracker.rate > 0.6
+    assert _drafts(tracker, cost)
+    assert (tracker.drafted, tracker.accepted) == (24, 0)  # the counters count verified drafts only
     for _ in range(200):
-        tracker.idle()
-    assert tracker.rate > 0.3  # back towards the prior: an occasional new try
-    assert (tracker.drafted, tracker.accepted) == (24, 0)
+        tracker.idle()  # nothing to draft for a long spell: back towards the prior
+    assert 0.4 < tracker.rate < 0.6
+
+
+def test_choose_width_needs_a_margin_to_leave_plain_decoding() -> None:
+    # Expected tokens per second 2 % above plain decoding's: not worth a wider step for every row.
+    cost = StepCostModel(base=0.01, per_token=0.01)  # cost(1) = 0.02, cost(2) = 0.03
+    assert choose_width([DraftCandidate(1, 0.53)], decoding=1, rows=1, other_tokens=0, cost=cost, max_width=2) == 1
+    assert choose_width([DraftCandidate(1, 0.6)], decoding=1, rows=1, other_tokens=0, cost=cost, max_width=2) == 2
 
 
 def test_cost_model_learns_base_and_per_token_cost() -> None:
@@ -94,6 +109,32 @@ def test_cost_model_learns_base_and_per_token_cost() -> None:
         model.observe(tokens, 0.030 + 0.0005 * tokens)
     assert model.base == pytest.approx(0.030, rel=1e-3)
     assert model.per_token == pytest.approx(0.0005, rel=1e-3)
+
+
+def test_cost_model_follows_a_curve_that_is_not_a_line() -> None:
+    """llama.cpp's CPU kernels take columns in blocks of 4: 4 tokens cost little more than 3, and a
+    2-token step nearly twice a 1-token one. The measured sizes are what the width is chosen from."""
+    model = StepCostModel()
+    assert model.untried([2, 4, 8]) == 2
+    measured = {1: 0.013, 2: 0.023, 3: 0.030, 4: 0.033, 8: 0.058}
+    for _ in range(40):
+        for tokens, seconds in measured.items():
+            model.observe(tokens, seconds)
+    for tokens, seconds in measured.items():
+        assert model.cost(tokens) == pytest.approx(seconds, rel=0.05)
+    assert model.untried([2, 4, 8]) is None
+    assert model.untried([2, 5]) == 5
+    # With 90 % acceptance, 4 tokens per step beat 2 and 3 (a line through the points would pick 3).
+    good = [DraftCandidate(8, 0.9)]
+    assert choose_width(good, decoding=1, rows=1, other_tokens=0, cost=model, max_width=4) == 4
+
+
+def test_cost_model_bounds_a_descheduled_step() -> None:
+    model = StepCostModel()
+    for _ in range(20):
+        model.observe(1, 0.010)
+    model.observe(1, 1.0)  # the OS took the CPU away for a second
+    assert model.cost(1) < 0.0125
 
 
 def test_accept_or_resample_yields_the_target_distribution() -> None:
@@ -179,6 +220,24 @@ async def test_greedy_output_is_identical_alone_and_batched(engine: LlamaEngine,
     assert stats.drafted_tokens_total >= stats.accepted_tokens_total > 0
     assert 0 < stats.acceptance_rate <= 1
     assert _kv_consistent(engine)
+
+
+async def test_a_request_starts_drafting_once_its_unverified_drafts_come_true(
+    make_test_model: Callable[..., Path],
+) -> None:
+    """A step of 2 tokens costs 1.7× one of 1 here, so the prior acceptance (50 %) does not pay for
+    drafting; the tiny model's greedy output repeats one token, so every draft the scheduler offers
+    and does not verify is checked against the sampled token and comes true, and drafting starts."""
+    engine = fixed_cost(tiny_engine(make_test_model(quant="q8_0"), parallel=1), base=0.5, per_token=1.0)
+    try:
+        prompt = engine.tokenize(PROMPTS[3])
+        plain = await generate(engine, prompt, speculative="off", temperature=0, max_tokens=48)
+        spec = await generate(engine, prompt, speculative="ngram", temperature=0, max_tokens=48)
+        assert spec.token_ids == plain.token_ids
+        assert spec.finished.usage.accepted_tokens > 20
+        assert _kv_consistent(engine)
+    finally:
+        await engine.close()
 
 
 async def test_seeded_sampling_is_draw_for_draw_identical(engine: LlamaEngine) -> None:
