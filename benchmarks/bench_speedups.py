@@ -206,30 +206,43 @@ def peer_spec_types(ctx: BenchContext) -> list[str]:
 # --- clients ------------------------------------------------------------------------------------------
 
 
-async def _chat(client: httpx.AsyncClient, url: str, content: str, max_tokens: int) -> tuple[int, str]:
+async def _chat(
+    client: httpx.AsyncClient, url: str, content: str, max_tokens: int, extra: dict[str, Any] | None = None
+) -> tuple[int, str]:
     body = {"model": "bench", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
-            "temperature": 0.0}  # fmt: skip
+            "temperature": 0.0, **(extra or {})}  # fmt: skip
     r = await client.post(f"{url}/v1/chat/completions", json=body)
     r.raise_for_status()
     data = r.json()
     return int(data["usage"]["completion_tokens"]), str(data["choices"][0]["message"]["content"])
 
 
-def chat_rate(url: str, prompts: Sequence[str], max_tokens: int, streams: int = 1) -> tuple[float, list[str]]:
-    """Completion tokens/s over ``prompts`` (``streams`` at a time) and the answers (one warm-up first)."""
+def chat_rate(
+    url: str, prompts: Sequence[str], max_tokens: int, streams: int = 1, extra: dict[str, Any] | None = None
+) -> tuple[float, list[str]]:
+    """Completion tokens/s over ``prompts`` (``streams`` at a time) and the answers (one warm-up first);
+    ``extra`` goes into every request body (e.g. Haven's per-request ``speculative``)."""
+    tokens, seconds, answers = chat_run(url, prompts, max_tokens, streams, extra)
+    return tokens / seconds, answers
 
-    async def go() -> tuple[float, list[str]]:
+
+def chat_run(
+    url: str, prompts: Sequence[str], max_tokens: int, streams: int = 1, extra: dict[str, Any] | None = None
+) -> tuple[int, float, list[str]]:
+    """(completion tokens, seconds, answers) of ``prompts``, ``streams`` at a time, after one warm-up."""
+
+    async def go() -> tuple[int, float, list[str]]:
         async with httpx.AsyncClient(timeout=1800) as client:
-            await _chat(client, url, "Hi", 4)
+            await _chat(client, url, "Hi", 4, extra)
             t0 = time.perf_counter()
             answers: list[str] = []
             tokens = 0
             for i in range(0, len(prompts), streams):
                 batch = prompts[i : i + streams]
-                done = await asyncio.gather(*(_chat(client, url, p, max_tokens) for p in batch))
+                done = await asyncio.gather(*(_chat(client, url, p, max_tokens, extra) for p in batch))
                 tokens += sum(n for n, _ in done)
                 answers += [text for _, text in done]
-            return tokens / (time.perf_counter() - t0), answers
+            return tokens, time.perf_counter() - t0, answers
 
     return asyncio.run(go())
 
@@ -247,37 +260,58 @@ def haven_counters(url: str) -> tuple[float, float]:
 # --- speculation ----------------------------------------------------------------------------------------
 
 
-def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str) -> list[Result]:
+def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: int = 3) -> list[Result]:
+    """One ``--speculative ngram`` server, each workload with the per-request ``speculative`` off and on in
+    alternating order over ``rounds`` rounds: the same process, cache and machine state for both arms, so
+    the ratio is speculation's and not a second server's start or the machine's drift (each arm is total
+    tokens over total seconds; a single 300-token story swung 0.80–0.98× between two-server runs)."""
     prompts = edit_prompts()
+    workloads = {"edit": (prompts, plan.edit_tokens, 1), "edit4": ([*prompts, prompts[0]], plan.edit_tokens, 4),
+                 "story": ([STORY], plan.story_tokens, 1)}  # fmt: skip
+    totals = {(w, mode): [0, 0.0] for w in workloads for mode in ("off", "ngram")}
+    answers: dict[str, list[str]] = {}
+    drafted = accepted = 0.0
     results: list[Result] = []
-    with haven_home(model) as home:
-        with haven(ctx, home, plan, "--speculative", "off") as url:
-            off_1, off_answers = chat_rate(url, prompts, plan.edit_tokens)
-            off_4, _ = chat_rate(url, [*prompts, prompts[0]], plan.edit_tokens, streams=4)
-            off_story, _ = chat_rate(url, [STORY], plan.story_tokens)
-        with haven(ctx, home, plan, "--speculative", "ngram") as url:
-            on_1, on_answers = chat_rate(url, prompts, plan.edit_tokens)
-            drafted, accepted = haven_counters(url)
-            on_4, _ = chat_rate(url, [*prompts, prompts[0]], plan.edit_tokens, streams=4)
-            on_story, _ = chat_rate(url, [STORY], plan.story_tokens)
-    rate = f"acceptance {accepted / drafted:.0%} of {drafted:.0f} drafted" if drafted else "nothing drafted"
-    same = sum(a == b for a, b in zip(off_answers, on_answers, strict=True))
+    with haven_home(model) as home, haven(ctx, home, plan, "--speculative", "ngram") as url:
+        for r in range(rounds):
+            for mode in ("off", "ngram") if r % 2 == 0 else ("ngram", "off"):
+                for name, (texts, max_tokens, streams) in workloads.items():
+                    # A line of its own in front of each run's prompts: no run finds another's prompt in the
+                    # prefix cache, so every one pays its prefill, as the first would (and as llama-server does).
+                    unique = [f"Request {r}{mode[0]}.\n{text}" for text in texts]
+                    before = haven_counters(url)
+                    tokens, seconds, out = chat_run(url, unique, max_tokens, streams, {"speculative": mode})
+                    if name == "edit" and mode == "ngram":
+                        after = haven_counters(url)
+                        drafted, accepted = drafted + after[0] - before[0], accepted + after[1] - before[1]
+                    if name == "edit" and r == 0:
+                        answers[mode] = out
+                    totals[name, mode][0] += tokens
+                    totals[name, mode][1] += seconds
+
+    def rate(name: str, mode: str) -> float:
+        tokens, seconds = totals[name, mode]
+        return tokens / seconds
+
+    on_1, off_1 = rate("edit", "ngram"), rate("edit", "off")
+    on_4, off_4 = rate("edit4", "ngram"), rate("edit4", "off")
+    on_story, off_story = rate("story", "ngram"), rate("story", "off")
+    acceptance = f"acceptance {accepted / drafted:.0%} of {drafted:.0f} drafted" if drafted else "nothing drafted"
+    same = sum(a == b for a, b in zip(answers["off"], answers["ngram"], strict=True))
     best_peer, best_type = None, ""
     for spec_type in peer_spec_types(ctx):
         with llama_server(ctx, model, plan, "--spec-type", spec_type) as url:
-            tps, _ = chat_rate(url, prompts, plan.edit_tokens)
+            tps, _ = chat_rate(url, [f"Request 0n.\n{text}" for text in prompts], plan.edit_tokens)
         ctx.log(f"llama-server --spec-type {spec_type}: {tps:.1f} tok/s")
         if best_peer is None or tps > best_peer:
             best_peer, best_type = tps, spec_type
+    arm = f"haven speculative: off (same server, {rounds} alternating rounds)"
     results += [
-        Result(f"{label}: editing, 1 stream, speculation vs off", on_1, off_1, "haven --speculative off",
-               "tok/s", 1.5, notes=rate),
+        Result(f"{label}: editing, 1 stream, speculation vs off", on_1, off_1, arm, "tok/s", 1.5, notes=acceptance),
         Result(f"{label}: editing, 1 stream vs llama-server best n-gram", on_1, best_peer,
                f"llama-server --spec-type {best_type}" if best_type else "llama-server (not built)", "tok/s", 1.0),
-        Result(f"{label}: editing, 4 streams, speculation vs off", on_4, off_4, "haven --speculative off",
-               "tok/s", 1.2),
-        Result(f"{label}: free generation (story), speculation vs off", on_story, off_story,
-               "haven --speculative off", "tok/s", 0.97),
+        Result(f"{label}: editing, 4 streams, speculation vs off", on_4, off_4, arm, "tok/s", 1.2),
+        Result(f"{label}: free generation (story), speculation vs off", on_story, off_story, arm, "tok/s", 0.97),
         Result(f"{label}: greedy answers identical with speculation", 100.0 * same / len(prompts), None, "",
                "%", notes=f"{same}/{len(prompts)} editing prompts, one at a time"),
     ]  # fmt: skip
@@ -508,10 +542,16 @@ def _section(ctx: BenchContext, name: str, fn: Any, *args: Any) -> list[Result]:
 def run(ctx: BenchContext) -> list[Result]:
     plan = QUICK if ctx.quick else FULL
     real = real_model(ctx)
-    if os.environ.get("HAVEN_BENCH_SPEEDUPS_ONLY") == "latency":  # the trace alone (its rows, nothing else)
+    only = os.environ.get("HAVEN_BENCH_SPEEDUPS_ONLY")
+    if only == "latency":  # the trace alone (its rows, nothing else)
         if real is None:
             return []
         return _section(ctx, "smollm2:135m: latency under load", latency_under_load, plan, real, "smollm2:135m")
+    if only == "speculation":  # the speculation rows of both models alone
+        rows = _section(ctx, "smollm2:135m: speculation", speculation, plan, real, "smollm2:135m") if real else []
+        return rows + _section(ctx, "0.5B q8_0: speculation", speculation, plan, ctx.model("q8_0"), "0.5B q8_0")
+    if only == "kv-decode":  # the q8_0-KV decode row alone
+        return _section(ctx, "0.5B q8_0: q8_0 KV decode", kv_decode, plan, ctx.model("q8_0"), "0.5B q8_0")
     results: list[Result] = []
     if real is not None:
         tag = "smollm2:135m"

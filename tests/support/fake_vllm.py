@@ -1,6 +1,6 @@
 """A small OpenAI-compatible server that speaks vLLM's dialect, for scale-out tests: run it as a process.
 
-``python -m tests.support.fake_vllm --port P --name NAME [--models m1,m2] [--chunk-delay S]``. It answers
+``python -m tests.support.fake_vllm --port P --name NAME [--models m1,m2] [--chunk-delay S [--clock]]``. It answers
 ``/v1/chat/completions`` (streamed or not) with ``NAME: <last user message>``, reasoning in vLLM's
 ``reasoning`` field, usage in the last chunk; ``/v1/models``; ``/v1/embeddings``; ``/metrics`` with vLLM's
 metric names; and records every request body it received (and each one's client port: its connection).
@@ -25,7 +25,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 
-def build_app(name: str, models: list[str], chunk_delay: float = 0.0) -> Starlette:
+def build_app(name: str, models: list[str], chunk_delay: float = 0.0, clock: bool = False) -> Starlette:
+    """``chunk_delay``: seconds between chunks, slept after each one, so every late wakeup of this process
+    (a busy CPU) slows the stream; with ``clock``, chunk ``i`` leaves at ``start + i × chunk_delay`` instead, as
+    an engine on its own hardware emits tokens on its own clock whatever its client's machine is doing."""
     state: dict[str, Any] = {"mode": "ok", "received": [], "running": 0, "peers": []}
 
     async def control(request: Request) -> Response:
@@ -86,7 +89,10 @@ def build_app(name: str, models: list[str], chunk_delay: float = 0.0) -> Starlet
                 parts = [{"reasoning": "thinking"}] if mode != "think_inline" else [{"content": "<think>thinking"},
                                                                                        {"content": "</think>"}]
                 parts += [{"content": word} for word in answer.split(" ") for word in (word + " ",)]
+                started = asyncio.get_running_loop().time()
                 for i, delta in enumerate(parts):
+                    if clock and chunk_delay and i and mode != "slow":
+                        await asyncio.sleep(max(0.0, started + i * chunk_delay - asyncio.get_running_loop().time()))
                     if mode == "fail_mid" and i == 2:
                         raise RuntimeError("upstream crashed mid-stream")  # uvicorn drops the connection
                     chunk = {"id": "x", "object": "chat.completion.chunk", "model": body["model"],
@@ -94,7 +100,7 @@ def build_app(name: str, models: list[str], chunk_delay: float = 0.0) -> Starlet
                     yield f"data: {json.dumps(chunk)}\n\n".encode()
                     if mode == "slow":
                         await asyncio.sleep(0.2)
-                    elif chunk_delay:
+                    elif chunk_delay and not clock:
                         await asyncio.sleep(chunk_delay)
                 final = {"id": "x", "object": "chat.completion.chunk", "model": body["model"],
                          "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
@@ -123,8 +129,9 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--models", default="remote-model")
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between chunks (a paced model)")
+    parser.add_argument("--clock", action="store_true", help="pace chunks on a fixed clock, not by sleeps after each")
     args = parser.parse_args()
-    app = build_app(args.name, args.models.split(","), args.chunk_delay)
+    app = build_app(args.name, args.models.split(","), args.chunk_delay, args.clock)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
