@@ -272,22 +272,26 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
     answers: dict[str, list[str]] = {}
     drafted = accepted = 0.0
     results: list[Result] = []
-    with haven_home(model) as home, haven(ctx, home, plan, "--speculative", "ngram") as url:
-        for r in range(rounds):
-            for mode in ("off", "ngram") if r % 2 == 0 else ("ngram", "off"):
-                for name, (texts, max_tokens, streams) in workloads.items():
-                    # A line of its own in front of each run's prompts: no run finds another's prompt in the
-                    # prefix cache, so every one pays its prefill, as the first would (and as llama-server does).
-                    unique = [f"Request {r}{mode[0]}.\n{text}" for text in texts]
-                    before = haven_counters(url)
-                    tokens, seconds, out = chat_run(url, unique, max_tokens, streams, {"speculative": mode})
-                    if name == "edit" and mode == "ngram":
-                        after = haven_counters(url)
-                        drafted, accepted = drafted + after[0] - before[0], accepted + after[1] - before[1]
-                    if name == "edit" and r == 0:
-                        answers[mode] = out
-                    totals[name, mode][0] += tokens
-                    totals[name, mode][1] += seconds
+    with haven_home(model) as home:
+        with haven(ctx, home, plan, "--speculative", "ngram") as url:
+            for r in range(rounds):
+                for mode in ("off", "ngram") if r % 2 == 0 else ("ngram", "off"):
+                    for name, (texts, max_tokens, streams) in workloads.items():
+                        # A line of its own in front of each run's prompts: no run finds another's prompt in the
+                        # prefix cache, so every one pays its prefill, as the first would (and as llama-server does).
+                        unique = [f"Request {r}{mode[0]}.\n{text}" for text in texts]
+                        before = haven_counters(url)
+                        tokens, seconds, _ = chat_run(url, unique, max_tokens, streams, {"speculative": mode})
+                        if name == "edit" and mode == "ngram":
+                            after = haven_counters(url)
+                            drafted, accepted = drafted + after[0] - before[0], accepted + after[1] - before[1]
+                        totals[name, mode][0] += tokens
+                        totals[name, mode][1] += seconds
+        # Identical greedy answers: a fresh server per arm, the same requests in the same order (in one server
+        # the second arm would find the first's prompt in the prefix cache, whose reuse moves last digits too).
+        for mode in ("off", "ngram"):
+            with haven(ctx, home, plan, "--speculative", mode) as fresh:
+                answers[mode] = chat_run(fresh, prompts, plan.edit_tokens)[2]
 
     def rate(name: str, mode: str) -> float:
         tokens, seconds = totals[name, mode]
