@@ -260,6 +260,12 @@ def haven_counters(url: str) -> tuple[float, float]:
 # --- speculation ----------------------------------------------------------------------------------------
 
 
+def run_prompts(texts: Sequence[str], tag: str) -> list[str]:
+    """``texts`` with a first line of their own (``Request <tag>.``): no run finds another run's prompt in
+    the prefix cache, so every one pays its prefill, as the first would (and as llama-server does)."""
+    return [f"Request {tag}.\n{text}" for text in texts]
+
+
 def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: int = 3) -> list[Result]:
     """One ``--speculative ngram`` server, each workload with the per-request ``speculative`` off and on in
     alternating order over ``rounds`` rounds: the same process, cache and machine state for both arms, so
@@ -277,12 +283,11 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
             for r in range(rounds):
                 for mode in ("off", "ngram") if r % 2 == 0 else ("ngram", "off"):
                     for name, (texts, max_tokens, streams) in workloads.items():
-                        # A line of its own in front of each run's prompts: no run finds another's prompt in the
-                        # prefix cache, so every one pays its prefill, as the first would (and as llama-server does).
-                        unique = [f"Request {r}{mode[0]}.\n{text}" for text in texts]
-                        before = haven_counters(url)
-                        tokens, seconds, _ = chat_run(url, unique, max_tokens, streams, {"speculative": mode})
-                        if name == "edit" and mode == "ngram":
+                        counted = name == "edit" and mode == "ngram"  # the acceptance note's requests
+                        before = haven_counters(url) if counted else (0.0, 0.0)
+                        tagged = run_prompts(texts, f"{r}{mode[0]}")
+                        tokens, seconds, _ = chat_run(url, tagged, max_tokens, streams, {"speculative": mode})
+                        if counted:
                             after = haven_counters(url)
                             drafted, accepted = drafted + after[0] - before[0], accepted + after[1] - before[1]
                         totals[name, mode][0] += tokens
@@ -305,7 +310,7 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
     best_peer, best_type = None, ""
     for spec_type in peer_spec_types(ctx):
         with llama_server(ctx, model, plan, "--spec-type", spec_type) as url:
-            tps, _ = chat_rate(url, [f"Request 0n.\n{text}" for text in prompts], plan.edit_tokens)
+            tps, _ = chat_rate(url, run_prompts(prompts, "0n"), plan.edit_tokens)  # Haven's first "on" run's
         ctx.log(f"llama-server --spec-type {spec_type}: {tps:.1f} tok/s")
         if best_peer is None or tps > best_peer:
             best_peer, best_type = tps, spec_type

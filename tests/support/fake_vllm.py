@@ -89,10 +89,11 @@ def build_app(name: str, models: list[str], chunk_delay: float = 0.0, clock: boo
                 parts = [{"reasoning": "thinking"}] if mode != "think_inline" else [{"content": "<think>thinking"},
                                                                                        {"content": "</think>"}]
                 parts += [{"content": word} for word in answer.split(" ") for word in (word + " ",)]
-                started = asyncio.get_running_loop().time()
+                loop = asyncio.get_running_loop()
+                started = loop.time()
                 for i, delta in enumerate(parts):
                     if clock and chunk_delay and i and mode != "slow":
-                        await asyncio.sleep(max(0.0, started + i * chunk_delay - asyncio.get_running_loop().time()))
+                        await asyncio.sleep(max(0.0, started + i * chunk_delay - loop.time()))
                     if mode == "fail_mid" and i == 2:
                         raise RuntimeError("upstream crashed mid-stream")  # uvicorn drops the connection
                     chunk = {"id": "x", "object": "chat.completion.chunk", "model": body["model"],
