@@ -183,6 +183,9 @@ class _Body(httpx.AsyncByteStream):
                 if wire.body:
                     for chunk in wire.take_body():
                         yield chunk
+                    # More may have arrived, and the message completed, while a chunk was with the consumer:
+                    # look again before deciding the body is over.
+                    continue
                 if wire.complete:
                     break
                 if wire.error is not None:

@@ -253,6 +253,10 @@ class RemoteStream:
                     break
                 for event in self._reader.events(chunk):
                     yield event
+            else:
+                if self._reader.finish is None:  # a body that ended cleanly, but before the answer did
+                    raise UpstreamError("the upstream ended the stream before finishing the answer; "
+                                        "the answer is incomplete")
             for event in self._reader.final(self._started):
                 if isinstance(event, Final):
                     self._reason = event.finish_reason

@@ -129,10 +129,13 @@ async def test_a_failure_before_the_first_byte_is_retried_elsewhere(fakes: list[
         await backend.pool.close()
 
 
-async def test_a_failure_mid_stream_ends_with_a_clear_error_and_keeps_what_arrived(fakes: list[FakeUpstream]) -> None:
+@pytest.mark.parametrize("mode", ["fail_mid", "end_early"])
+async def test_a_failure_mid_stream_ends_with_a_clear_error_and_keeps_what_arrived(fakes: list[FakeUpstream],
+                                                                                   mode: str) -> None:
+    """A dropped connection, or a body that ends before the answer does: an error, not a short answer."""
     backend = await routed(fakes[:1])
     try:
-        fakes[0].mode("fail_mid")
+        fakes[0].mode(mode)
         result = await collect(await backend.chat(ask("one two three four")))
         assert result.final.finish_reason == "error" and result.final.error is not None
         assert result.final.error.code == "upstream_error" and "incomplete" in result.final.error.message

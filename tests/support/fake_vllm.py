@@ -5,7 +5,8 @@
 ``reasoning`` field, usage in the last chunk; ``/v1/models``; ``/v1/embeddings``; ``/metrics`` with vLLM's
 metric names; and records every request body it received (and each one's client port: its connection).
 ``POST /control {"mode": …}`` makes it misbehave: ``ok``, ``slow`` (0.2 s between chunks), ``fail_before`` (500
-before any byte), ``fail_mid`` (drop the connection after two chunks), ``hang`` (send headers, then nothing),
+before any byte), ``fail_mid`` (drop the connection after two chunks), ``end_early`` (end the body
+cleanly after two chunks, without a finish reason or ``[DONE]``), ``hang`` (send headers, then nothing),
 ``garbage`` (non-JSON chunks), ``huge`` (an oversized line), ``think_inline`` (reasoning as ``<think>`` tags in
 content), ``error_event`` (an in-band ``{"error": …}`` chunk). ``GET /control`` returns the recorded requests.
 """
@@ -96,6 +97,8 @@ def build_app(name: str, models: list[str], chunk_delay: float = 0.0, clock: boo
                         await asyncio.sleep(max(0.0, started + i * chunk_delay - loop.time()))
                     if mode == "fail_mid" and i == 2:
                         raise RuntimeError("upstream crashed mid-stream")  # uvicorn drops the connection
+                    if mode == "end_early" and i == 2:
+                        return  # a well-formed end of the body, with neither a finish reason nor [DONE]
                     chunk = {"id": "x", "object": "chat.completion.chunk", "model": body["model"],
                              "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
                     yield f"data: {json.dumps(chunk)}\n\n".encode()

@@ -86,6 +86,36 @@ async def test_a_chunked_stream_arrives_whole_and_its_connection_is_reused() -> 
         assert transport.connections_opened == 1 and len(accepted) == 1
 
 
+async def test_the_end_of_a_body_that_arrives_while_the_consumer_is_busy_is_not_lost() -> None:
+    """The last chunks (usage, [DONE]) often arrive while the consumer is still writing the previous one to its
+    own client: they must be read, not dropped because the message completed meanwhile."""
+    consumer_busy = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(STREAM_HEAD + b"b\r\ndata: one\n\n\r\n")
+        await writer.drain()
+        await consumer_busy.wait()
+        writer.write(b"b\r\ndata: two\n\n\r\n" + b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
+        await writer.drain()
+        while await read_request(reader):  # the connection is reused for the next request
+            writer.write(STREAM_HEAD + chunked(b"data: [DONE]\n\n"))
+            await writer.drain()
+
+    async with serving(handler) as (url, _), client() as (http, transport):
+        async with http.stream("POST", url, json={}) as response:
+            received = []
+            async for chunk in response.aiter_raw():
+                received.append(chunk)
+                if len(received) == 1:  # the rest arrives, and the message completes, during this await
+                    consumer_busy.set()
+                    await asyncio.sleep(0.2)
+            assert b"".join(received) == b"data: one\n\ndata: two\n\ndata: [DONE]\n\n"
+        async with http.stream("POST", url, json={}):
+            pass
+        assert transport.connections_opened == 1  # read to its end, the connection was reused
+
+
 async def test_length_and_close_delimited_bodies() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
         request = await read_request(reader)
