@@ -339,6 +339,11 @@ class RemoteChatBackend:
         self._environ = environ
         self._models: tuple[str, ...] = upstream.models
         self.outstanding = 0
+        # Parsed and merged once: httpx's build_request re-parses the URL and merges the client's headers on
+        # every call, a tenth of a millisecond of each chat's time to first token.
+        self._chat_url = httpx.URL(upstream.base_url + "/chat/completions")
+        self._client_headers = dict(client.headers)
+        self._timeouts = self._timeout().as_dict()
 
     def _headers(self) -> dict[str, str]:
         key = self.upstream.api_key(self._environ)
@@ -362,8 +367,7 @@ class RemoteChatBackend:
                 self.outstanding -= 1
 
         try:
-            http_request = self._client.build_request("POST", self.upstream.base_url + "/chat/completions",
-                                                      json=body, headers=self._headers(), timeout=self._timeout())
+            http_request = self._chat_request(body)
             response = await self._client.send(http_request, stream=True)
         except httpx.TransportError as exc:
             release()
@@ -402,6 +406,14 @@ class RemoteChatBackend:
             release()
             raise
         return RemoteStream(response, lines, reader, first, self._outcome, release, request.model, self._finished)
+
+    def _chat_request(self, body: dict[str, Any]) -> httpx.Request:
+        """What ``client.build_request(json=body)`` builds (the same JSON encoding and headers), from the parts
+        prepared once."""
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        headers = {**self._client_headers, **self._headers(), "Content-Type": "application/json"}
+        return httpx.Request("POST", self._chat_url, content=content, headers=headers,
+                             extensions={"timeout": self._timeouts})
 
     async def _raise_for(self, response: httpx.Response) -> None:
         raw = await _read_capped(response, 64 << 10)

@@ -57,6 +57,10 @@ class ModelStore:
         self.trial_load_timeout = trial_load_timeout
         self.blobs_dir = self.root / "blobs"
         self.manifests_dir = self.root / "manifests"
+        # Manifests read, by path, with the (inode, size, mtime) they had: every chat request looks its model
+        # up, and a stat is a tenth of reading and parsing the file. A manifest is replaced by rename (a new
+        # inode) or edited by hand (a new mtime or size), so a changed file is always read again.
+        self._read: dict[Path, tuple[tuple[int, int, int], Manifest]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelStore:
@@ -99,7 +103,14 @@ class ModelStore:
         parsed = parse_name(name)
         path = self._manifest_path(parsed)
         try:
-            return Manifest.from_json(path.read_text(encoding="utf-8"))
+            st = path.stat()
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            cached = self._read.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
+            self._read[path] = (stamp, manifest)
+            return manifest
         except FileNotFoundError:
             raise ModelNotFoundError(
                 f"model {parsed} is not in the store (see `haven models list`; add it with "

@@ -16,6 +16,7 @@ and browser history). Secrets are compared as digests with ``hmac.compare_digest
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -69,6 +70,7 @@ class Principal:
         return self.unlocked.user.name if self.unlocked else None
 
 
+@functools.lru_cache(maxsize=1024)  # every request's Host header; a pure function of a short string
 def is_loopback(host: str) -> bool:
     if host.lower() in {"localhost", "localhost."}:
         return True

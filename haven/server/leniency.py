@@ -8,7 +8,9 @@ supplied"). Fields with a wrong type or an out-of-range value are 400s either wa
 
 from __future__ import annotations
 
+import functools
 import logging
+import typing
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -48,7 +50,7 @@ def header_value(fields: Sequence[str]) -> str:
 async def find_unknown(model: BaseModel) -> list[str]:
     """:func:`unknown_fields`, in a worker thread when the body carries a long list (walking 10,000 messages
     is tens of milliseconds of pure Python, which must not hold the event loop)."""
-    lists = [v for v in (getattr(model, name) for name in type(model).model_fields) if isinstance(v, list)]
+    lists = [v for v in (getattr(model, name) for name in _nested_fields(type(model))) if isinstance(v, list)]
     return await off_loop_if_long(max(lists, key=len, default=None), unknown_fields, model)
 
 
@@ -56,9 +58,23 @@ def unknown_fields(model: BaseModel, prefix: str = "") -> list[str]:
     """Dotted paths of every field of ``model`` (and the models inside it) that no schema defines (the
     request models keep them aside with ``extra="allow"``)."""
     found = [f"{prefix}{key}" for key in (model.model_extra or {})]
-    for name in type(model).model_fields:
+    for name in _nested_fields(type(model)):
         found.extend(_unknown_in(getattr(model, name), f"{prefix}{name}"))
     return found
+
+
+@functools.cache
+def _nested_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``cls`` whose type can hold a model (a model, a list of them, a union with one): the only
+    ones the walk visits. A chat request has some forty fields and a message a dozen, nearly all scalars:
+    visiting every one cost more than validating the request."""
+    return tuple(name for name, field in cls.model_fields.items() if _can_hold_model(field.annotation))
+
+
+def _can_hold_model(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_can_hold_model(arg) for arg in typing.get_args(annotation))
 
 
 def _unknown_in(value: Any, path: str) -> list[str]:

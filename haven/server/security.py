@@ -20,6 +20,7 @@ read or any work is done:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -34,6 +35,7 @@ MIN_PUBLIC_KEY_LENGTH = 32
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+@functools.lru_cache(maxsize=1024)  # every request's Host header; a pure function of a short string
 def is_loopback_host(host: str) -> bool:
     """``host`` (no port) names this machine's loopback interface."""
     host = host.lower().rstrip(".")

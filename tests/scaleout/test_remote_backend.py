@@ -9,6 +9,7 @@ import json
 import signal
 import time
 
+import httpx
 import pytest
 
 from haven.chat.backend import (
@@ -24,7 +25,7 @@ from haven.chat.backend import (
     TextDelta,
     collect,
 )
-from haven.chat.remote import request_body
+from haven.chat.remote import RemoteChatBackend, request_body
 from haven.chat.routing import Breaker, RoutingChatBackend, UpstreamPool, load_from_metrics
 from haven.chat.upstreams import Upstream
 from haven.errors import InvalidRequestError, ModelNotFoundError, UpstreamError, UpstreamUnavailableError
@@ -61,6 +62,26 @@ def test_requests_are_written_in_each_upstream_s_dialect() -> None:
         "grammar"] == 'root ::= "a"'
     with pytest.raises(InvalidRequestError, match="GBNF"):
         request_body(ChatRequest(model="m", messages=(), output=Grammar("root ::= \"a\"")), "openai-compatible")
+
+
+async def test_the_chat_request_is_the_one_httpx_would_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request is assembled from parts prepared once (time to first token); it must be byte for byte what
+    ``client.build_request(json=...)`` makes: method, URL, body, every header, and the upstream's timeouts."""
+    monkeypatch.setenv("GPU1_KEY", "sk-secret")
+    upstream = Upstream("gpu1", "http://10.0.0.5:8000/v1", kind="vllm", api_key_env="GPU1_KEY",
+                        connect_timeout=2.5, read_timeout=40)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        backend = RemoteChatBackend(upstream, client)
+        body = request_body(ChatRequest(model="m", messages=(Message("user", "naïve ✓ \"quoted\""),)), "vllm")
+        ours = backend._chat_request(body)
+        theirs = client.build_request("POST", "http://10.0.0.5:8000/v1/chat/completions", json=body,
+                                      headers={"Authorization": "Bearer sk-secret"}, timeout=backend._timeout())
+    assert (ours.method, ours.url, ours.content) == (theirs.method, theirs.url, theirs.content)
+    assert sorted(ours.headers.multi_items()) == sorted(theirs.headers.multi_items())
+    assert ours.extensions["timeout"] == theirs.extensions["timeout"] == {
+        "connect": 2.5, "read": 40, "write": 40, "pool": 2.5}
+    with pytest.raises(ValueError):  # as httpx: a NaN is not JSON
+        backend._chat_request({**body, "temperature": float("nan")})
 
 
 async def test_a_stream_is_normalised_reasoning_text_and_usage(fakes: list[FakeUpstream]) -> None:

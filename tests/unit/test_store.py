@@ -73,6 +73,32 @@ def test_get_list_exists_and_default_name(store: ModelStore, tiny: Path) -> None
     assert len(list((store.root / "blobs").iterdir())) == 1  # deduplicated
 
 
+def test_get_sees_every_change_to_a_manifest_it_read_before(store: ModelStore, tiny: Path) -> None:
+    """Reads are cached by the manifest file's inode, size and mtime: a change by another store (another
+    process), by hand in place, or a removal is seen by the next get."""
+    from haven.errors import StoreError
+    from haven.models.manifest import ModelDefaults
+
+    store.import_file(tiny, "tiny:latest")
+    assert store.get("tiny").defaults.empty and store.get("tiny") is store.get("tiny")  # unchanged: not re-read
+    ModelStore(store.root, trial_load_timeout=None).set_defaults("tiny", ModelDefaults(system="Be brief."))
+    assert store.get("tiny").defaults.system == "Be brief."
+    path = next((store.root / "manifests").glob("*/*.json"))
+    data = json.loads(path.read_text())
+    data["defaults"]["system"] = "Be kind."
+    with path.open("r+") as f:  # edited in place: the same inode
+        f.write(json.dumps(data))
+        f.truncate()
+    os.utime(path, ns=(1, 1))  # an edit that also set the mtime back
+    assert store.get("tiny").defaults.system == "Be kind."
+    path.write_text("{ damaged")
+    with pytest.raises(StoreError, match="damaged"):
+        store.get("tiny")
+    path.unlink()
+    with pytest.raises(ModelNotFoundError):
+        store.get("tiny")
+
+
 def test_unknown_name_is_an_error_never_a_fallback(populated: ModelStore) -> None:
     with pytest.raises(ModelNotFoundError) as caught:
         populated.get("existing:v2")
