@@ -8,13 +8,21 @@ database (a PostgreSQL operator, a copied file) cannot forge a consistent chain.
 rows is detected only against the head recorded in ``HAVEN_HOME/security-log.head``.
 
 Details never hold conversation content: values are clipped to short strings, numbers and booleans.
+
+Two ways in: :meth:`SecurityLog.append` writes its row before it returns (logins, keys, deletions);
+:meth:`SecurityLog.append_soon` queues it for a writer thread that puts everything queued within
+``LINGER_SECONDS`` into one transaction (the row per chat request: under load one commit serves many
+requests, and no request waits on a thread hop for its own). Reads, verification and ``append`` first
+write what is queued, so this process always sees its own rows in order; ``close`` writes the rest.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
@@ -57,6 +65,11 @@ EVENTS = frozenset(
     }
 )
 GENESIS = "0" * 64
+LINGER_SECONDS = 0.025
+"""How long the writer waits after the first queued row for others to share its transaction."""
+MAX_BATCH = 512
+"""Rows written in one transaction at most."""
+log = logging.getLogger("haven.securitylog")
 _lock = threading.Lock()
 _head_lock = threading.Lock()
 # Built once: every chat request appends a row, and SQLAlchemy's compiled cache is keyed on these objects.
@@ -67,6 +80,17 @@ _INSERT = insert(SecurityLogEntry)
 @dataclass(frozen=True)
 class LogEntry:
     seq: int
+    at: datetime
+    event: str
+    user: str | None
+    client: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A row before its place in the chain (seq and mac) is known."""
+
     at: datetime
     event: str
     user: str | None
@@ -99,6 +123,14 @@ class SecurityLog:
         self.home = home
         self._key_bytes: bytes | None = None
         self._head_fd: int | None = None
+        # The queue of append_soon: rows, how many were queued and written in all, and the writer thread.
+        self._queue: list[_Row] = []
+        self._queued = 0
+        self._written = 0
+        self._hurry = False
+        self._closing = False
+        self._writer: threading.Thread | None = None
+        self._changed = threading.Condition()
 
     def _key(self) -> bytes:
         # Read once per log: the key never changes while Haven runs (every chat request appends a row).
@@ -127,44 +159,113 @@ class SecurityLog:
         details: Mapping[str, Any] | None = None,
         session: Session | None = None,
     ) -> int:
-        if name not in EVENTS:
-            raise ValueError(f"unknown security-log event {name!r}")
-        key = self._key()
-        clean = _clean(details)
-        with _lock:
-            if session is not None:
-                seq, mac = self._append(session, key, name, user, client, clean)
+        """Writes the row (after any queued by :meth:`append_soon`) and returns its seq. With ``session``, the
+        row is part of that transaction and the head moves when it commits."""
+        row = self._row(name, user, client, details)
+        if session is not None:
+            with _lock:
+                seq, mac = self._append_rows(session, self._key(), [row])
                 # The head file moves only once the row is durable (a rolled-back append leaves no trace).
                 event.listen(session, "after_commit", lambda _session: self._write_head(seq, mac), once=True)
                 return seq
-            # A Core transaction, not an ORM session: one row needs no unit of work, and this runs once per
-            # chat request, beside the next request's first token (1.1 ms of CPU per append with the ORM).
-            with self.db.engine.begin() as connection:
-                seq, mac = self._append(connection, key, name, user, client, clean)
-            self._write_head(seq, mac)  # committed: the row is durable
-            return seq
+        written = self._write_queued(also=row)
+        assert written is not None  # a row was given: it has a seq, or the write raised
+        return written
 
-    def _append(
+    def append_soon(
         self,
-        s: Session | Connection,
-        key: bytes,
         name: str,
-        user: str | None,
-        client: str | None,
-        details: dict[str, Any],
-    ) -> tuple[int, str]:
+        *,
+        user: str | None = None,
+        client: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Queues the row (its time is now) for the writer thread, which writes it within ``LINGER_SECONDS``
+        in one transaction with whatever else is queued. A failed write is logged, not raised."""
+        row = self._row(name, user, client, details)
+        with self._changed:
+            closing = self._closing
+            if not closing:
+                self._queue.append(row)
+                self._queued += 1
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._write_forever, name="security-log", daemon=True)
+                    self._writer.start()
+                    atexit.register(self.close)  # a queued row is written before the process exits
+                self._changed.notify_all()
+        if closing:  # shut down: nobody would write it later
+            try:
+                self._write_queued(also=row)
+            except Exception:  # noqa: BLE001 - as from the writer: logged, not raised
+                log.exception("could not write a security-log row")
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Returns once every row queued before the call is written (or failed and was logged)."""
+        with self._changed:
+            target = self._queued
+            if self._writer is None or self._written >= target:
+                return
+            self._hurry = True
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self._written >= target, timeout)
+
+    def _row(self, name: str, user: str | None, client: str | None, details: Mapping[str, Any] | None) -> _Row:
+        if name not in EVENTS:
+            raise ValueError(f"unknown security-log event {name!r}")
+        return _Row(datetime.now(UTC), name, user[:64] if user else None, client[:100] if client else None,
+                    _clean(details))
+
+    def _write_forever(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._queue) or self._closing)
+                if not self._queue:
+                    return  # closing, and everything is written
+                # Let the rows of the next few milliseconds share this transaction.
+                self._changed.wait_for(lambda: self._hurry or self._closing or len(self._queue) >= MAX_BATCH,
+                                       LINGER_SECONDS)
+                self._hurry = False
+            self._write_queued()  # a failure is logged there: the writer outlives a database outage
+
+    def _write_queued(self, also: _Row | None = None) -> int | None:
+        """Writes the queued rows (and ``also`` after them) in one transaction; the seq of the last one."""
+        with _lock:
+            with self._changed:
+                taken, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            rows = [*taken, also] if also is not None else taken
+            try:
+                if not rows:
+                    return None
+                # A Core transaction, not an ORM session: rows need no unit of work, and one is appended per
+                # chat request (1.1 ms of CPU per row with the ORM).
+                with self.db.engine.begin() as connection:
+                    seq, mac = self._append_rows(connection, self._key(), rows)
+                self._write_head(seq, mac)  # committed: the rows are durable
+                return seq
+            except Exception:
+                if also is None:  # the writer's batch: said here (before flush returns), not raised
+                    log.exception("could not write %d queued security-log rows; they are lost", len(taken))
+                    return None
+                if taken:  # the caller hears of its own row; the queued ones are said here
+                    log.error("%d queued security-log rows were lost with a failed append", len(taken))
+                raise
+            finally:
+                with self._changed:
+                    self._written += len(taken)
+                    self._changed.notify_all()
+
+    def _append_rows(self, s: Session | Connection, key: bytes, rows: list[_Row]) -> tuple[int, str]:
         if self.db.engine.dialect.name == "postgresql":  # one appender at a time across processes
             s.execute(text("SELECT pg_advisory_xact_lock(7263)"))
         last = s.execute(_NEWEST).first()
-        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-        at = datetime.now(UTC)
-        user = user[:64] if user else None
-        client = client[:100] if client else None
-        mac = _mac(key, prev, _canonical(seq, at, name, user, client, details))
-        s.execute(
-            _INSERT, {"seq": seq, "at": at, "event": name, "user_name": user, "client": client, "details": details,
-                      "mac": mac}
-        )  # fmt: skip
+        seq, mac = (last[0], last[1]) if last else (0, GENESIS)
+        params = []
+        for row in rows:
+            seq += 1
+            mac = _mac(key, mac, _canonical(seq, row.at, row.event, row.user, row.client, row.details))
+            params.append({"seq": seq, "at": row.at, "event": row.event, "user_name": row.user,
+                           "client": row.client, "details": row.details, "mac": mac})  # fmt: skip
+        s.execute(_INSERT, params)
         return seq, mac
 
     def _write_head(self, seq: int, mac: str) -> None:
@@ -196,6 +297,13 @@ class SecurityLog:
             self._head_fd = os.open(path, os.O_WRONLY)
 
     def close(self) -> None:
+        """Writes what is queued, stops the writer, and closes the head file."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        writer = self._writer
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout=30)
         with _head_lock:
             if self._head_fd is not None:
                 os.close(self._head_fd)
@@ -226,6 +334,7 @@ class SecurityLog:
         if before_seq is not None:
             query = query.where(SecurityLogEntry.seq < before_seq)
         order = SecurityLogEntry.seq.desc() if newest_first else SecurityLogEntry.seq
+        self.flush()
         with self.db.session() as s:
             rows = s.scalars(query.order_by(order).limit(limit)).all()
             return [
@@ -242,6 +351,7 @@ class SecurityLog:
 
     def verify(self) -> tuple[int, list[tuple[int, str]]]:
         """(rows checked, [(seq, problem)]): an empty list means the chain is intact."""
+        self.flush()
         key = self._key()
         problems: list[tuple[int, str]] = []
         prev, expected, count = GENESIS, 1, 0

@@ -73,7 +73,7 @@ def _upstream_pool(settings: Settings, accounts: AccountsContext, metrics: Serve
 
     def redacted(model: str, counts: Mapping[str, int]) -> None:
         # Counts per type, never the values (issue 17).
-        accounts.log.append("redaction", details={"model": model, **{k.lower(): v for k, v in counts.items()}})
+        accounts.log.append_soon("redaction", details={"model": model, **{k.lower(): v for k, v in counts.items()}})
 
     # The metrics observe remote generations too: their tokens count in /metrics and the client's token bucket.
     return UpstreamPool.build(upstreams, redact=settings.redact != "off", on_redacted=redacted, observer=metrics)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from sqlalchemy import select, text, update
 
 from haven.accounts.crypto import DecryptionError
@@ -364,6 +365,55 @@ def test_security_log_verify_detects_tampering(db: Database, home: Path, tamper:
     count, problems = log.verify()
     assert problems, tamper
     assert os.stat(home / "security-log.key").st_mode & 0o777 == 0o600
+
+
+def test_queued_rows_are_written_together_in_order_and_seen_by_their_own_process(db: Database, home: Path) -> None:
+    """append_soon rows share one transaction; reads, verify and append write the queue first (so seq keeps
+    the order rows were logged in); close writes what is left."""
+    import haven.securitylog.log as log_module
+
+    log = SecurityLog(db, home)
+    commits: list[int] = []
+    sqlalchemy.event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+    for i in range(20):
+        log.append_soon("chat_request", user=f"u{i}", client="127.0.0.1", details={"n": i})
+    log.flush()
+    assert len(commits) == 1  # twenty rows, one commit
+    assert [e.user for e in log.entries(event="chat_request", newest_first=False)] == [f"u{i}" for i in range(20)]
+    log.append_soon("chat_request", user="queued")
+    log.append("login", user="sync")  # the queued row first: its seq is the earlier one
+    rows = log.entries(newest_first=False)
+    assert [(e.seq, e.user) for e in rows[-2:]] == [(21, "queued"), (22, "sync")]
+    assert rows[-2].at <= rows[-1].at  # a queued row keeps the time it was logged at
+    log.append_soon("chat_request", user="at exit")
+    log.close()
+    other = SecurityLog(db, home)
+    assert other.entries(limit=1)[0].user == "at exit" and other.verify() == (23, [])
+    with pytest.raises(ValueError, match="unknown security-log event"):
+        other.append_soon("made_up")
+    other.close()
+    assert log_module.LINGER_SECONDS <= 0.05  # the rows reach the database within a blink
+
+
+def test_a_failed_batch_is_logged_and_the_writer_goes_on(
+        db: Database, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    log = SecurityLog(db, home)
+    real = log._append_rows
+    failures = iter([RuntimeError("database went away")])
+
+    def flaky(*args: object) -> tuple[int, str]:
+        for failure in failures:
+            raise failure
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(log, "_append_rows", flaky)
+    log.append_soon("chat_request", user="lost")
+    log.flush()
+    assert "they are lost" in caplog.text
+    log.append_soon("chat_request", user="kept")
+    log.flush()
+    assert [e.user for e in log.entries()] == ["kept"] and log.verify() == (1, [])
+    log.close()
 
 
 def test_the_recorded_head_follows_every_writer(db: Database, home: Path) -> None:

@@ -87,5 +87,7 @@ class AccountsContext:
         self._no_users_seen = None
 
     def close(self) -> None:
+        if "log" in self.__dict__:  # created: write its queued rows before the database goes
+            self.log.close()
         if self._database is not None:
             self._database.close()

@@ -337,8 +337,11 @@ class ChatRecordingMiddleware:
             await self.app(scope, replay, watch)
         finally:
             if not closed:
-                with anyio.CancelScope(shield=True):  # the record survives a cancelled (disconnected) request
-                    await anyio.to_thread.run_sync(close)
+                if recorder is None or recorder.finished:
+                    close()  # only the security-log row, queued: no database work, so no thread hop
+                else:
+                    with anyio.CancelScope(shield=True):  # the record survives a cancelled (disconnected) request
+                        await anyio.to_thread.run_sync(close)
 
     @staticmethod
     def _finish(parser: ReplyParser, recorder: TurnRecorder, status: int) -> None:
@@ -367,7 +370,7 @@ class ChatRecordingMiddleware:
             user = principal.kind
         client = scope.get("client")
         try:
-            self.context.log.append(
+            self.context.log.append_soon(
                 "chat_request",
                 user=user,
                 client=client[0] if client else None,
