@@ -302,8 +302,10 @@ class SecurityLog:
             self._closing = True
             self._changed.notify_all()
         writer = self._writer
-        if writer is not None and writer is not threading.current_thread():
-            writer.join(timeout=30)
+        if writer is not None:
+            atexit.unregister(self.close)  # closed: the registry need not keep this log (and its engine) alive
+            if writer is not threading.current_thread():
+                writer.join(timeout=30)
         with _head_lock:
             if self._head_fd is not None:
                 os.close(self._head_fd)

@@ -61,6 +61,11 @@ class AccountsContext:
     def log(self) -> SecurityLog:
         return SecurityLog(self.db, self.settings.home)
 
+    def log_ready(self) -> bool:
+        """Whether :attr:`log` exists. The first use of it opens the database (and checks its schema), which
+        must not happen on the event loop."""
+        return "log" in self.__dict__
+
     def has_users(self) -> bool:
         """Whether a real user exists (cached once true: local mode never comes back by itself)."""
         if not self._has_users:
@@ -87,7 +92,7 @@ class AccountsContext:
         self._no_users_seen = None
 
     def close(self) -> None:
-        if "log" in self.__dict__:  # created: write its queued rows before the database goes
+        if self.log_ready():  # created: write its queued rows before the database goes
             self.log.close()
         if self._database is not None:
             self._database.close()

@@ -337,7 +337,7 @@ class ChatRecordingMiddleware:
             await self.app(scope, replay, watch)
         finally:
             if not closed:
-                if recorder is None or recorder.finished:
+                if (recorder is None or recorder.finished) and self.context.log_ready():
                     close()  # only the security-log row, queued: no database work, so no thread hop
                 else:
                     with anyio.CancelScope(shield=True):  # the record survives a cancelled (disconnected) request
