@@ -69,6 +69,8 @@ def send(page: Any, text: str) -> None:
 def wait_idle(page: Any) -> None:
     page.get_by_role("button", name="Send").wait_for(state="visible")
     page.wait_for_function("() => !document.querySelector('.msg.streaming')")
+    # The answer is re-read from the server and redrawn after the stream ends; the thread is busy until then.
+    page.wait_for_function("() => document.querySelector('.messages')?.getAttribute('aria-busy') !== 'true'")
 
 
 def answers(page: Any) -> Any:
@@ -440,6 +442,64 @@ def test_keyboard_alone_signs_in_and_chats(open_page: Any) -> None:
     page.keyboard.press("Escape")
     page.wait_for_function("() => !document.querySelector('dialog')")
     assert page.evaluate("document.activeElement.textContent") == "Parameters"
+
+
+def test_focus_moved_while_the_answer_is_re_read_stays_where_the_user_put_it(open_page: Any) -> None:
+    """After a stream the UI re-reads the stored conversation (a round trip, retried while the reply is
+    being stored) and then offers the composer. A user who has tabbed elsewhere in that window keeps focus."""
+    w: Watched = open_page()
+    page = w.page
+    login(w)
+    held: list[Any] = []
+    released = False
+    one_conversation = re.compile(r".*/api/v1/conversations/[^/?]+$")
+
+    def hold_reads(route: Any) -> None:
+        if route.request.method == "GET" and not released:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(one_conversation, hold_reads)
+    send(page, "Hold the re-read")
+    while not held:  # the stream is over and the UI is re-reading what the server stored
+        page.wait_for_timeout(20)
+    assert page.locator(".messages").get_attribute("aria-busy") == "true"
+    page.get_by_role("button", name="Parameters").focus()
+    released = True
+    for route in held:
+        route.continue_()
+    wait_idle(page)
+    assert "Hold the re-read" in page.locator(".messages .msg.user").last.inner_text()
+    assert page.evaluate("document.activeElement.textContent") == "Parameters"
+    # With focus left to the page (nothing chosen meanwhile), the composer gets it back as before.
+    page.evaluate("document.activeElement.blur()")
+    send(page, "And another")
+    wait_idle(page)
+    page.wait_for_function("() => document.activeElement?.classList.contains('composer-input')")
+
+
+def test_escape_in_a_dialog_closes_the_dialog_and_leaves_the_answer_streaming(open_page: Any) -> None:
+    w: Watched = open_page()
+    page = w.page
+    login(w)
+    long_answers(page)
+    send(page, "Keep answering while I look at the parameters")
+    page.get_by_role("button", name="Stop").wait_for()
+    page.get_by_role("button", name="Parameters").click()
+    page.get_by_role("dialog").get_by_label("System prompt").wait_for()
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.querySelector('dialog')")
+    assert page.get_by_role("button", name="Stop").is_visible()  # still streaming
+    wait_idle(page)
+    meta = answers(page).last.locator(".msg-meta").inner_text()
+    assert "Stopped" not in meta, meta
+    # Escape with no dialog open still stops an answer.
+    send(page, "Now stop this one")
+    page.get_by_role("button", name="Stop").wait_for()
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    assert "Stopped" in answers(page).last.locator(".msg-meta").inner_text()
 
 
 # --- settings: delete my account; admin: audit runs, model import (issue 15 item 3) ----------------

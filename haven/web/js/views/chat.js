@@ -208,7 +208,8 @@ export function renderChat(conversationId) {
   document.addEventListener("keydown", onShortcut);
 
   function onShortcut(event) {
-    if (event.key === "Escape" && streaming) stop();
+    // Escape in a dialog closes the dialog; it does not also stop the answer streaming behind it.
+    if (event.key === "Escape" && streaming && !document.querySelector("dialog[open]")) stop();
     if (event.key === "Escape" && sidebar.classList.contains("open")) {
       sidebar.classList.remove("open");
       sidebarToggle.setAttribute("aria-expanded", "false");
@@ -406,7 +407,18 @@ export function renderChat(conversationId) {
   }
 
   /** Streams one answer. `history` ends with the user message to answer; `parentId` is where it hangs. */
-  async function generate(history, { parentId = null, pendingUser = null, restoreText = null } = {}) {
+  /** Sends, streams and stores one answer. The thread is busy from the first step (a new conversation is
+   * created before the stream starts) until the stored answer has been re-read and drawn. */
+  async function generate(history, options = {}) {
+    thread.setAttribute("aria-busy", "true");
+    try {
+      await streamAnswer(history, options);
+    } finally {
+      thread.setAttribute("aria-busy", "false");
+    }
+  }
+
+  async function streamAnswer(history, { parentId = null, pendingUser = null, restoreText = null } = {}) {
     const model = modelSelect.value;
     if (!model) {
       composerStatus.textContent = t("chat.noModels");
@@ -569,7 +581,11 @@ export function renderChat(conversationId) {
           { maximumFractionDigits: 1 }) })].join(" · ");
     }
     await reload({ expectAnswer: true });
-    input.focus();
+    // Back to the composer for the next message, unless the user has put focus somewhere else meanwhile
+    // (a dialog, the sidebar): the re-read can take a few seconds and must not pull focus away from them.
+    const here = document.activeElement;
+    const adrift = !here || here === document.body || here === input || thread.contains(here);
+    if (adrift && !disposed && !document.querySelector("dialog[open]")) input.focus();
   }
 
   /** Re-reads the conversation; after a stop the server may need a moment to store the partial answer. */
