@@ -50,6 +50,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import speculation_bound
 from benchmarks.bench_engine import NO_RATE_LIMITS, _running, haven_home
 from benchmarks.harness import BenchContext, Result, free_port
 
@@ -206,43 +207,83 @@ def peer_spec_types(ctx: BenchContext) -> list[str]:
 # --- clients ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One streamed chat answer: its text, completion tokens (from usage) and client-side clock."""
+
+    text: str
+    tokens: int
+    first_s: float  # request sent → first content delta (prefill, queueing and the first token)
+    total_s: float  # request sent → last byte
+
+
+@dataclass(frozen=True)
+class Run:
+    answers: list[Answer]
+    seconds: float  # wall time of the whole run, end to end
+
+    @property
+    def tokens(self) -> int:
+        return sum(a.tokens for a in self.answers)
+
+    @property
+    def rate(self) -> float:
+        """Completion tokens per wall second, prefill included."""
+        return self.tokens / self.seconds
+
+    @property
+    def decode_rate(self) -> float:
+        """Tokens per second of each stream after its first token (what llama-server reports as
+        ``predicted_per_second`` and llama-bench as tg), summed over answers: speculation changes only this
+        phase, and the prompt's prefill is the same in both arms."""
+        after_first = sum(a.tokens - 1 for a in self.answers)
+        return after_first / sum(a.total_s - a.first_s for a in self.answers)
+
+
 async def _chat(
     client: httpx.AsyncClient, url: str, content: str, max_tokens: int, extra: dict[str, Any] | None = None
-) -> tuple[int, str]:
+) -> Answer:
     body = {"model": "bench", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
-            "temperature": 0.0, **(extra or {})}  # fmt: skip
-    r = await client.post(f"{url}/v1/chat/completions", json=body)
-    r.raise_for_status()
-    data = r.json()
-    return int(data["usage"]["completion_tokens"]), str(data["choices"][0]["message"]["content"])
-
-
-def chat_rate(
-    url: str, prompts: Sequence[str], max_tokens: int, streams: int = 1, extra: dict[str, Any] | None = None
-) -> tuple[float, list[str]]:
-    """Completion tokens/s over ``prompts`` (``streams`` at a time) and the answers (one warm-up first);
-    ``extra`` goes into every request body (e.g. Haven's per-request ``speculative``)."""
-    tokens, seconds, answers = chat_run(url, prompts, max_tokens, streams, extra)
-    return tokens / seconds, answers
+            "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True},
+            **(extra or {})}  # fmt: skip
+    t0 = time.perf_counter()
+    first: float | None = None
+    parts: list[str] = []
+    tokens: int | None = None
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    parts.append(text)
+                    if first is None:
+                        first = time.perf_counter()
+            if chunk.get("usage"):
+                tokens = int(chunk["usage"]["completion_tokens"])
+    total = time.perf_counter() - t0
+    if tokens is None:
+        raise RuntimeError(f"{url} streamed no usage (stream_options.include_usage)")
+    return Answer("".join(parts), tokens, (first - t0) if first is not None else total, total)
 
 
 def chat_run(
     url: str, prompts: Sequence[str], max_tokens: int, streams: int = 1, extra: dict[str, Any] | None = None
-) -> tuple[int, float, list[str]]:
-    """(completion tokens, seconds, answers) of ``prompts``, ``streams`` at a time, after one warm-up."""
+) -> Run:
+    """The streamed answers to ``prompts``, ``streams`` at a time, after one warm-up."""
 
-    async def go() -> tuple[int, float, list[str]]:
+    async def go() -> Run:
         async with httpx.AsyncClient(timeout=1800) as client:
             await _chat(client, url, "Hi", 4, extra)
             t0 = time.perf_counter()
-            answers: list[str] = []
-            tokens = 0
+            answers: list[Answer] = []
             for i in range(0, len(prompts), streams):
                 batch = prompts[i : i + streams]
-                done = await asyncio.gather(*(_chat(client, url, p, max_tokens, extra) for p in batch))
-                tokens += sum(n for n, _ in done)
-                answers += [text for _, text in done]
-            return tokens, time.perf_counter() - t0, answers
+                answers += await asyncio.gather(*(_chat(client, url, p, max_tokens, extra) for p in batch))
+            return Run(answers, time.perf_counter() - t0)
 
     return asyncio.run(go())
 
@@ -270,14 +311,18 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
     """One ``--speculative ngram`` server, each workload with the per-request ``speculative`` off and on in
     alternating order over ``rounds`` rounds: the same process, cache and machine state for both arms, so
     the ratio is speculation's and not a second server's start or the machine's drift (each arm is total
-    tokens over total seconds; a single 300-token story swung 0.80–0.98× between two-server runs)."""
+    tokens over total seconds; a single 300-token story swung 0.80–0.98× between two-server runs).
+
+    Two rates per arm: **decoding** (tokens after each stream's first over the time after it — what
+    speculation changes, and what llama-server's ``predicted_per_second`` and llama-bench's tg report) carries
+    the targets; **end to end** (completion tokens over wall time, the prompt's prefill included, the same in
+    both arms) is shown beside it."""
     prompts = edit_prompts()
     workloads = {"edit": (prompts, plan.edit_tokens, 1), "edit4": ([*prompts, prompts[0]], plan.edit_tokens, 4),
                  "story": ([STORY], plan.story_tokens, 1)}  # fmt: skip
-    totals = {(w, mode): [0, 0.0] for w in workloads for mode in ("off", "ngram")}
+    runs: dict[tuple[str, str], list[Run]] = {(w, mode): [] for w in workloads for mode in ("off", "ngram")}
     answers: dict[str, list[str]] = {}
     drafted = accepted = 0.0
-    results: list[Result] = []
     with haven_home(model) as home:
         with haven(ctx, home, plan, "--speculative", "ngram") as url:
             for r in range(rounds):
@@ -286,45 +331,70 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
                         counted = name == "edit" and mode == "ngram"  # the acceptance note's requests
                         before = haven_counters(url) if counted else (0.0, 0.0)
                         tagged = run_prompts(texts, f"{r}{mode[0]}")
-                        tokens, seconds, _ = chat_run(url, tagged, max_tokens, streams, {"speculative": mode})
+                        runs[name, mode].append(chat_run(url, tagged, max_tokens, streams, {"speculative": mode}))
                         if counted:
                             after = haven_counters(url)
                             drafted, accepted = drafted + after[0] - before[0], accepted + after[1] - before[1]
-                        totals[name, mode][0] += tokens
-                        totals[name, mode][1] += seconds
         # Identical greedy answers: a fresh server per arm, the same requests in the same order (in one server
         # the second arm would find the first's prompt in the prefix cache, whose reuse moves last digits too).
         for mode in ("off", "ngram"):
             with haven(ctx, home, plan, "--speculative", mode) as fresh:
-                answers[mode] = chat_run(fresh, prompts, plan.edit_tokens)[2]
+                answers[mode] = [a.text for a in chat_run(fresh, prompts, plan.edit_tokens).answers]
 
-    def rate(name: str, mode: str) -> float:
-        tokens, seconds = totals[name, mode]
-        return tokens / seconds
+    def merged(name: str, mode: str) -> Run:
+        done = runs[name, mode]
+        return Run([a for run in done for a in run.answers], sum(run.seconds for run in done))
 
-    on_1, off_1 = rate("edit", "ngram"), rate("edit", "off")
-    on_4, off_4 = rate("edit4", "ngram"), rate("edit4", "off")
-    on_story, off_story = rate("story", "ngram"), rate("story", "off")
+    edit_on, edit_off = merged("edit", "ngram"), merged("edit", "off")
+    four_on, four_off = merged("edit4", "ngram"), merged("edit4", "off")
+    story_on, story_off = merged("story", "ngram"), merged("story", "off")
     acceptance = f"acceptance {accepted / drafted:.0%} of {drafted:.0f} drafted" if drafted else "nothing drafted"
     same = sum(a == b for a, b in zip(answers["off"], answers["ngram"], strict=True))
-    best_peer, best_type = None, ""
+    best_peer: Run | None = None
+    best_type = ""
     for spec_type in peer_spec_types(ctx):
-        with llama_server(ctx, model, plan, "--spec-type", spec_type) as url:
-            tps, _ = chat_rate(url, run_prompts(prompts, "0n"), plan.edit_tokens)  # Haven's first "on" run's
-        ctx.log(f"llama-server --spec-type {spec_type}: {tps:.1f} tok/s")
-        if best_peer is None or tps > best_peer:
-            best_peer, best_type = tps, spec_type
+        try:
+            with llama_server(ctx, model, plan, "--spec-type", spec_type) as url:
+                peer_run = chat_run(url, run_prompts(prompts, "0n"), plan.edit_tokens)  # Haven's first "on" run's
+        except (httpx.HTTPError, RuntimeError) as exc:  # one mode failing leaves the peer's best of the others
+            ctx.log(f"llama-server --spec-type {spec_type} failed: {exc!r}")
+            continue
+        ctx.log(f"llama-server --spec-type {spec_type}: {peer_run.decode_rate:.1f} tok/s decoding, "
+                f"{peer_run.rate:.1f} end to end")  # fmt: skip
+        if best_peer is None or peer_run.decode_rate > best_peer.decode_rate:
+            best_peer, best_type = peer_run, spec_type
+    from haven.settings import Settings
+
+    # What any width rule could gain on these answers here (see speculation_bound): the target's context.
+    limit = speculation_bound.bound(model, run_prompts(prompts, "0n"), plan.edit_tokens, ctx.threads,
+                                    Settings().speculative_draft_max)  # fmt: skip
     arm = f"haven speculative: off (same server, {rounds} alternating rounds)"
-    results += [
-        Result(f"{label}: editing, 1 stream, speculation vs off", on_1, off_1, arm, "tok/s", 1.5, notes=acceptance),
-        Result(f"{label}: editing, 1 stream vs llama-server best n-gram", on_1, best_peer,
-               f"llama-server --spec-type {best_type}" if best_type else "llama-server (not built)", "tok/s", 1.0),
-        Result(f"{label}: editing, 4 streams, speculation vs off", on_4, off_4, arm, "tok/s", 1.2),
-        Result(f"{label}: free generation (story), speculation vs off", on_story, off_story, arm, "tok/s", 0.97),
+    peer = f"llama-server --spec-type {best_type}" if best_type else "llama-server (not built)"
+    wall = "end to end, prefill included"
+    return [
+        Result(f"{label}: editing, 1 stream, speculation vs off (decoding)", edit_on.decode_rate,
+               edit_off.decode_rate, arm, "tok/s", 1.5, notes=acceptance),
+        Result(f"{label}: editing, 1 stream, speculation vs off ({wall})", edit_on.rate, edit_off.rate, arm,
+               "tok/s"),
+        Result(f"{label}: editing, 1 stream vs llama-server best n-gram (decoding)", edit_on.decode_rate,
+               best_peer.decode_rate if best_peer else None, peer, "tok/s", 1.0),
+        Result(f"{label}: editing, 1 stream vs llama-server best n-gram ({wall})", edit_on.rate,
+               best_peer.rate if best_peer else None, peer, "tok/s"),
+        Result(f"{label}: editing, 4 streams, speculation vs off (decoding)", four_on.decode_rate,
+               four_off.decode_rate, arm, "tok/s", 1.2, notes="per stream"),
+        Result(f"{label}: editing, 4 streams, speculation vs off ({wall})", four_on.rate, four_off.rate, arm,
+               "tok/s", notes="all streams"),
+        Result(f"{label}: free generation (story), speculation vs off (decoding)", story_on.decode_rate,
+               story_off.decode_rate, arm, "tok/s", 0.97),
+        Result(f"{label}: free generation (story), speculation vs off ({wall})", story_on.rate, story_off.rate,
+               arm, "tok/s"),
+        Result(f"{label}: editing, decoding speedup bound for n-gram drafts (oracle widths)", limit["oracle"],
+               None, "", "×", notes=f"Haven's width rule on the same drafts {limit['haven']:.2f}×; a 2-token step "
+               f"costs {limit['cost2']:.2f}× a 1-token one, 8 tokens {limit['cost8']:.2f}×; "
+               f"{limit['tokens']:.0f} greedy tokens, no server"),
         Result(f"{label}: greedy answers identical with speculation", 100.0 * same / len(prompts), None, "",
                "%", notes=f"{same}/{len(prompts)} editing prompts, one at a time"),
     ]  # fmt: skip
-    return results
 
 
 # --- KV cache -------------------------------------------------------------------------------------------

@@ -153,7 +153,11 @@ class Settings(BaseSettings):
         "default; per-request override: speculative.",
     )
     speculative_draft_max: int = Field(
-        default=8, ge=1, le=32, description="Most tokens drafted per request and step (speculative decoding)."
+        default=16,
+        ge=1,
+        le=32,
+        description="Most tokens drafted per request and step (speculative decoding); the width each step "
+        "verifies is chosen from measured step costs, so a larger bound costs nothing where long drafts do not pay.",
     )
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
         default="f16",
