@@ -4,10 +4,13 @@ Every row is measured side by side in one run, both servers in their own process
 the same threads and slots, driven by the same httpx client through their OpenAI endpoints:
 
 - **speculation, editing workload** (spelling correction of a ~300-word text, adding type hints to a
-  function, translating quoted names): single-stream tokens/s of ``haven serve --speculative ngram`` vs
-  ``--speculative off`` (target ≥ 1.5×) and vs llama-server with its best n-gram ``--spec-type``
-  (each type it offers is tried, the fastest is the peer; target ≥ 1.0×); 4 concurrent streams with vs
-  without (≥ 1.2×); acceptance rate from Haven's ``/metrics``; the share of identical greedy outputs;
+  function, translating quoted names): single-stream decoding tokens/s (after each answer's first token,
+  from streamed chunks and the usage count; end to end, prefill included, beside it) of speculation on vs
+  off per request in one ``haven serve --speculative ngram`` (target ≥ 1.5×) and vs llama-server with its
+  best n-gram ``--spec-type`` (each type it offers is tried, the fastest is the peer; target ≥ 1.0×);
+  4 concurrent streams with vs without (≥ 1.2×); acceptance rate from Haven's ``/metrics``; the share of
+  identical greedy outputs; and the bound any width rule could reach on the same answers on this machine
+  (``speculation_bound``: oracle widths over measured step costs);
 - **speculation, free generation** (a story): with vs without (≥ 0.97×, i.e. ≤ 3 % slower);
 - **KV cache**: bytes per slot at 4k context per type (engine stats), decode tokens/s with q8_0 KV vs
   ``llama-server -ctk q8_0 -ctv q8_0 -fa on`` (≥ 0.95×; both up at once, median of alternating rounds), and the

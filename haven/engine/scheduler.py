@@ -56,6 +56,7 @@ from haven.engine.speculative import (
     SpeculationStats,
     StepCostModel,
     choose_width,
+    widths_to_explore,
 )
 from haven.errors import ContextLengthExceededError, EngineError, HavenError, InvalidRequestError, QueueFullError
 
@@ -538,7 +539,7 @@ class Scheduler:
         if width > 1 and n_prompt == 0:
             # Drafting pays at the current estimates: measure a width not yet measured at this row count
             # instead, so the choice rests on steps seen rather than the line's guess (see StepCostModel).
-            untried = self._cost.untried([rows * w for w in range(2, max_width + 1)])
+            untried = self._cost.untried([rows * w for w in widths_to_explore(width, max_width)])
             if untried is not None:
                 width = untried // rows
         if width == 1:

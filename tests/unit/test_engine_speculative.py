@@ -22,6 +22,7 @@ from haven.engine.speculative import (
     accept_or_resample,
     choose_width,
     expected_extra,
+    widths_to_explore,
 )
 from haven.errors import InvalidRequestError
 from tests.support.engine_run import Result, fixed_cost, generate, tiny_engine, wide_drafts
@@ -127,6 +128,15 @@ def test_cost_model_follows_a_curve_that_is_not_a_line() -> None:
     # With 90 % acceptance, 4 tokens per step beat 2 and 3 (a line through the points would pick 3).
     good = [DraftCandidate(8, 0.9)]
     assert choose_width(good, decoding=1, rows=1, other_tokens=0, cost=model, max_width=4) == 4
+
+
+def test_a_fresh_server_explores_widths_near_the_chosen_one_only() -> None:
+    """Drafts are nearly always full length, so exploring up to 1 + draft_max tried every width to 17
+    three times on a fresh server; the widths tried are 2 … chosen + 3 (the chosen width's block of 4)."""
+    assert list(widths_to_explore(4, 17)) == [2, 3, 4, 5, 6, 7]
+    assert list(widths_to_explore(2, 17)) == [2, 3, 4, 5]
+    assert list(widths_to_explore(16, 17)) == list(range(2, 18))  # never past what the step can hold
+    assert list(widths_to_explore(3, 3)) == [2, 3]
 
 
 def test_cost_model_bounds_a_descheduled_step() -> None:
