@@ -130,13 +130,31 @@ def test_cost_model_follows_a_curve_that_is_not_a_line() -> None:
     assert choose_width(good, decoding=1, rows=1, other_tokens=0, cost=model, max_width=4) == 4
 
 
-def test_a_fresh_server_explores_widths_near_the_chosen_one_only() -> None:
+def test_a_fresh_server_explores_widths_near_the_chosen_one_multiples_of_4_first() -> None:
     """Drafts are nearly always full length, so exploring up to 1 + draft_max tried every width to 17
-    three times on a fresh server; the widths tried are 2 … chosen + 3 (the chosen width's block of 4)."""
-    assert list(widths_to_explore(4, 17)) == [2, 3, 4, 5, 6, 7]
-    assert list(widths_to_explore(2, 17)) == [2, 3, 4, 5]
-    assert list(widths_to_explore(16, 17)) == list(range(2, 18))  # never past what the step can hold
-    assert list(widths_to_explore(3, 3)) == [2, 3]
+    three times on a fresh server; the widths tried are 2 … chosen + 3, and a block of 4 comes first (a
+    2-token step measured first made every wider one look dear on SmolLM2)."""
+    assert widths_to_explore(4, 17) == [4, 2, 3, 5, 6, 7]
+    assert widths_to_explore(2, 17) == [4, 2, 3, 5]
+    assert sorted(widths_to_explore(16, 17)) == list(range(2, 18))  # never past what the step can hold
+    assert widths_to_explore(16, 17)[:4] == [4, 8, 12, 16]
+    assert widths_to_explore(3, 3) == [2, 3]
+
+
+def test_with_a_block_of_4_measured_first_drafting_survives_a_dear_2_token_step() -> None:
+    """SmolLM2 on 2 cores: 2 tokens cost 1.9× one, 4 tokens 3.2×. With the width measured in the order
+    :func:`widths_to_explore` gives, a request at 90 % acceptance keeps drafting 4 wide."""
+    true_cost = {1: 0.0113, 2: 0.0219, 3: 0.0277, 4: 0.036, 5: 0.0457}
+    good = [DraftCandidate(16, 0.9)]
+    model = StepCostModel()
+    model.observe(1, true_cost[1])
+    for _ in range(12):  # steps: take the rule's width or, while it drafts, the next unmeasured one
+        width = choose_width(good, decoding=1, rows=1, other_tokens=0, cost=model, max_width=17)
+        if width == 1:
+            break
+        width = model.untried(widths_to_explore(width, 17)) or width
+        model.observe(width, true_cost.get(width, 0.0113 + 0.0062 * width))
+    assert choose_width(good, decoding=1, rows=1, other_tokens=0, cost=model, max_width=17) > 1
 
 
 def test_cost_model_bounds_a_descheduled_step() -> None:
