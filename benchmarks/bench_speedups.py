@@ -356,11 +356,17 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
     best_peer: Run | None = None
     best_type = ""
     for spec_type in peer_spec_types(ctx):
-        try:
-            with llama_server(ctx, model, plan, "--spec-type", spec_type) as url:
-                peer_run = chat_run(url, run_prompts(prompts, "0n"), plan.edit_tokens)  # Haven's first "on" run's
-        except (httpx.HTTPError, RuntimeError) as exc:  # one mode failing leaves the peer's best of the others
-            ctx.log(f"llama-server --spec-type {spec_type} failed: {exc!r}")
+        peer_run = None
+        # This llama-server build sometimes exits right after a streamed answer ("cleaning up before exit",
+        # no error): a fresh server per try, and a mode that fails three times leaves the best of the others.
+        for attempt in range(3):
+            try:
+                with llama_server(ctx, model, plan, "--spec-type", spec_type) as url:
+                    peer_run = chat_run(url, run_prompts(prompts, "0n"), plan.edit_tokens)  # Haven's first "on" run's
+                break
+            except (httpx.HTTPError, RuntimeError) as exc:
+                ctx.log(f"llama-server --spec-type {spec_type} failed (try {attempt + 1}): {exc!r}")
+        if peer_run is None:
             continue
         ctx.log(f"llama-server --spec-type {spec_type}: {peer_run.decode_rate:.1f} tok/s decoding, "
                 f"{peer_run.rate:.1f} end to end")  # fmt: skip
