@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +210,15 @@ def peer_spec_types(ctx: BenchContext) -> list[str]:
 # --- clients ------------------------------------------------------------------------------------------
 
 
+async def sse_chunks(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """The JSON chunks of one streamed OpenAI-style response (``data:`` lines up to ``[DONE]``)."""
+    async with client.stream("POST", url, json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                yield json.loads(line[6:])
+
+
 @dataclass(frozen=True)
 class Answer:
     """One streamed chat answer: its text, completion tokens (from usage) and client-side clock."""
@@ -253,20 +262,15 @@ async def _chat(
     first: float | None = None
     parts: list[str] = []
     tokens: int | None = None
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    parts.append(text)
-                    if first is None:
-                        first = time.perf_counter()
-            if chunk.get("usage"):
-                tokens = int(chunk["usage"]["completion_tokens"])
+    async for chunk in sse_chunks(client, f"{url}/v1/chat/completions", body):
+        for choice in chunk.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                parts.append(text)
+                if first is None:
+                    first = time.perf_counter()
+        if chunk.get("usage"):
+            tokens = int(chunk["usage"]["completion_tokens"])
     total = time.perf_counter() - t0
     if tokens is None:
         raise RuntimeError(f"{url} streamed no usage (stream_options.include_usage)")
@@ -531,14 +535,9 @@ async def _stream(client: httpx.AsyncClient, url: str, arrival: Arrival) -> tupl
             "ignore_eos": True, "stream": True}  # fmt: skip
     t0 = time.perf_counter()
     stamps: list[float] = []
-    async with client.stream("POST", f"{url}/v1/completions", json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("choices") and chunk["choices"][0].get("text"):
-                stamps.append(time.perf_counter())
+    async for chunk in sse_chunks(client, f"{url}/v1/completions", body):
+        if chunk.get("choices") and chunk["choices"][0].get("text"):
+            stamps.append(time.perf_counter())
     if not stamps:
         return math.nan, [], 0
     return stamps[0] - t0, [b - a for a, b in zip(stamps, stamps[1:], strict=False)], len(stamps)
