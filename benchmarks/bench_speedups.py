@@ -324,6 +324,8 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
     speculation changes, and what llama-server's ``predicted_per_second`` and llama-bench's tg report) carries
     the targets; **end to end** (completion tokens over wall time, the prompt's prefill included, the same in
     both arms) is shown beside it."""
+    from haven.settings import Settings
+
     prompts = edit_prompts()
     workloads = {"edit": (prompts, plan.edit_tokens, 1), "edit4": ([*prompts, prompts[0]], plan.edit_tokens, 4),
                  "story": ([STORY], plan.story_tokens, 1)}  # fmt: skip
@@ -359,7 +361,8 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
     same = sum(a == b for a, b in zip(answers["off"], answers["ngram"], strict=True))
     best_peer: Run | None = None
     best_type = ""
-    for spec_type in peer_spec_types(ctx):
+    spec_types = peer_spec_types(ctx)
+    for spec_type in spec_types:
         peer_run = None
         # This llama-server build sometimes exits right after a streamed answer ("cleaning up before exit",
         # no error): a fresh server per try, and a mode that fails three times leaves the best of the others.
@@ -376,13 +379,12 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
                 f"{peer_run.rate:.1f} end to end")  # fmt: skip
         if best_peer is None or peer_run.decode_rate > best_peer.decode_rate:
             best_peer, best_type = peer_run, spec_type
-    from haven.settings import Settings
-
     # What any width rule could gain on these answers here (see speculation_bound): the target's context.
     limit = speculation_bound.bound(model, run_prompts(prompts, "0n"), plan.edit_tokens, ctx.threads,
                                     Settings().speculative_draft_max)  # fmt: skip
     arm = f"haven speculative: off (same server, {rounds} alternating rounds)"
-    peer = f"llama-server --spec-type {best_type}" if best_type else "llama-server (not built)"
+    peer = (f"llama-server --spec-type {best_type}" if best_type
+            else "llama-server (every n-gram mode exited)" if spec_types else "llama-server (not built)")  # fmt: skip
     wall = "end to end, prefill included"
     return [
         Result(f"{label}: editing, 1 stream, speculation vs off (decoding)", edit_on.decode_rate,

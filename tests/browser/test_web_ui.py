@@ -462,8 +462,13 @@ def test_focus_moved_while_the_answer_is_re_read_stays_where_the_user_put_it(ope
 
     page.route(one_conversation, hold_reads)
     send(page, "Hold the re-read")
-    while not held:  # the stream is over and the UI is re-reading what the server stored
+    # The stream is over once the UI re-reads what the server stored (the route holds that read); bounded
+    # so that a read that never comes fails here rather than at the test's timeout.
+    for _ in range(750):
+        if held:
+            break
         page.wait_for_timeout(20)
+    assert held, "the UI never re-read the conversation after the stream"
     assert page.locator(".messages").get_attribute("aria-busy") == "true"
     page.get_by_role("button", name="Parameters").focus()
     released = True

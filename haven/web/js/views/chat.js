@@ -406,9 +406,8 @@ export function renderChat(conversationId) {
     return out;
   }
 
-  /** Streams one answer. `history` ends with the user message to answer; `parentId` is where it hangs. */
-  /** Sends, streams and stores one answer. The thread is busy from the first step (a new conversation is
-   * created before the stream starts) until the stored answer has been re-read and drawn. */
+  /** Sends, streams and stores one answer (see streamAnswer). The thread is busy from the first step (a new
+   * conversation is created before the stream starts) until the stored answer has been re-read and drawn. */
   async function generate(history, options = {}) {
     thread.setAttribute("aria-busy", "true");
     try {
@@ -418,6 +417,7 @@ export function renderChat(conversationId) {
     }
   }
 
+  /** Streams one answer. `history` ends with the user message to answer; `parentId` is where it hangs. */
   async function streamAnswer(history, { parentId = null, pendingUser = null, restoreText = null } = {}) {
     const model = modelSelect.value;
     if (!model) {
