@@ -53,6 +53,17 @@ def _silence_logs(verbose: bool) -> None:
     ll.llama_log_set(_drop, ctypes.c_void_p())
 
 
+def extra_buffer_types_safe(system_info: str) -> bool:
+    """Whether llama.cpp's extra weight buffers (repacking, AMX) may be used with this build.
+
+    A build with AMX kernels (``AMX_INT8 = 1``, compiled for an Intel Sapphire Rapids or newer CPU)
+    moves the weights into an AMX buffer, and the vendored ggml segfaults in its first decode there
+    (measured on a Xeon with AMX: every model, the first ``llama_decode``; the crash llama.cpp issue
+    #20824 reports). Plain CPU buffers run the same model with the AVX-512 kernels, and correctly.
+    """
+    return "AMX_INT8 = 1" not in system_info
+
+
 def init_backend(verbose: bool = False) -> None:
     global _backend_ready
     with _backend_lock:
@@ -126,6 +137,8 @@ class LlamaBackend:
         self.path = str(path)
         mparams = ll.llama_model_default_params()
         mparams.n_gpu_layers = gpu_layers if gpu_layers >= 0 else 1_000_000
+        self.extra_buffer_types = extra_buffer_types_safe(ll.llama_print_system_info().decode(errors="replace"))
+        mparams.use_extra_bufts = self.extra_buffer_types
         model = ll.llama_model_load_from_file(self.path.encode(), mparams)
         if not model:
             raise ModelLoadError(f"llama.cpp could not load the model file {self.path}.")
