@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.harness import BenchContext, Result, free_port
+from benchmarks.harness import BenchContext, Result, free_port, peer_buffer_flags
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def llama_bench(ctx: BenchContext, model: Path, reps: int) -> tuple[float, float
     exe = ctx.peer("llama-bench")
     assert exe is not None
     cmd = [str(exe), "-m", str(model), "-t", str(ctx.threads), "-p", str(PP_TOKENS), "-n", str(TG_TOKENS),
-           "-r", str(reps), "-o", "json"]  # fmt: skip
+           "-r", str(reps), "-o", "json", *peer_buffer_flags("llama-bench")]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True).stdout
     rows = json.loads(out)
     tg = next(r["avg_ts"] for r in rows if r["n_gen"] == TG_TOKENS and r["n_prompt"] == 0)
@@ -271,7 +271,8 @@ def llama_server(ctx: BenchContext, model: Path, parallel: int, per_slot: int) -
     assert exe is not None
     port = free_port()
     cmd = [str(exe), "-m", str(model), "-t", str(ctx.threads), "-np", str(parallel), "-c", str(per_slot * parallel),
-           "-b", "512", "-ub", "512", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+           "-b", "512", "-ub", "512", "--host", "127.0.0.1", "--port", str(port),
+           *peer_buffer_flags("llama-server")]  # fmt: skip
     with _running(cmd, port, "llama-server", grace_s=10) as url:
         yield url
 

