@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import llama_cpp.llama_cpp as ll
 import pytest
 from llama_cpp import Llama
 
+from haven.engine.llama_backend import extra_buffer_types_safe
 from tests.support.real_model import real_model_home, real_model_path
 
 __all__ = ["llama", "real_model_home", "real_model_path"]
@@ -34,10 +36,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def llama(real_model_path: Path) -> Iterator[Llama]:
-    """llama.cpp's own high-level API on the same file: the reference the tier compares Haven with."""
-    model = Llama(
-        str(real_model_path), n_ctx=N_CTX, n_batch=N_BATCH, n_ubatch=N_BATCH, n_threads=THREADS, seed=0,
-        flash_attn=True, verbose=False,
-    )  # fmt: skip
+    """llama.cpp's own high-level API on the same file: the reference the tier compares Haven with.
+
+    It loads the weights into the buffers Haven's backend uses on this build (on an AMX build, plain CPU
+    buffers: the AMX buffer segfaults), so both run the same kernels."""
+    defaults = ll.llama_model_default_params
+
+    def same_buffers() -> ll.llama_model_params:
+        params = defaults()
+        params.use_extra_bufts = extra_buffer_types_safe(ll.llama_print_system_info().decode(errors="replace"))
+        return params
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ll, "llama_model_default_params", same_buffers)
+        model = Llama(
+            str(real_model_path), n_ctx=N_CTX, n_batch=N_BATCH, n_ubatch=N_BATCH, n_threads=THREADS, seed=0,
+            flash_attn=True, verbose=False,
+        )  # fmt: skip
     yield model
     model.close()
