@@ -137,20 +137,13 @@ def physical_cores() -> int:
     return len(cores) or os.cpu_count() or 1
 
 
-def weight_repacking() -> bool:
-    """Haven's own rule for this build (``haven.engine.llama_backend.extra_buffer_types_safe``)."""
-    import llama_cpp.llama_cpp as ll
-
-    from haven.engine.llama_backend import extra_buffer_types_safe
-
-    return extra_buffer_types_safe(ll.llama_print_system_info().decode(errors="replace"))
-
-
 def peer_buffer_flags(tool: str) -> list[str]:
     """The peer's flags for the weight buffers Haven uses on this build, so both run the same kernels: on
     an AMX build Haven keeps weights in plain CPU buffers (the AMX buffer segfaults on a batched decode:
     llama-bench's pp and llama-server's first prompt crash too), and the peers are told the same."""
-    if weight_repacking():
+    from haven.engine.llama_backend import extra_buffer_types_allowed
+
+    if extra_buffer_types_allowed():
         return []
     return ["--repack", "0"] if tool == "llama-bench" else ["--no-repack"]
 
@@ -170,6 +163,8 @@ def machine_info(peers_bin: Path = PEERS_BIN) -> dict[str, str]:
         pass
     import llama_cpp
 
+    from haven.engine.llama_backend import extra_buffer_types_allowed
+
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpu": cpu,
@@ -178,7 +173,9 @@ def machine_info(peers_bin: Path = PEERS_BIN) -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "llama-cpp-python": llama_cpp.__version__,
-        "weight buffers": "repacking allowed" if weight_repacking() else "plain CPU buffers (an AMX build; peers too)",
+        "weight buffers": (
+            "repacking allowed" if extra_buffer_types_allowed() else "plain CPU buffers (an AMX build; peers too)"
+        ),
     }
     server = peers_bin / "llama-server"
     if server.exists():

@@ -20,6 +20,7 @@ the scheduler thread is the only caller of the generation context.
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -62,6 +63,12 @@ def extra_buffer_types_safe(system_info: str) -> bool:
     #20824 reports). Plain CPU buffers run the same model with the AVX-512 kernels, and correctly.
     """
     return "AMX_INT8 = 1" not in system_info
+
+
+@functools.cache
+def extra_buffer_types_allowed() -> bool:
+    """:func:`extra_buffer_types_safe` for the llama.cpp this process loaded (its build cannot change)."""
+    return extra_buffer_types_safe(ll.llama_print_system_info().decode(errors="replace"))
 
 
 def init_backend(verbose: bool = False) -> None:
@@ -137,7 +144,7 @@ class LlamaBackend:
         self.path = str(path)
         mparams = ll.llama_model_default_params()
         mparams.n_gpu_layers = gpu_layers if gpu_layers >= 0 else 1_000_000
-        self.extra_buffer_types = extra_buffer_types_safe(ll.llama_print_system_info().decode(errors="replace"))
+        self.extra_buffer_types = extra_buffer_types_allowed()
         mparams.use_extra_bufts = self.extra_buffer_types
         model = ll.llama_model_load_from_file(self.path.encode(), mparams)
         if not model:

@@ -12,7 +12,7 @@ import llama_cpp.llama_cpp as ll
 import pytest
 from llama_cpp import Llama
 
-from haven.engine.llama_backend import extra_buffer_types_safe
+from haven.engine.llama_backend import extra_buffer_types_allowed
 from tests.support.real_model import real_model_home, real_model_path
 
 __all__ = ["llama", "real_model_home", "real_model_path"]
@@ -44,7 +44,7 @@ def llama(real_model_path: Path) -> Iterator[Llama]:
 
     def same_buffers() -> ll.llama_model_params:
         params = defaults()
-        params.use_extra_bufts = extra_buffer_types_safe(ll.llama_print_system_info().decode(errors="replace"))
+        params.use_extra_bufts = extra_buffer_types_allowed()
         return params
 
     with pytest.MonkeyPatch.context() as patch:
