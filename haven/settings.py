@@ -153,7 +153,7 @@ class Settings(BaseSettings):
         "default; per-request override: speculative.",
     )
     speculative_draft_max: int = Field(
-        default=16,
+        default=32,
         ge=1,
         le=32,
         description="Most tokens drafted per request and step (speculative decoding); the width each step "

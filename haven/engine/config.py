@@ -36,7 +36,7 @@ class EngineConfig:
     """llama.cpp's own logging."""
     speculative: str = "off"
     """``off`` or ``ngram`` (prompt-lookup drafts verified in the same decode; see docs/engine.md)."""
-    speculative_draft_max: int = 16
+    speculative_draft_max: int = 32
     """Most tokens drafted per sequence per step."""
     kv_cache_type: str = "f16"
     """``f16``, ``q8_0`` or ``q4_0`` for both K and V (a quantized V needs flash attention)."""

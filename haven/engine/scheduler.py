@@ -76,7 +76,7 @@ class SchedulerConfig:
     """Slots holding fewer cached tokens are not worth a file."""
     speculative: str = "off"
     """``"ngram"``: prompt-lookup speculative decoding (see :mod:`.speculative`); ``"off"``."""
-    speculative_draft_max: int = 16
+    speculative_draft_max: int = 32
     kv_cache_type: str = "f16"
     kv_bytes_per_slot: int = 0
 

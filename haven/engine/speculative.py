@@ -59,14 +59,30 @@ class NgramDrafter:
     """Prompt-lookup drafts over one sequence's tokens (prompt + output), updated incrementally.
 
     For every ``n`` in ``NGRAM_MIN..NGRAM_MAX`` a dictionary maps each n-gram that has a successor to
-    the index just after its most recent occurrence; appending a token is O(``NGRAM_MAX``), a lookup
-    O(``NGRAM_MAX``), so drafting costs nothing measurable even for a 32k-token prompt.
+    the indices just after its latest ``CANDIDATES`` occurrences. A lookup takes the longest ``n`` that
+    matches the sequence's suffix and, among that n-gram's occurrences, the one whose preceding tokens
+    agree longest with the text before the suffix (the latest on a tie): text that alternates — a
+    loop of two lines that differ in one word, a table whose rows share their first cells — then
+    continues from the occurrence it is actually repeating, where the latest occurrence would propose
+    the other line. Appending a token is O(``NGRAM_MAX``), a lookup at most ``CANDIDATES`` slice
+    comparisons of up to ``CONTEXT_MAX`` tokens, so drafting costs nothing measurable even for a
+    32k-token prompt.
     """
+
+    CANDIDATES = 8
+    """Occurrences of an n-gram compared by their context (the latest ones)."""
+    CONTEXT_MAX = 64
+    """Tokens of agreement beyond which two occurrences count as equally good."""
+    CONTEXT_MARGIN = 4
+    """Tokens of agreement by which an older occurrence must beat a later one to be chosen: one or two
+    agreeing tokens are chance, and a sequence that starts a new loop repeats its latest text."""
 
     def __init__(self, tokens: Sequence[int] = (), *, n_min: int = NGRAM_MIN, n_max: int = NGRAM_MAX) -> None:
         self.n_min, self.n_max = n_min, n_max
         self.tokens: list[int] = []
-        self._index: dict[int, dict[tuple[int, ...], int]] = {n: {} for n in range(n_min, n_max + 1)}
+        self._index: dict[int, dict[tuple[int, ...], list[int]]] = {n: {} for n in range(n_min, n_max + 1)}
+        self.context = 0
+        """Tokens of agreement (the n-gram included) behind the last draft: 0 when there was none."""
         self.extend(tokens)
 
     def append(self, token: int) -> None:
@@ -74,16 +90,36 @@ class NgramDrafter:
         end = len(tokens)  # index of the token being appended: the successor of the n-grams ending before it
         for n, index in self._index.items():
             if end >= n:
-                index[tuple(tokens[end - n : end])] = end
+                starts = index.setdefault(tuple(tokens[end - n : end]), [])
+                starts.append(end)
+                if len(starts) > 2 * self.CANDIDATES:  # amortised trim: only the latest are ever compared
+                    del starts[: -self.CANDIDATES]
         tokens.append(token)
 
     def extend(self, tokens: Sequence[int]) -> None:
         for token in tokens:
             self.append(token)
 
+    def _agreement(self, start: int, n: int) -> int:
+        """How many tokens before the occurrence ending at ``start`` equal those before the suffix."""
+        tokens, end = self.tokens, len(self.tokens) - n
+        a, b = start - n, end  # exclusive ends of the two stretches compared backwards
+        limit = min(self.CONTEXT_MAX - n, a)
+        agreed, block = 0, 8
+        while agreed < limit:
+            step = min(block, limit - agreed)
+            if tokens[a - agreed - step : a - agreed] == tokens[b - agreed - step : b - agreed]:
+                agreed += step
+                continue
+            for i in range(1, step + 1):  # the block differs somewhere: find where, from its near end
+                if tokens[a - agreed - i] != tokens[b - agreed - i]:
+                    return agreed + i - 1
+        return agreed
+
     def draft(self, max_len: int) -> list[int]:
-        """``max_len`` tokens that followed the latest earlier occurrence of the longest matching suffix
+        """``max_len`` tokens that followed the best earlier occurrence of the longest matching suffix
         (or none when no suffix of ``NGRAM_MIN``..``NGRAM_MAX`` tokens occurred before)."""
+        self.context = 0
         if max_len <= 0:
             return []
         tokens = self.tokens
@@ -91,12 +127,22 @@ class NgramDrafter:
         for n in range(self.n_max, self.n_min - 1, -1):
             if length < n:
                 continue
-            start = self._index[n].get(tuple(tokens[length - n :]))
-            if start is not None:
-                # The match says the text repeats with period ``length - start``; past the end of the
-                # history the draft keeps repeating it (a loop, a table row, a repeated line).
-                period = length - start
-                return [tokens[start + i % period] for i in range(max_len)]
+            starts = self._index[n].get(tuple(tokens[length - n :]))
+            if not starts:
+                continue
+            start = starts[-1]
+            agreed = self._agreement(start, n)
+            for candidate in reversed(starts[-self.CANDIDATES : -1]):
+                if n + agreed >= self.CONTEXT_MAX:
+                    break
+                got = self._agreement(candidate, n)
+                if got >= agreed + self.CONTEXT_MARGIN:
+                    start, agreed = candidate, got
+            self.context = n + agreed
+            # The match says the text repeats with period ``length - start``; past the end of the
+            # history the draft keeps repeating it (a loop, a table row, a repeated line).
+            period = length - start
+            return [tokens[start + i % period] for i in range(max_len)]
         return []
 
 

@@ -50,6 +50,29 @@ def test_ngram_drafter_never_matches_the_suffix_itself() -> None:
     assert drafter.draft(4) == [7, 7, 7, 7]
 
 
+def test_ngram_drafter_follows_the_occurrence_with_the_longest_agreeing_context() -> None:
+    # Two lines that differ in their last token, alternating: the latest occurrence of the line's start
+    # is the other line, the one before it agrees with what came before and predicts the right ending.
+    first, second = [10, 11, 12, 13, 1], [10, 11, 12, 13, 2]
+    drafter = NgramDrafter([*first, *second, *first, *second, *first, 10, 11, 12, 13])
+    assert drafter.draft(6) == [2, 10, 11, 12, 13, 1]
+    assert drafter.context >= 8  # the 4-gram and at least the line before it
+    # Nothing agrees beyond the n-gram itself: the latest occurrence wins the tie.
+    drafter = NgramDrafter([7, 1, 2, 3, 4, 5, 8, 1, 2, 3, 4, 6, 9, 1, 2, 3, 4])
+    assert drafter.draft(1) == [6]
+    assert drafter.context == 4
+    drafter.append(99)
+    assert drafter.draft(3) == [] and drafter.context == 0
+
+
+def test_ngram_drafter_compares_only_recent_occurrences_and_bounded_context() -> None:
+    drafter = NgramDrafter([5] * 500)
+    kept = [len(starts) for index in drafter._index.values() for starts in index.values()]
+    assert max(kept) <= 2 * NgramDrafter.CANDIDATES
+    assert drafter.draft(3) == [5, 5, 5]
+    assert drafter.context == NgramDrafter.CONTEXT_MAX
+
+
 def test_expected_extra_tokens() -> None:
     assert expected_extra(1.0, 4) == 4
     assert expected_extra(0.0, 4) == 0
