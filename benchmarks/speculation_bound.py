@@ -149,7 +149,7 @@ class HavensRule:
         self.tracker = AcceptanceTracker()
         self.model = StepCostModel()
         for width, seconds in cost.items():
-            for _ in range(StepCostModel.SHRINK * 8):  # enough that the table speaks for itself
+            for _ in range(32):  # each width measured, as a long-running server has
                 self.model.observe(width, seconds)
 
     def __call__(self, draft: list[int], true: int, cost: Callable[[int], float]) -> int:

@@ -533,8 +533,18 @@ class Scheduler:
             room_rows,
             (self.backend.batch.capacity - n_prompt) // max(1, rows),
         )
+        if n_prompt:
+            # A step with prompt tokens measures nothing (the cost table is fitted on decoding steps), so it
+            # drafts only as wide as measured: past that the table's price is an optimistic guess.
+            max_width = min(max_width, self._cost.measured_max() // max(1, rows))
         width = choose_width(
-            candidates, decoding=len(decoding), rows=rows, other_tokens=n_prompt, cost=self._cost, max_width=max_width
+            candidates,
+            decoding=len(decoding),
+            rows=rows,
+            other_tokens=n_prompt,
+            cost=self._cost,
+            max_width=max_width,
+            prompt_token_s=self._prompt_cost.seconds,
         )
         if width > 1 and n_prompt == 0:
             # Drafting pays at the current estimates: measure a width not yet measured at this row count

@@ -38,6 +38,7 @@ drafting and pays only for a dictionary lookup per step.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -203,13 +204,16 @@ def expected_extra(rate: float, k: int) -> float:
 class StepCostModel:
     """What a decoding step of ``tokens`` rows costs, learned from the steps themselves.
 
-    Two layers. A table keeps an exponentially weighted mean per batch size seen (what :meth:`cost`
-    answers, shrunk towards the line while a size has few observations), because llama.cpp's CPU
-    kernels are not linear in the batch — on 2 cores a 2-token step of SmolLM2 costs 1.8× a 1-token
-    one while a 4-token step costs 2.4×, and an 8-token step of the 0.5B is cheaper than a 7-token one.
-    A line ``base + per_token × tokens`` fitted over the table's sizes (each size one point, so
-    thousands of 1-token steps cannot drown the few wide ones) predicts the sizes not seen yet; its
-    prior (a token costs 5 % of a pass) holds until two sizes have been seen.
+    A table keeps an exponentially weighted mean per batch size seen, because llama.cpp's CPU kernels
+    are not linear in the batch — on 2 cores a 2-token step of SmolLM2 costs 1.8–2× a 1-token one
+    while a 4-token step costs 2.4–3×, and the 0.5B's 8-, 16- and 32-token steps cost 4.3×, 6.6× and
+    12× (an 8-token step less than a 7-token one). :meth:`cost` answers from the table: a measured
+    size its mean, a size between two measured ones the straight line between them, and a size past
+    the widest measured one that one's cost — an optimistic guess on purpose, so that a width is
+    measured (see :func:`widths_to_explore`) before it is written off. A line fitted through the first
+    sizes extrapolated the 0.5B's 1- and 4-token steps to 28× for 32 tokens (12× measured), and the
+    scheduler never drafted again. The line ``base + per_token × tokens`` (fitted over the table's
+    sizes, each size one point) only answers before anything is measured.
     """
 
     base: float = 0.02
@@ -220,7 +224,6 @@ class StepCostModel:
     _sums: list[float] = field(default_factory=lambda: [0.0] * 5)
     """Weighted sums over the table's points (w, w·x, w·y, w·x², w·x·y), kept up to date per observation."""
 
-    SHRINK = 4
     MIN_SEEN = 3
 
     def observe(self, tokens: int, seconds: float) -> None:
@@ -261,22 +264,35 @@ class StepCostModel:
     def untried(self, sizes: Sequence[int]) -> int | None:
         """The first of ``sizes`` seen fewer than ``MIN_SEEN`` times (None: all are known).
 
-        The scheduler tries such a width when it drafts anyway: the curve is not smooth (on CPUs
-        llama.cpp computes columns in blocks of 4, so 8 tokens may cost less than 7), and a size
-        predicted too dear by the line would otherwise never be measured. It costs a few steps
-        per size, once per loaded model."""
+        The scheduler tries such a width when it drafts anyway, so the choice rests on measured steps
+        (the curve is not smooth: on CPUs llama.cpp computes columns in blocks of 4, so 8 tokens may cost
+        less than 7). It costs a few steps per size, once per loaded model."""
         for size in sizes:
             if self._table.get(size, (0.0, 0))[1] < self.MIN_SEEN:
                 return size
         return None
 
     def cost(self, tokens: int) -> float:
+        table = self._table
+        known = table.get(tokens)
+        if known is not None:
+            return known[0]
         line = self.base + self.per_token * tokens
-        mean, seen = self._table.get(tokens, (0.0, 0))
-        # Shrunk towards the line by SHRINK observations' worth: a size tried a few times on a noisy
-        # machine is not written off (it may never be tried again), one seen often speaks for itself.
-        n = min(seen, 32)
-        return (n * mean + self.SHRINK * line) / (n + self.SHRINK)
+        if not table:
+            return line
+        sizes = sorted(table)
+        i = bisect.bisect_left(sizes, tokens)
+        if i == len(sizes):
+            return table[sizes[-1]][0]  # past the widest measured step: optimistic until measured
+        if i == 0:
+            return min(line, table[sizes[0]][0])
+        lo, hi = sizes[i - 1], sizes[i]
+        c_lo, c_hi = table[lo][0], table[hi][0]
+        return c_lo + (c_hi - c_lo) * (tokens - lo) / (hi - lo)
+
+    def measured_max(self) -> int:
+        """The widest step measured ``MIN_SEEN`` times (0: none)."""
+        return max((size for size, (_, seen) in self._table.items() if seen >= self.MIN_SEEN), default=0)
 
 
 @dataclass
@@ -317,44 +333,52 @@ def choose_width(
     other_tokens: int,
     cost: StepCostModel,
     max_width: int,
+    prompt_token_s: float = 0.0,
 ) -> int:
     """Tokens per row for this step (1 = no drafting) that maximise expected emitted tokens per second.
 
     ``decoding`` sequences emit at least one token each; ``rows`` counts every row that must be padded
     to the width (decoding sequences and bridged idle slots); ``other_tokens`` the step's prompt
-    tokens, which cost the same whatever the width.
+    tokens, which cost the same whatever the width: ``prompt_token_s`` each (the scheduler's measured
+    price; ``cost`` is fitted on decoding steps only, and a step of hundreds of tokens lies past every
+    size it measured, where its price is one optimistic guess).
     """
     if not candidates or max_width <= 1:
         return 1
+
+    def step_cost(tokens: int) -> float:
+        return cost.cost(tokens) + prompt_token_s * other_tokens
+
     n_decoding = decoding
     # Drafting must beat plain decoding by DRAFT_MARGIN: the estimates carry error, and a wider step
     # delays the token of every row whose draft is not kept.
-    best_width, best_rate = 1, DRAFT_MARGIN * n_decoding / cost.cost(rows + other_tokens)
+    best_width, best_rate = 1, DRAFT_MARGIN * n_decoding / step_cost(rows)
     longest = max(c.draft_len for c in candidates)
     for width in range(2, min(max_width, longest + 1) + 1):
         gain = sum(expected_extra(c.rate, min(width - 1, c.draft_len)) for c in candidates)
-        rate = (n_decoding + gain) / cost.cost(rows * width + other_tokens)
+        rate = (n_decoding + gain) / step_cost(rows * width)
         if rate > best_rate * 1.0001:  # ties keep the narrower step
             best_width, best_rate = width, rate
     return best_width
 
 
-EXPLORE_BEYOND = 3
-"""Widths beyond the chosen one that a fresh server measures before it trusts its cost table."""
-
-
 def widths_to_explore(chosen: int, max_width: int) -> list[int]:
     """The widths a step may try instead of ``chosen`` while their costs are unmeasured, in the order to
-    try them: 2 up to the chosen width plus ``EXPLORE_BEYOND``, multiples of 4 first.
+    try them: 2, 4, 8, … below ``max_width``, and ``max_width`` itself, up to ``chosen``.
 
-    The bound: a draft is nearly always full length, so trying every width up to ``1 + draft_max`` on a
-    fresh server tried widths far beyond any that paid (48 exploratory steps, a sixth of the 0.5B's first
-    editing requests). The order: llama.cpp's CPU kernels take columns in fours, so 4 tokens cost little
-    more than 3 and 2 nearly twice 1. Measured first, width 2 alone set the cost line's slope to a whole
-    pass per token, every wider step then looked dear and SmolLM2 stopped drafting for good (3 tokens
-    drafted in a run of three editing answers)."""
-    widths = range(2, min(max_width, chosen + EXPLORE_BEYOND) + 1)
-    return sorted(widths, key=lambda w: (w % 4 != 0, w))
+    A doubling grid because :meth:`StepCostModel.cost` interpolates between measured sizes: five or six
+    sizes per row count (three steps each, once per loaded model) price every width up to 33, where
+    measuring every width had a fresh server spend 48 steps, a sixth of the 0.5B's first editing
+    requests, on widths far wider than any that paid. Up to ``chosen`` because a width beyond the widest
+    measured one is priced optimistically: the step that would draft ``chosen`` wide measures the next
+    grid size instead, and drafting widens only as far as measured costs keep paying."""
+    grid: list[int] = []
+    width = 2
+    while width < max_width:
+        grid.append(width)
+        width *= 2
+    grid.append(max_width)
+    return [w for w in grid if w <= chosen]
 
 
 @dataclass

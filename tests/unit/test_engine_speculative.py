@@ -153,31 +153,74 @@ def test_cost_model_follows_a_curve_that_is_not_a_line() -> None:
     assert choose_width(good, decoding=1, rows=1, other_tokens=0, cost=model, max_width=4) == 4
 
 
-def test_a_fresh_server_explores_widths_near_the_chosen_one_multiples_of_4_first() -> None:
-    """Drafts are nearly always full length, so exploring up to 1 + draft_max tried every width to 17
-    three times on a fresh server; the widths tried are 2 … chosen + 3, and a block of 4 comes first (a
-    2-token step measured first made every wider one look dear on SmolLM2)."""
-    assert widths_to_explore(4, 17) == [4, 2, 3, 5, 6, 7]
-    assert widths_to_explore(2, 17) == [4, 2, 3, 5]
-    assert sorted(widths_to_explore(16, 17)) == list(range(2, 18))  # never past what the step can hold
-    assert widths_to_explore(16, 17)[:4] == [4, 8, 12, 16]
+def test_a_fresh_server_explores_a_doubling_grid_of_widths_up_to_the_chosen_one() -> None:
+    """Measuring every width up to 1 + draft_max cost a fresh server 48 steps; the costs between the grid's
+    sizes are interpolated."""
+    assert widths_to_explore(17, 17) == [2, 4, 8, 16, 17]
+    assert widths_to_explore(33, 33) == [2, 4, 8, 16, 32, 33]
+    assert widths_to_explore(5, 33) == [2, 4]
     assert widths_to_explore(3, 3) == [2, 3]
+    assert widths_to_explore(2, 2) == [2]
 
 
-def test_with_a_block_of_4_measured_first_drafting_survives_a_dear_2_token_step() -> None:
-    """SmolLM2 on 2 cores: 2 tokens cost 1.9× one, 4 tokens 3.2×. With the width measured in the order
-    :func:`widths_to_explore` gives, a request at 90 % acceptance keeps drafting 4 wide."""
-    true_cost = {1: 0.0113, 2: 0.0219, 3: 0.0277, 4: 0.036, 5: 0.0457}
-    good = [DraftCandidate(16, 0.9)]
+def test_cost_model_interpolates_between_measured_sizes_and_is_optimistic_past_them() -> None:
     model = StepCostModel()
-    model.observe(1, true_cost[1])
-    for _ in range(12):  # steps: take the rule's width or, while it drafts, the next unmeasured one
-        width = choose_width(good, decoding=1, rows=1, other_tokens=0, cost=model, max_width=17)
-        if width == 1:
-            break
-        width = model.untried(widths_to_explore(width, 17)) or width
-        model.observe(width, true_cost.get(width, 0.0113 + 0.0062 * width))
-    assert choose_width(good, decoding=1, rows=1, other_tokens=0, cost=model, max_width=17) > 1
+    assert model.cost(8) == pytest.approx(model.base + 8 * model.per_token)  # nothing measured: the prior line
+    for _ in range(3):
+        model.observe(1, 0.010)
+        model.observe(4, 0.040)
+    assert model.cost(2) == pytest.approx(0.020)
+    assert model.cost(16) == pytest.approx(0.040)  # the widest measured price, until 16 is measured
+    assert model.measured_max() == 4
+    model.observe(16, 0.070)
+    assert model.measured_max() == 4  # measured once: not yet trusted for steps that cannot measure
+    assert model.cost(10) == pytest.approx(0.055)
+
+
+def _explore(true_cost: Callable[[int], float], rate: float, draft_len: int, steps: int) -> StepCostModel:
+    """A fresh server's single stream: the rule's width or, while it drafts, the next unmeasured grid width."""
+    good = [DraftCandidate(draft_len, rate)]
+    model = StepCostModel()
+    model.observe(1, true_cost(1))
+    for _ in range(steps):
+        width = choose_width(good, decoding=1, rows=1, other_tokens=0, cost=model, max_width=draft_len + 1)
+        if width > 1:
+            width = model.untried(widths_to_explore(width, draft_len + 1)) or width
+        model.observe(width, true_cost(width))
+    return model
+
+
+def test_with_a_dear_2_token_step_measured_first_drafting_survives() -> None:
+    """SmolLM2 on 2 cores: 2 tokens cost 1.9× one, 4 tokens 3.2×; a request at 90 % acceptance keeps drafting."""
+    known = {1: 0.0113, 2: 0.0219, 3: 0.0277, 4: 0.036, 5: 0.0457}
+    model = _explore(lambda w: known.get(w, 0.0113 + 0.0062 * w), 0.9, 16, 12)
+    assert choose_width([DraftCandidate(16, 0.9)], decoding=1, rows=1, other_tokens=0, cost=model, max_width=17) > 1
+
+
+def test_kernels_that_amortise_wide_steps_are_found_after_a_dear_narrow_one() -> None:
+    """The 0.5B q8_0 on 2 cores (step costs in 1-token steps): 2 tokens 2.4×, 4 tokens 3.7×, but 16 tokens 6.6×.
+    A line through the first measured sizes priced 32 tokens at 28× (12× measured) and the request stopped
+    drafting for good; the grid measures the wide steps and the request drafts 16 wide."""
+    ratio = {1: 1.0, 2: 2.43, 4: 3.65, 8: 4.27, 16: 6.63, 32: 12.1, 33: 13.0}
+    model = _explore(lambda w: 0.03 * ratio.get(w, 1.0 + 0.4 * w), 0.95, 32, 30)
+    width = choose_width([DraftCandidate(32, 0.95)], decoding=1, rows=1, other_tokens=0, cost=model, max_width=33)
+    assert width >= 16
+
+
+def test_prompt_tokens_are_priced_apart_from_the_decoding_rows() -> None:
+    model = StepCostModel()
+    for _ in range(3):
+        for width, seconds in {1: 0.010, 2: 0.020, 4: 0.025, 8: 0.030}.items():
+            model.observe(width, seconds)
+    def width(rate: float, **prompt: Any) -> int:
+        return choose_width([DraftCandidate(8, rate)], decoding=1, rows=1, cost=model, max_width=8, **prompt)
+
+    assert width(0.9, other_tokens=0) == 8
+    assert width(0.9, other_tokens=512, prompt_token_s=0.001) == 8
+    # 512 prompt tokens at 1 ms each cost the same whatever the width; a 5 % draft does not pay for its rows.
+    # (Priced as one step of 513+ tokens, past every measured size and so at one optimistic price, it looked free.)
+    assert width(0.05, other_tokens=512, prompt_token_s=0.001) == 1
+    assert width(0.05, other_tokens=0) == 1
 
 
 def test_cost_model_bounds_a_descheduled_step() -> None:
