@@ -309,16 +309,23 @@ def haven_counters(url: str) -> tuple[float, float]:
 
 
 def run_prompts(texts: Sequence[str], tag: str) -> list[str]:
-    """``texts`` with a first line of their own (``Request <tag>.``): no run finds another run's prompt in
-    the prefix cache, so every one pays its prefill, as the first would (and as llama-server does)."""
+    """``texts`` with a first line of their own (``Request <tag>.``), one tag per round: each round asks
+    something the server has not answered yet."""
     return [f"Request {tag}.\n{text}" for text in texts]
+
+
+FRESH_PREFILL = {"cache_prompt": False}
+"""Both arms of a round send the same prompts (so they decode the same answers: a different first line
+changes SmolLM2's greedy answer, one round's translation loops for 400 tokens where another's stops at 62,
+and with a tag per arm the ratio measured which arm drew the loop); without reuse each pays its prefill."""
 
 
 def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: int = 3) -> list[Result]:
     """One ``--speculative ngram`` server, each workload with the per-request ``speculative`` off and on in
     alternating order over ``rounds`` rounds: the same process, cache and machine state for both arms, so
     the ratio is speculation's and not a second server's start or the machine's drift (each arm is total
-    tokens over total seconds; a single 300-token story swung 0.80–0.98× between two-server runs).
+    tokens over total seconds; a single 300-token story swung 0.80–0.98× between two-server runs). Both arms
+    of a round send the same prompts without prefix reuse (``FRESH_PREFILL``), so they decode the same answers.
 
     Two rates per arm: **decoding** (tokens after each stream's first over the time after it — what
     speculation changes, and what llama-server's ``predicted_per_second`` and llama-bench's tg report) carries
@@ -339,8 +346,9 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
                     for name, (texts, max_tokens, streams) in workloads.items():
                         counted = name == "edit" and mode == "ngram"  # the acceptance note's requests
                         before = haven_counters(url) if counted else (0.0, 0.0)
-                        tagged = run_prompts(texts, f"{r}{mode[0]}")
-                        runs[name, mode].append(chat_run(url, tagged, max_tokens, streams, {"speculative": mode}))
+                        tagged = run_prompts(texts, str(r))
+                        extra = {"speculative": mode, **FRESH_PREFILL}
+                        runs[name, mode].append(chat_run(url, tagged, max_tokens, streams, extra))
                         if counted:
                             after = haven_counters(url)
                             drafted, accepted = drafted + after[0] - before[0], accepted + after[1] - before[1]
@@ -369,7 +377,7 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
         for attempt in range(3):
             try:
                 with llama_server(ctx, model, plan, "--spec-type", spec_type) as url:
-                    peer_run = chat_run(url, run_prompts(prompts, "0n"), plan.edit_tokens)  # Haven's first "on" run's
+                    peer_run = chat_run(url, run_prompts(prompts, "0"), plan.edit_tokens)  # Haven's first round's
                 break
             except (httpx.HTTPError, RuntimeError) as exc:
                 ctx.log(f"llama-server --spec-type {spec_type} failed (try {attempt + 1}): {exc!r}")
@@ -380,7 +388,7 @@ def speculation(ctx: BenchContext, plan: Plan, model: Path, label: str, rounds: 
         if best_peer is None or peer_run.decode_rate > best_peer.decode_rate:
             best_peer, best_type = peer_run, spec_type
     # What any width rule could gain on these answers here (see speculation_bound): the target's context.
-    limit = speculation_bound.bound(model, run_prompts(prompts, "0n"), plan.edit_tokens, ctx.threads,
+    limit = speculation_bound.bound(model, run_prompts(prompts, "0"), plan.edit_tokens, ctx.threads,
                                     Settings().speculative_draft_max)  # fmt: skip
     arm = f"haven speculative: off (same server, {rounds} alternating rounds)"
     peer = (f"llama-server --spec-type {best_type}" if best_type
