@@ -207,6 +207,21 @@ def test_kernels_that_amortise_wide_steps_are_found_after_a_dear_narrow_one() ->
     assert width >= 16
 
 
+def test_several_rows_past_the_measured_sizes_are_priced_from_one_rows_costs() -> None:
+    """SmolLM2: one row's 33-token step measured at 147 ms; four rows 33 wide (132 tokens) are not that cheap."""
+    model = StepCostModel()
+    for _ in range(3):
+        for tokens, seconds in {1: 0.008, 4: 0.020, 16: 0.068, 33: 0.147}.items():
+            model.observe(tokens, seconds)
+    assert model.step(1, 33) == pytest.approx(0.147)
+    assert model.step(4, 4) == pytest.approx(0.068)  # measured: the table answers
+    assert model.step(4, 33) == pytest.approx(0.020 * 0.147 / 0.008)
+    assert model.step(1, 64) == pytest.approx(0.147)  # one row past the widest: optimistic, so it gets measured
+    # Four rows at 90 % acceptance: at one row's flat price for 132 tokens, 33 wide looked best.
+    rows = [DraftCandidate(32, 0.9)] * 4
+    assert choose_width(rows, decoding=4, rows=4, other_tokens=0, cost=model, max_width=33) <= 2
+
+
 def test_prompt_tokens_are_priced_apart_from_the_decoding_rows() -> None:
     model = StepCostModel()
     for _ in range(3):
