@@ -31,8 +31,8 @@ When to draft is a cost decision. llama.cpp decodes a batch with per-sequence KV
 pass only when every sequence contributes the same number of tokens (``split_equal``), so a step
 that verifies drafts gives every decoding row the same width (shorter drafts are padded with
 throwaway tokens). :func:`choose_width` picks the width that maximises expected tokens per second
-from each sequence's measured acceptance rate (:class:`AcceptanceTracker`) and a linear step-cost
-model fitted online (:class:`StepCostModel`): free generation, whose drafts keep failing, stops
+from each sequence's measured acceptance rate (:class:`AcceptanceTracker`) and a table of step costs
+measured online (:class:`StepCostModel`): free generation, whose drafts keep failing, stops
 drafting and pays only for a dictionary lookup per step.
 """
 
@@ -221,6 +221,8 @@ class StepCostModel:
     weight: float = 0.1
     """Weight of a new observation in its size's mean (after the first few, which average evenly)."""
     _table: dict[int, tuple[float, int]] = field(default_factory=dict)
+    _sizes: list[int] = field(default_factory=list)
+    """The table's sizes in ascending order, kept with it (:meth:`cost` runs for every width of every step)."""
     _sums: list[float] = field(default_factory=lambda: [0.0] * 5)
     """Weighted sums over the table's points (w, w·x, w·y, w·x², w·x·y), kept up to date per observation."""
 
@@ -235,6 +237,8 @@ class StepCostModel:
             seconds = min(seconds, 2.0 * mean)
         seen += 1
         mean += max(self.weight, 1.0 / seen) * (seconds - mean)
+        if old is None:
+            bisect.insort(self._sizes, tokens)
         self._table[tokens] = (mean, seen)
         self._add_point(tokens, mean, seen, 1.0)
         self._fit()
@@ -280,7 +284,7 @@ class StepCostModel:
         line = self.base + self.per_token * tokens
         if not table:
             return line
-        sizes = sorted(table)
+        sizes = self._sizes
         i = bisect.bisect_left(sizes, tokens)
         if i == len(sizes):
             return table[sizes[-1]][0]  # past the widest measured step: optimistic until measured
@@ -296,7 +300,7 @@ class StepCostModel:
         step of four rows 33 wide must not look as cheap as one row 33 wide. On SmolLM2 that flat price had
         every new row count try 64- and 132-token steps (3 × 220 ms and more) that never paid."""
         tokens = rows * width
-        if rows <= 1 or width <= 1 or not self._table or tokens <= max(self._table):
+        if rows <= 1 or width <= 1 or not self._sizes or tokens <= self._sizes[-1]:
             return self.cost(tokens)
         return max(self.cost(tokens), self.cost(rows) * self.cost(width) / self.cost(1))
 
@@ -364,8 +368,14 @@ def choose_width(
     # delays the token of every row whose draft is not kept.
     best_width, best_rate = 1, DRAFT_MARGIN * n_decoding / step_cost(1)
     longest = max(c.draft_len for c in candidates)
+    # Each candidate's expected_extra(rate, min(width - 1, draft_len)), grown one width at a time.
+    survive = [1.0] * len(candidates)
+    gain = 0.0
     for width in range(2, min(max_width, longest + 1) + 1):
-        gain = sum(expected_extra(c.rate, min(width - 1, c.draft_len)) for c in candidates)
+        for i, c in enumerate(candidates):
+            if width - 1 <= c.draft_len:
+                survive[i] *= c.rate
+                gain += survive[i]
         rate = (n_decoding + gain) / step_cost(width)
         if rate > best_rate * 1.0001:  # ties keep the narrower step
             best_width, best_rate = width, rate
