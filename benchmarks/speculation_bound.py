@@ -149,7 +149,7 @@ class HavensRule:
         self.tracker = AcceptanceTracker()
         self.model = StepCostModel()
         for width, seconds in cost.items():
-            for _ in range(32):  # each width measured, as a long-running server has
+            for _ in range(StepCostModel.MIN_SEEN):  # every width measured, as on a long-running server
                 self.model.observe(width, seconds)
 
     def __call__(self, draft: list[int], true: int, cost: Callable[[int], float]) -> int:
