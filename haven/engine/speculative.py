@@ -82,8 +82,6 @@ class NgramDrafter:
         self.n_min, self.n_max = n_min, n_max
         self.tokens: list[int] = []
         self._index: dict[int, dict[tuple[int, ...], list[int]]] = {n: {} for n in range(n_min, n_max + 1)}
-        self.context = 0
-        """Tokens of agreement (the n-gram included) behind the last draft: 0 when there was none."""
         self.extend(tokens)
 
     def append(self, token: int) -> None:
@@ -120,7 +118,6 @@ class NgramDrafter:
     def draft(self, max_len: int) -> list[int]:
         """``max_len`` tokens that followed the best earlier occurrence of the longest matching suffix
         (or none when no suffix of ``NGRAM_MIN``..``NGRAM_MAX`` tokens occurred before)."""
-        self.context = 0
         if max_len <= 0:
             return []
         tokens = self.tokens
@@ -139,7 +136,6 @@ class NgramDrafter:
                 got = self._agreement(candidate, n)
                 if got >= agreed + self.CONTEXT_MARGIN:
                     start, agreed = candidate, got
-            self.context = n + agreed
             # The match says the text repeats with period ``length - start``; past the end of the
             # history the draft keeps repeating it (a loop, a table row, a repeated line).
             period = length - start
