@@ -56,9 +56,12 @@ def test_ngram_drafter_follows_the_occurrence_with_the_longest_agreeing_context(
     first, second = [10, 11, 12, 13, 1], [10, 11, 12, 13, 2]
     drafter = NgramDrafter([*first, *second, *first, *second, *first, 10, 11, 12, 13])
     assert drafter.draft(6) == [2, 10, 11, 12, 13, 1]
+    chosen = [start for start in drafter._index[4][(10, 11, 12, 13)] if drafter.tokens[start] == 2][-1]
+    assert 4 + drafter._agreement(chosen, 4) >= 8  # the 4-gram and at least the line before it
     # Nothing agrees beyond the n-gram itself: the latest occurrence wins the tie.
     drafter = NgramDrafter([7, 1, 2, 3, 4, 5, 8, 1, 2, 3, 4, 6, 9, 1, 2, 3, 4])
     assert drafter.draft(1) == [6]
+    assert [drafter._agreement(start, 4) for start in drafter._index[4][(1, 2, 3, 4)]] == [0, 0]
     drafter.append(99)
     assert drafter.draft(3) == []
 
