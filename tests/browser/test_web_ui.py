@@ -349,6 +349,34 @@ def test_markdown_code_and_latex_render(open_page: Any) -> None:
     assert body.locator("button.copy-code").count() == 1
 
 
+def test_broken_and_coloured_latex_keep_their_styles_without_csp_violations(open_page: Any) -> None:
+    # A random-weights model wrote a malformed formula in CI: KaTeX's red error text set a style attribute,
+    # which the page's CSP blocked and reported. \fcolorbox's border and \pmb's shadow did the same in their
+    # MathML. The open_page fixture fails on any CSP report at teardown; this test looks first.
+    w: Watched = open_page()
+    page = w.page
+    login(w)
+    text = "broken $\\frac{1}{$ then $\\boxed{42}$ and $\\pmb{x}$ and $$\\fcolorbox{red}{white}{y}$$"
+    with api_session(w.origin) as api:
+        conv = api.post("/api/v1/conversations", json={"title": "latex"}).json()
+        api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"role": "user", "content": "tex"})
+        api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"role": "assistant", "content": text})
+    page.goto(f"{w.origin}/#/c/{conv['id']}")
+    body = answers(page).last.locator(".msg-body")
+    error = body.locator(".katex-error")
+    error.wait_for()
+    assert "\\frac{1}{" in error.inner_text()
+    assert error.evaluate("e => getComputedStyle(e).color") == "rgb(204, 0, 0)"
+    assert body.locator(".katex").count() == 3 and body.locator(".katex-display").count() == 1
+    # The MathML a screen reader reads keeps \fcolorbox's border and \pmb's shadow, written through CSSOM.
+    borders = body.locator("mpadded").evaluate_all("els => els.map(e => e.style.border)")
+    assert [b for b in borders if "solid" in b] == ["0.04em solid red"], borders
+    shadows = body.locator("mstyle").evaluate_all("els => els.map(e => e.style.textShadow)")
+    assert [s for s in shadows if s], shadows
+    page.wait_for_timeout(200)
+    assert [m for m in w.console if "Content Security Policy" in m] == []
+
+
 def test_expired_session_returns_to_login_keeping_the_typed_message(open_page: Any) -> None:
     w: Watched = open_page()
     page = w.page

@@ -121,6 +121,25 @@ purifier.addHook("afterSanitizeAttributes", (node) => {
 
 const PURIFY_CONFIG = { ALLOWED_TAGS, ALLOWED_ATTR, ALLOW_DATA_ATTR: false, RETURN_DOM_FRAGMENT: true };
 
+// KaTeX writes three presentational styles with setAttribute("style"): a parse error's colour, the MathML
+// border of \fcolorbox and \pmb's shadow. The page's CSP (style-src 'self') blocks and reports each one, so
+// a model's broken formula filled the console with violations and lost its red. CSP does not govern CSSOM
+// writes (a declaration holds no code), and these values are KaTeX's own (colours pass its validator), so
+// for the length of the synchronous render they go there.
+function renderWithoutStyleAttributes(render) {
+  const setAttribute = Element.prototype.setAttribute;
+  Element.prototype.setAttribute = function (name, value) {
+    if (String(name).toLowerCase() !== "style") return setAttribute.call(this, name, value);
+    if (this.style) this.style.cssText = String(value);
+    return undefined;
+  };
+  try {
+    render();
+  } finally {
+    Element.prototype.setAttribute = setAttribute;
+  }
+}
+
 /** A sanitised DocumentFragment for Markdown `text`. */
 export function renderMarkdown(text, { copyLabel = "Copy", onCopy } = {}) {
   const html = marked.parse(String(text ?? ""));
@@ -130,8 +149,9 @@ export function renderMarkdown(text, { copyLabel = "Copy", onCopy } = {}) {
     if (!katex) continue;
     try {
       el.textContent = "";
-      katex.render(el.dataset.tex, el, { displayMode: el.dataset.display === "true", throwOnError: false,
-        trust: false, strict: "ignore", maxSize: 20, maxExpand: 500, output: "htmlAndMathml" });
+      renderWithoutStyleAttributes(() => katex.render(el.dataset.tex, el, {
+        displayMode: el.dataset.display === "true", throwOnError: false, trust: false, strict: "ignore",
+        maxSize: 20, maxExpand: 500, output: "htmlAndMathml" }));
     } catch {
       el.textContent = el.dataset.tex;
     }
