@@ -77,6 +77,16 @@ def answers(page: Any) -> Any:
     return page.locator(".messages .msg.assistant:not(.failed)")
 
 
+def show_stored_answer(w: Watched, title: str, question: str, answer: str) -> Any:
+    """A conversation stored through the API (as a model's answer would be), opened; the answer's body."""
+    with api_session(w.origin) as api:
+        conv = api.post("/api/v1/conversations", json={"title": title}).json()
+        api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"role": "user", "content": question})
+        api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"role": "assistant", "content": answer})
+    w.page.goto(f"{w.origin}/#/c/{conv['id']}")
+    return answers(w.page).last.locator(".msg-body")
+
+
 def test_first_run_offers_admin_creation_and_shows_the_recovery_code_once(open_page: Any) -> None:
     w: Watched = open_page()
     page = w.page
@@ -333,15 +343,9 @@ def test_xss_in_user_text_and_model_output_never_executes(open_page: Any) -> Non
 
 def test_markdown_code_and_latex_render(open_page: Any) -> None:
     w: Watched = open_page()
-    page = w.page
     login(w)
     text = "# Title\n\n**bold** and $e^{i\\pi}+1=0$\n\n$$\\int_0^1 x\\,dx$$\n\n```python\ndef f():\n    return 1\n```"
-    with api_session(w.origin) as api:
-        conv = api.post("/api/v1/conversations", json={"title": "markdown"}).json()
-        api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"role": "user", "content": "md"})
-        api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"role": "assistant", "content": text})
-    page.goto(f"{w.origin}/#/c/{conv['id']}")
-    body = answers(page).last.locator(".msg-body")
+    body = show_stored_answer(w, "markdown", "md", text)
     body.locator("h1", has_text="Title").wait_for()
     assert body.locator("strong", has_text="bold").count() == 1
     assert body.locator(".katex").count() == 2 and body.locator(".katex-display").count() == 1
@@ -354,15 +358,9 @@ def test_broken_and_coloured_latex_keep_their_styles_without_csp_violations(open
     # which the page's CSP blocked and reported. \fcolorbox's border and \pmb's shadow did the same in their
     # MathML. The open_page fixture fails on any CSP report at teardown; this test looks first.
     w: Watched = open_page()
-    page = w.page
     login(w)
     text = "broken $\\frac{1}{$ then $\\boxed{42}$ and $\\pmb{x}$ and $$\\fcolorbox{red}{white}{y}$$"
-    with api_session(w.origin) as api:
-        conv = api.post("/api/v1/conversations", json={"title": "latex"}).json()
-        api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"role": "user", "content": "tex"})
-        api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"role": "assistant", "content": text})
-    page.goto(f"{w.origin}/#/c/{conv['id']}")
-    body = answers(page).last.locator(".msg-body")
+    body = show_stored_answer(w, "latex", "tex", text)
     error = body.locator(".katex-error")
     error.wait_for()
     assert "\\frac{1}{" in error.inner_text()
@@ -373,7 +371,7 @@ def test_broken_and_coloured_latex_keep_their_styles_without_csp_violations(open
     assert [b for b in borders if "solid" in b] == ["0.04em solid red"], borders
     shadows = body.locator("mstyle").evaluate_all("els => els.map(e => e.style.textShadow)")
     assert [s for s in shadows if s], shadows
-    page.wait_for_timeout(200)
+    w.page.wait_for_timeout(200)
     assert [m for m in w.console if "Content Security Policy" in m] == []
 
 
